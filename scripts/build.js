@@ -1,0 +1,21 @@
+#!/usr/bin/env node
+// Builds the package Node-RED loads: src/core -> core/, src/nodes -> nodes/
+// (compiled .js beside each node's .html, locales/ and icons/).
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+const root = path.join(__dirname, '..');
+const out = (...parts) => path.join(root, ...parts);
+
+for (const dir of ['core', 'nodes']) fs.rmSync(out(dir), { recursive: true, force: true });
+
+execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', out('tsconfig.json')], { stdio: 'inherit' });
+
+for (const file of fs.readdirSync(out('src', 'nodes'))) {
+  if (file.endsWith('.html')) fs.copyFileSync(out('src', 'nodes', file), out('nodes', file));
+}
+fs.cpSync(out('src', 'nodes', 'locales'), out('nodes', 'locales'), { recursive: true });
+// Node-RED looks for icons beside the node files.
+fs.cpSync(out('icons'), out('nodes', 'icons'), { recursive: true });

@@ -1,0 +1,443 @@
+/**
+ * The TCPMQ broker: a TCP server that wires connections, frame readers,
+ * mailboxes and the device registry together and reports what happens as
+ * events. No Node-RED import: usable on its own.
+ *
+ * Events (all arguments are plain objects):
+ * - 'state'      (BrokerStatus)  starting / listening / error / stopped
+ * - 'request'    (RequestEvent)  a device sent a valid request (already answered)
+ * - 'raw'        (RawEvent)      a line or chunk of plain text (protocol section 5)
+ * - 'online'     (DeviceRecord)  a device sent its first request since being offline
+ * - 'offline'    (DeviceRecord)  a device was silent for offlineAfter seconds
+ * - 'rejected'   (RejectEvent)   bad input, oversize frame, refused or dropped connection
+ * - 'connection' / 'disconnect' (ConnectionInfo)
+ * - 'warning'    (string)        a listener threw; the broker carried on
+ */
+
+import { EventEmitter } from 'node:events';
+import { isUtf8 } from 'node:buffer';
+import * as net from 'node:net';
+import { Devices, type DeviceRecord } from './devices';
+import { FrameReader, type FrameSink } from './frame-reader';
+import { Mailboxes } from './mailboxes';
+import { emptyReply, encodeReply, type ReplyFormat } from './reply';
+import { canonicalId, isRequest, parseRequest, type DeviceId } from './request';
+
+export interface BrokerOptions {
+  host: string;
+  port: number;
+  replyFormat: ReplyFormat;
+  /** Seconds of silence before a device is offline. */
+  offlineAfter: number;
+  /** Seconds a connection may stay silent before it is closed; 0 = never. */
+  idleTimeout: number;
+  maxConnections: number;
+  maxFrameBytes: number;
+  /** Milliseconds between attempts to listen after a failure. */
+  retryInterval: number;
+}
+
+export const DEFAULT_OPTIONS: BrokerOptions = {
+  host: '0.0.0.0',
+  port: 9999,
+  replyFormat: 'text',
+  offlineAfter: 30,
+  idleTimeout: 60,
+  maxConnections: 1000,
+  maxFrameBytes: 65536,
+  retryInterval: 5000,
+};
+
+export type BrokerState = 'stopped' | 'starting' | 'listening' | 'error';
+
+export interface BrokerStatus {
+  state: BrokerState;
+  host: string;
+  port: number;
+  /** Why listening failed, naming the address: set in the 'error' state. */
+  error?: string;
+  /** The system error code (EADDRINUSE, EACCES, ...) in the 'error' state. */
+  code?: string;
+}
+
+export interface ConnectionInfo {
+  connectionId: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+export interface RequestEvent extends ConnectionInfo {
+  from: DeviceId;
+  want: DeviceId;
+  payload: unknown;
+}
+
+export interface RawEvent extends ConnectionInfo {
+  /** The id last seen on this connection, if any. */
+  deviceId: DeviceId | undefined;
+  bytes: Buffer;
+}
+
+export type RejectKind = 'protocol-error' | 'oversize' | 'refused' | 'idle' | 'backlog';
+
+export interface RejectEvent extends ConnectionInfo {
+  kind: RejectKind;
+  reason: string;
+}
+
+export interface BrokerCounters {
+  connections: number;
+  requests: number;
+  rawMessages: number;
+  protocolErrors: number;
+  oversize: number;
+  refused: number;
+  idleClosed: number;
+}
+
+/** Replies that a client leaves unread beyond this are a client that does not read: drop it. */
+const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
+
+class Connection implements FrameSink, ConnectionInfo {
+  readonly reader: FrameReader;
+  deviceId: DeviceId | undefined;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    private readonly broker: TcpmqBroker,
+    readonly socket: net.Socket,
+    readonly connectionId: number,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+    maxFrameBytes: number,
+  ) {
+    this.reader = new FrameReader(this, maxFrameBytes);
+  }
+
+  onFrame(frame: Buffer): void {
+    this.broker.handleFrame(this, frame);
+  }
+
+  onRaw(bytes: Buffer): void {
+    this.broker.handleRaw(this, bytes);
+  }
+
+  onOversize(size: number): void {
+    this.broker.handleOversize(this, size);
+  }
+
+  write(reply: Buffer): void {
+    if (reply.length === 0 || this.socket.destroyed) return;
+    this.bytesOut += reply.length;
+    this.socket.write(reply);
+    if (this.socket.writableLength > MAX_UNREAD_REPLY_BYTES) {
+      this.broker.reject(this, 'backlog', `does not read its replies (${this.socket.writableLength} bytes unread)`);
+      this.socket.destroy();
+    }
+  }
+}
+
+export class TcpmqBroker extends EventEmitter {
+  readonly options: BrokerOptions;
+  readonly mailboxes = new Mailboxes();
+  readonly devices: Devices;
+  readonly counters: BrokerCounters = {
+    connections: 0,
+    requests: 0,
+    rawMessages: 0,
+    protocolErrors: 0,
+    oversize: 0,
+    refused: 0,
+    idleClosed: 0,
+  };
+
+  private server: net.Server | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly connections = new Map<number, Connection>();
+  private nextConnectionId = 1;
+  private currentStatus: BrokerStatus;
+  private stopping = false;
+
+  constructor(options: Partial<BrokerOptions> = {}) {
+    super();
+    this.setMaxListeners(0);
+    this.options = { ...DEFAULT_OPTIONS, ...options };
+    this.devices = new Devices(this.options.offlineAfter * 1000, (device) => this.wentOffline(device));
+    this.currentStatus = { state: 'stopped', host: this.options.host, port: this.options.port };
+  }
+
+  get status(): BrokerStatus {
+    return this.currentStatus;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Starts listening; a failure is reported as an 'error' state and retried. */
+  start(): void {
+    if (this.server || this.retryTimer || this.stopping) return;
+    this.devices.startSweeping();
+    const { host, port } = this.options;
+    this.setStatus({ state: 'starting', host, port });
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
+    server.on('error', (err: NodeJS.ErrnoException) => this.listenFailed(server, err));
+    server.listen({ host, port }, () => {
+      const address = server.address();
+      const boundPort = typeof address === 'object' && address ? address.port : port;
+      this.setStatus({ state: 'listening', host, port: boundPort });
+    });
+  }
+
+  /** Closes every connection and the server, and clears every timer. */
+  stop(): Promise<void> {
+    this.stopping = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.devices.stopSweeping();
+    for (const connection of this.connections.values()) connection.socket.destroy();
+    const server = this.server;
+    this.server = undefined;
+    return new Promise((resolve) => {
+      const stopped = () => {
+        this.stopping = false;
+        this.setStatus({ state: 'stopped', host: this.options.host, port: this.options.port });
+        resolve();
+      };
+      if (!server) stopped();
+      else if (server.listening) server.close(() => stopped());
+      else {
+        // Still binding: close once the bind settles, so the port is never left open.
+        server.once('listening', () => server.close(() => stopped()));
+        server.once('error', () => stopped());
+      }
+    });
+  }
+
+  /**
+   * Writes a mailbox from the flow's side: served until overwritten, cleared or
+   * past its time to live. Throws if the value cannot be sent (e.g. circular).
+   */
+  writeMailbox(id: unknown, value: unknown, ttlSeconds = 0): DeviceId {
+    const mailboxId = this.mailboxId(id);
+    const reply = encodeReply(value, this.options.replyFormat);
+    const mailbox = this.mailboxes.write(mailboxId, value, 'flow', Date.now(), ttlSeconds * 1000);
+    mailbox.reply = reply;
+    return mailboxId;
+  }
+
+  clearMailbox(id: unknown): DeviceId {
+    const mailboxId = this.mailboxId(id);
+    this.mailboxes.clear(mailboxId);
+    return mailboxId;
+  }
+
+  /** The content a device asking for `id` would get now, or undefined if empty. */
+  readMailbox(id: unknown): unknown {
+    const mailboxId = canonicalId(id);
+    return mailboxId === undefined ? undefined : this.mailboxes.read(mailboxId, Date.now())?.value;
+  }
+
+  /** Copies of every device record. */
+  deviceTable(): DeviceRecord[] {
+    return this.devices.table();
+  }
+
+  // ---- connections --------------------------------------------------------
+
+  private accept(socket: net.Socket): void {
+    socket.on('error', () => {
+      // Resets and timeouts from the device's side: 'close' follows and cleans up.
+    });
+    const connectionId = this.nextConnectionId++;
+    const remoteAddress = plainAddress(socket.remoteAddress);
+    const remotePort = socket.remotePort ?? 0;
+    if (this.connections.size >= this.options.maxConnections) {
+      this.counters.refused++;
+      this.safeEmit('rejected', {
+        kind: 'refused',
+        reason: `connection limit of ${this.options.maxConnections} reached`,
+        connectionId,
+        remoteAddress,
+        remotePort,
+      } satisfies RejectEvent);
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(this, socket, connectionId, remoteAddress, remotePort, this.options.maxFrameBytes);
+    this.connections.set(connectionId, connection);
+    this.counters.connections++;
+    socket.setNoDelay(true);
+    if (this.options.idleTimeout > 0) {
+      socket.setTimeout(this.options.idleTimeout * 1000, () => {
+        this.counters.idleClosed++;
+        this.reject(connection, 'idle', `silent for ${this.options.idleTimeout} s`);
+        socket.destroy();
+      });
+    }
+    socket.on('data', (chunk: Buffer) => {
+      connection.bytesIn += chunk.length;
+      try {
+        connection.reader.push(chunk);
+      } catch (err) {
+        // Only a listener's fault can get here; the connection is dropped, the broker carries on.
+        this.warn(`connection ${remoteAddress}:${remotePort} dropped after an internal error: ${describe(err)}`);
+        socket.destroy();
+      }
+    });
+    socket.on('close', () => {
+      connection.reader.stop();
+      this.connections.delete(connectionId);
+      this.safeEmit('disconnect', connectionInfo(connection));
+    });
+    this.safeEmit('connection', connectionInfo(connection));
+  }
+
+  /** @internal called by Connection for each complete JSON frame. */
+  handleFrame(connection: Connection, frame: Buffer): void {
+    const parsed = parseRequest(frame);
+    if (!isRequest(parsed)) {
+      this.counters.protocolErrors++;
+      this.reject(connection, 'protocol-error', parsed.reason);
+      return;
+    }
+    const now = Date.now();
+    const { from, want, payload } = parsed;
+    this.counters.requests++;
+    this.mailboxes.write(from, payload, 'device', now);
+    const cameOnline = this.devices.heard(from, connection, payload, now);
+    connection.deviceId = from;
+    const mailbox = this.mailboxes.read(want, now);
+    const format = this.options.replyFormat;
+    connection.write(mailbox ? (mailbox.reply ??= encodeReply(mailbox.value, format)) : emptyReply(format));
+    if (cameOnline) this.safeEmit('online', { ...cameOnline });
+    if (this.listenerCount('request') > 0) {
+      this.safeEmit('request', {
+        from,
+        want,
+        payload,
+        connectionId: connection.connectionId,
+        remoteAddress: connection.remoteAddress,
+        remotePort: connection.remotePort,
+      } satisfies RequestEvent);
+    }
+  }
+
+  /** @internal */
+  handleRaw(connection: Connection, bytes: Buffer): void {
+    if (isBinary(bytes)) {
+      this.counters.protocolErrors++;
+      this.reject(connection, 'protocol-error', `${bytes.length} bytes of binary data`);
+      return;
+    }
+    this.counters.rawMessages++;
+    this.safeEmit('raw', {
+      ...connectionInfo(connection),
+      deviceId: connection.deviceId,
+      bytes,
+    } satisfies RawEvent);
+  }
+
+  /** @internal */
+  handleOversize(connection: Connection, size: number): void {
+    this.counters.oversize++;
+    this.reject(connection, 'oversize', `frame of ${size} bytes or more exceeds maxFrameBytes (${this.options.maxFrameBytes})`);
+    connection.socket.destroy();
+  }
+
+  /** @internal */
+  reject(connection: Connection, kind: RejectKind, reason: string): void {
+    this.safeEmit('rejected', { ...connectionInfo(connection), kind, reason } satisfies RejectEvent);
+  }
+
+  private wentOffline(device: DeviceRecord): void {
+    this.mailboxes.expireDeviceNews(device.id);
+    this.safeEmit('offline', { ...device });
+  }
+
+  private listenFailed(server: net.Server, err: NodeJS.ErrnoException): void {
+    server.close();
+    if (this.server !== server) return;
+    this.server = undefined;
+    const { host, port, retryInterval } = this.options;
+    this.setStatus({ state: 'error', host, port, code: err.code, error: listenError(host, port, err) });
+    if (this.stopping) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.start();
+    }, retryInterval);
+  }
+
+  private mailboxId(id: unknown): DeviceId {
+    const mailboxId = canonicalId(id);
+    if (mailboxId === undefined || mailboxId === '') {
+      throw new Error(`invalid mailbox id ${JSON.stringify(id) ?? String(id)}: use a number or a non-empty string`);
+    }
+    return mailboxId;
+  }
+
+  private setStatus(status: BrokerStatus): void {
+    this.currentStatus = status;
+    this.safeEmit('state', status);
+  }
+
+  /** A listener that throws must not take the broker (or Node-RED) down. */
+  private safeEmit(event: string, arg: unknown): void {
+    try {
+      this.emit(event, arg);
+    } catch (err) {
+      this.warn(`a '${event}' listener failed: ${describe(err)}`);
+    }
+  }
+
+  private warn(message: string): void {
+    try {
+      this.emit('warning', message);
+    } catch {
+      // Nothing more can be done for a failing warning listener.
+    }
+  }
+}
+
+function connectionInfo(connection: Connection): ConnectionInfo {
+  return {
+    connectionId: connection.connectionId,
+    remoteAddress: connection.remoteAddress,
+    remotePort: connection.remotePort,
+  };
+}
+
+/** `::ffff:192.168.4.2` -> `192.168.4.2`, as people know their boards' addresses. */
+function plainAddress(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/** Text has no NUL or other C0 control bytes except tab, CR, LF (and ESC for terminals). */
+function isBinary(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    if (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d && byte !== 0x1b) return true;
+  }
+  return !isUtf8(bytes);
+}
+
+function listenError(host: string, port: number, err: NodeJS.ErrnoException): string {
+  const where = `${host}:${port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `port ${port} is already in use (${where})`;
+    case 'EACCES':
+      return `not allowed to listen on ${where} (ports below 1024 need privileges)`;
+    case 'EADDRNOTAVAIL':
+      return `address ${host} is not on this machine (${where})`;
+    default:
+      return `cannot listen on ${where}: ${err.message}`;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

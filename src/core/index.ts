@@ -1,0 +1,7 @@
+/** The TCPMQ protocol core, usable without Node-RED. */
+export * from './broker';
+export * from './devices';
+export * from './frame-reader';
+export * from './mailboxes';
+export * from './reply';
+export * from './request';

@@ -1,0 +1,55 @@
+/** Mailbox store: device id -> latest news (protocol sections 2 and 4). */
+
+import type { DeviceId } from './request';
+
+/** Who wrote a mailbox: a device's own news expires when it goes silent; a flow's does not. */
+export type Writer = 'device' | 'flow';
+
+export interface Mailbox {
+  value: unknown;
+  writtenAt: number;
+  writer: Writer;
+  /** Time (ms since epoch) after which the mailbox reads as empty; Infinity for never. */
+  expiresAt: number;
+  /** The reply bytes for `value`, encoded once on first read. */
+  reply?: Buffer;
+}
+
+export class Mailboxes {
+  private readonly boxes = new Map<DeviceId, Mailbox>();
+
+  write(id: DeviceId, value: unknown, writer: Writer, now: number, ttlMs = 0): Mailbox {
+    const mailbox: Mailbox = {
+      value,
+      writtenAt: now,
+      writer,
+      expiresAt: ttlMs > 0 ? now + ttlMs : Infinity,
+    };
+    this.boxes.set(id, mailbox);
+    return mailbox;
+  }
+
+  /** The mailbox's current content, or undefined when it is empty or expired. */
+  read(id: DeviceId, now: number): Mailbox | undefined {
+    const mailbox = this.boxes.get(id);
+    if (mailbox === undefined) return undefined;
+    if (mailbox.expiresAt <= now) {
+      this.boxes.delete(id);
+      return undefined;
+    }
+    return mailbox;
+  }
+
+  clear(id: DeviceId): void {
+    this.boxes.delete(id);
+  }
+
+  /** A device went silent: its own news is no longer served (the flow's writes stay). */
+  expireDeviceNews(id: DeviceId): void {
+    if (this.boxes.get(id)?.writer === 'device') this.boxes.delete(id);
+  }
+
+  get size(): number {
+    return this.boxes.size;
+  }
+}

@@ -1,0 +1,31 @@
+/** Mailbox content -> the bytes of one reply, per dialect (protocol section 3). */
+
+export type ReplyFormat = 'text' | 'json';
+
+export const REPLY_FORMATS: readonly ReplyFormat[] = ['text', 'json'];
+
+const EMPTY_REPLY: Record<ReplyFormat, Buffer> = {
+  text: Buffer.from('None'),
+  json: Buffer.from('null'),
+};
+
+/** The reply for an empty or expired mailbox: `None` (text) or `null` (json). */
+export function emptyReply(format: ReplyFormat): Buffer {
+  return EMPTY_REPLY[format];
+}
+
+/**
+ * The reply for a mailbox holding `value`. A string goes out as its raw UTF-8
+ * in the text dialect and quoted in the json one; any other value as its JSON
+ * text. A Buffer written by a flow goes out as its bytes (text) or as a JSON
+ * string of its UTF-8 text (json).
+ */
+export function encodeReply(value: unknown, format: ReplyFormat): Buffer {
+  if (Buffer.isBuffer(value)) {
+    return format === 'text' ? value : Buffer.from(JSON.stringify(value.toString('utf8')));
+  }
+  if (format === 'text' && typeof value === 'string') return Buffer.from(value, 'utf8');
+  const json = JSON.stringify(value);
+  // undefined, functions and symbols have no JSON text: the mailbox reads as empty.
+  return json === undefined ? EMPTY_REPLY[format] : Buffer.from(json, 'utf8');
+}

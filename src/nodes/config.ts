@@ -1,0 +1,22 @@
+/** Reading node properties as the editor saves them (numbers may arrive as text). */
+
+/** A number property, or `fallback` when it is empty or not a number. */
+export function numberProperty(value: unknown, fallback: number): number {
+  if (value === undefined || value === null || value === '') return fallback;
+  const number = Number(value);
+  return Number.isFinite(number) ? number : fallback;
+}
+
+/**
+ * A `device` filter property: empty matches every device, else a comma-separated
+ * list of ids (compared as text, as the broker compares ids).
+ */
+export function deviceFilter(value: unknown): (id: string) => boolean {
+  const ids = String(value ?? '')
+    .split(',')
+    .map((id) => id.trim())
+    .filter((id) => id !== '');
+  if (ids.length === 0) return () => true;
+  const wanted = new Set(ids);
+  return (id) => wanted.has(id);
+}

@@ -1,0 +1,53 @@
+/** tcpmq-in: every request a device sends (and every line of plain text) becomes a flow message. */
+
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { RawEvent, RequestEvent } from '../core/broker';
+import { useBroker } from './broker-user';
+import { deviceFilter } from './config';
+
+interface TcpmqInDef extends NodeDef {
+  broker: string;
+  device: string;
+  numbers?: boolean;
+}
+
+/** A plain decimal number, as sensors send readings: "26.545", "-1", "603". */
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+export = function (RED: NodeAPI) {
+  function TcpmqInNode(this: Node, config: TcpmqInDef) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const wanted = deviceFilter(config.device);
+    const numbers = config.numbers !== false;
+
+    useBroker(RED, node, config.broker, {
+      request(event: RequestEvent) {
+        if (!wanted(event.from)) return;
+        const payload = numbers && typeof event.payload === 'string' && DECIMAL.test(event.payload) ? Number(event.payload) : event.payload;
+        node.send({
+          topic: event.from,
+          payload,
+          want: event.want,
+          remoteAddress: event.remoteAddress,
+          remotePort: event.remotePort,
+          connectionId: event.connectionId,
+        } as Record<string, unknown>);
+      },
+      raw(event: RawEvent) {
+        const topic = event.deviceId ?? `${event.remoteAddress}:${event.remotePort}`;
+        if (!wanted(topic)) return;
+        node.send({
+          topic,
+          payload: event.bytes.toString('utf8'),
+          raw: true,
+          remoteAddress: event.remoteAddress,
+          remotePort: event.remotePort,
+          connectionId: event.connectionId,
+        } as Record<string, unknown>);
+      },
+    });
+  }
+
+  RED.nodes.registerType('tcpmq-in', TcpmqInNode);
+};
