@@ -1,0 +1,179 @@
+'use strict';
+const assert = require('node:assert/strict');
+const net = require('node:net');
+const { TcpmqBroker } = require('../../core/broker');
+const { Device, freePort, waitFor, sleep, TEST_VECTORS, NOT_REQUESTS } = require('../support');
+
+describe('broker core over TCP (no Node-RED)', function () {
+  let broker;
+  let devices;
+
+  async function startBroker(options = {}) {
+    broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), ...options });
+    broker.start();
+    await waitFor(() => broker.status.state === 'listening', 'the broker to listen');
+    return broker;
+  }
+
+  async function connect() {
+    const device = await Device.connect(broker.status.port);
+    devices.push(device);
+    return device;
+  }
+
+  beforeEach(function () {
+    devices = [];
+  });
+
+  afterEach(async function () {
+    for (const device of devices) device.close();
+    if (broker) await broker.stop();
+    broker = undefined;
+  });
+
+  for (const format of ['text', 'json']) {
+    describe(`test vectors, ${format} replies`, function () {
+      for (const vector of TEST_VECTORS) {
+        it(vector.name, async function () {
+          await startBroker({ replyFormat: format });
+          const device = await connect();
+          for (const frame of vector.before) await device.request(frame);
+          device.send(vector.send);
+          const expected = vector[format].join('');
+          assert.equal(await device.readBytes(Buffer.byteLength(expected)), expected);
+        });
+      }
+
+      for (const vector of NOT_REQUESTS) {
+        it(`no reply and no mailbox change for ${vector.name}`, async function () {
+          await startBroker({ replyFormat: format });
+          const device = await connect();
+          await device.request('[1,1,"before"]');
+          device.send(vector.send);
+          // The next reply is the valid frame's: nothing came for the bad one.
+          assert.equal(await device.request('[2,1,"x"]'), format === 'text' ? 'before' : '"before"');
+          assert.equal(broker.readMailbox(1), 'before');
+        });
+      }
+    });
+  }
+
+  it('counts protocol errors and raw messages and keeps the connection open', async function () {
+    await startBroker();
+    const rejected = [];
+    const raw = [];
+    broker.on('rejected', (event) => rejected.push(event));
+    broker.on('raw', (event) => raw.push(event.bytes.toString()));
+    const device = await connect();
+    device.send('[1,2][1,1,x]{"from":1}[{"a":1},1,"x"]');
+    assert.equal(await device.request('[1,1,"ok"]'), 'ok');
+    device.send(Buffer.from([0xff, 0x00, 0xfe, 0x01]));
+    await sleep(50);
+    device.send('hello\n');
+    assert.equal(await device.request('[1,1,"still ok"]'), 'still ok');
+    assert.equal(broker.counters.protocolErrors, 5);
+    assert.deepEqual(
+      rejected.map((e) => e.kind),
+      ['protocol-error', 'protocol-error', 'protocol-error', 'protocol-error', 'protocol-error'],
+    );
+    assert.equal(rejected[0].remoteAddress, '127.0.0.1');
+    assert.deepEqual(raw, ['hello']);
+    assert.equal(device.closed, false);
+  });
+
+  it('closes only the connection that sends a frame over maxFrameBytes', async function () {
+    await startBroker({ maxFrameBytes: 1024 });
+    const big = await connect();
+    const other = await connect();
+    big.send('[1,1,"' + 'x'.repeat(2000) + '"]');
+    assert.equal(await big.closedWithin(2000), true, 'the oversize sender is closed');
+    assert.equal(await other.request('[2,2,"fine"]'), 'fine');
+    assert.equal(broker.counters.oversize, 1);
+  });
+
+  it('closes a connection idle for idleTimeout, without making its device offline', async function () {
+    await startBroker({ idleTimeout: 0.3, offlineAfter: 30 });
+    const device = await connect();
+    await device.request('[1,1,"a"]');
+    const started = Date.now();
+    assert.equal(await device.closedWithin(2000), true);
+    assert.ok(Date.now() - started >= 250, `closed after ${Date.now() - started} ms`);
+    assert.equal(broker.devices.get('1').online, true);
+    assert.equal(broker.readMailbox(1), 'a');
+  });
+
+  it('refuses connections beyond maxConnections', async function () {
+    await startBroker({ maxConnections: 2 });
+    const refused = [];
+    broker.on('rejected', (event) => refused.push(event.kind));
+    const first = await connect();
+    await connect();
+    await waitFor(() => broker.connectionCount === 2, 'two connections');
+    const third = await connect();
+    assert.equal(await third.closedWithin(2000), true);
+    assert.deepEqual(refused, ['refused']);
+    assert.equal(await first.request('[1,1,"served"]'), 'served');
+  });
+
+  it('goes offline after offlineAfter and then answers None for that mailbox', async function () {
+    await startBroker({ offlineAfter: 0.3 });
+    const events = [];
+    broker.on('online', (d) => events.push(['online', d.id]));
+    broker.on('offline', (d) => events.push(['offline', d.id]));
+    const sensor = await connect();
+    const reader = await connect();
+    await sensor.request('[1,1,"26.5"]');
+    assert.equal(await reader.request('[2,1,"r"]'), '26.5');
+    await waitFor(() => events.some(([kind, id]) => kind === 'offline' && id === '1'), 'device 1 offline', 2000);
+    assert.equal(await reader.request('[2,1,"r"]'), 'None');
+    assert.equal(broker.devices.get('1').lastValue, '26.5');
+    assert.deepEqual(events.slice(0, 2), [
+      ['online', '1'],
+      ['online', '2'],
+    ]);
+  });
+
+  it('reports a port in use and listens once it is free', async function () {
+    const port = await freePort();
+    const squatter = net.createServer();
+    await new Promise((resolve) => squatter.listen(port, '127.0.0.1', resolve));
+    broker = new TcpmqBroker({ host: '127.0.0.1', port, retryInterval: 100 });
+    const states = [];
+    broker.on('state', (s) => states.push(s.state));
+    broker.start();
+    await waitFor(() => broker.status.state === 'error', 'the conflict to be reported');
+    assert.equal(broker.status.code, 'EADDRINUSE');
+    assert.match(broker.status.error, new RegExp(`port ${port} is already in use`));
+    await new Promise((resolve) => squatter.close(resolve));
+    await waitFor(() => broker.status.state === 'listening', 'the retry to succeed');
+    assert.deepEqual(states.slice(0, 2), ['starting', 'error']);
+  });
+
+  it('stop() closes every connection and frees the port at once', async function () {
+    await startBroker();
+    const device = await connect();
+    await device.request('[1,1,"a"]');
+    const port = broker.status.port;
+    await broker.stop();
+    broker = undefined;
+    assert.equal(await device.closedWithin(1000), true);
+    const again = new TcpmqBroker({ host: '127.0.0.1', port });
+    again.start();
+    await waitFor(() => again.status.state === 'listening', 'a new broker on the same port');
+    await again.stop();
+  });
+
+  it('a stop() while still binding leaves no port open', async function () {
+    const port = await freePort();
+    broker = new TcpmqBroker({ host: '127.0.0.1', port });
+    broker.start();
+    await broker.stop();
+    broker = undefined;
+    const probe = net.createServer();
+    await new Promise((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(port, '127.0.0.1', resolve);
+    });
+    await new Promise((resolve) => probe.close(resolve));
+  });
+});

@@ -1,0 +1,147 @@
+'use strict';
+// Test support: a device that speaks TCPMQ over a real socket, and small waits.
+const net = require('node:net');
+
+/** A free TCP port on loopback (the OS picks it; closed again before use). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves when `check()` is true, polling; rejects with `what` after `ms`. */
+async function waitFor(check, what, ms = 5000) {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A field device: one TCP connection, `request()` writes bytes and returns the
+ * first chunk that comes back (as a device's single recv() would).
+ */
+class Device {
+  static connect(port, host = '127.0.0.1') {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ port, host }, () => {
+        socket.off('error', reject);
+        resolve(new Device(socket));
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  constructor(socket) {
+    this.socket = socket;
+    this.chunks = [];
+    this.waiting = undefined;
+    this.closed = false;
+    this.error = undefined;
+    socket.on('data', (chunk) => {
+      if (this.waiting) {
+        const { resolve } = this.waiting;
+        this.waiting = undefined;
+        resolve(chunk);
+      } else this.chunks.push(chunk);
+    });
+    socket.on('error', (err) => {
+      this.error = err;
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      if (this.waiting) this.waiting.reject(new Error('connection closed before a reply came'));
+      this.waiting = undefined;
+    });
+  }
+
+  /** The next chunk the broker sends, or a rejection after `ms`. */
+  nextChunk(ms = 3000) {
+    if (this.chunks.length > 0) return Promise.resolve(this.chunks.shift());
+    if (this.closed) return Promise.reject(new Error('connection is closed'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting = undefined;
+        reject(new Error(`no reply within ${ms} ms`));
+      }, ms);
+      this.waiting = {
+        resolve: (chunk) => {
+          clearTimeout(timer);
+          resolve(chunk);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+    });
+  }
+
+  /** Collects chunks until `length` bytes have come (replies may share a TCP read). */
+  async readBytes(length, ms = 3000) {
+    const chunks = [];
+    let got = 0;
+    while (got < length) {
+      const chunk = await this.nextChunk(ms);
+      chunks.push(chunk);
+      got += chunk.length;
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  send(data) {
+    this.socket.write(data);
+  }
+
+  /** Sends `data` (a str, as MicroPython's send() allows) and returns the reply's text. */
+  async request(data, ms) {
+    this.send(data);
+    return (await this.nextChunk(ms)).toString('utf8');
+  }
+
+  /** Resolves true if the broker closes the connection within `ms`. */
+  closedWithin(ms) {
+    if (this.closed) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  close() {
+    this.socket.destroy();
+  }
+}
+
+/** The protocol's test vectors (section 7): frames, then the replies in each dialect. */
+const TEST_VECTORS = [
+  { name: 'a device reads its own mailbox back', before: [], send: '[1,1,"26.5"]', text: ['26.5'], json: ['"26.5"'] },
+  { name: 'a device reads another device', before: ['[1,1,"26.5"]'], send: '[-1,1,"605"]', text: ['26.5'], json: ['"26.5"'] },
+  { name: 'an empty mailbox', before: [], send: '[2,9,"x"]', text: ['None'], json: ['null'] },
+  { name: 'a string id and a JSON payload', before: [], send: '["1",1,{"t":21}]', text: ['{"t":21}'], json: ['{"t":21}'] },
+  { name: 'non-ASCII text', before: [], send: '[3,3,"温度"]', text: ['温度'], json: ['"温度"'] },
+  { name: 'two frames in one read', before: [], send: '[1,1,"a"][1,1,"b"]', text: ['a', 'b'], json: ['"a"', '"b"'] },
+  { name: 'brackets inside a string', before: [], send: '[1,1,"a]["]', text: ['a]['], json: ['"a]["'] },
+];
+
+/** Frames that are not requests: no reply, mailboxes unchanged. */
+const NOT_REQUESTS = [
+  { name: 'wrong arity', send: '[1,2]' },
+  { name: 'an object', send: '{"from":1}' },
+  { name: 'plain text', send: 'hello\n' },
+];
+
+module.exports = { Device, freePort, waitFor, sleep, TEST_VECTORS, NOT_REQUESTS };
