@@ -1,0 +1,38 @@
+'use strict';
+// Loads this package's nodes into a real Node-RED runtime (node-red-node-test-helper).
+const helper = require('node-red-node-test-helper');
+const { waitFor } = require('../support');
+
+helper.init(require.resolve('node-red'));
+
+const NODES = [
+  require('../../nodes/tcpmq-broker.js'),
+  require('../../nodes/tcpmq-in.js'),
+  require('../../nodes/tcpmq-out.js'),
+  require('../../nodes/tcpmq-status.js'),
+  require('@node-red/nodes/core/common/25-catch.js'),
+];
+
+/** A broker config node listening on loopback at `port`. */
+function brokerConfig(port, settings = {}) {
+  return { id: 'broker', type: 'tcpmq-broker', host: '127.0.0.1', port, replyFormat: 'text', ...settings };
+}
+
+/** Deploys `flow` and waits until its broker listens. */
+async function deploy(flow) {
+  await helper.load(NODES, flow);
+  await listening();
+}
+
+async function listening(id = 'broker') {
+  await waitFor(() => helper.getNode(id)?.broker.status.state === 'listening', `broker ${id} to listen`);
+}
+
+/** Collects the messages that reach helper node `id`. */
+function messagesOf(id) {
+  const messages = [];
+  helper.getNode(id).on('input', (msg) => messages.push(msg));
+  return messages;
+}
+
+module.exports = { helper, NODES, brokerConfig, deploy, listening, messagesOf };

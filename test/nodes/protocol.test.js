@@ -1,0 +1,101 @@
+'use strict';
+// The wire contract, through a broker loaded in Node-RED.
+const assert = require('node:assert/strict');
+const { Device, freePort, TEST_VECTORS, NOT_REQUESTS } = require('../support');
+const { helper, brokerConfig, deploy, messagesOf } = require('./flow');
+
+describe('TCPMQ wire contract in Node-RED', function () {
+  let port;
+  let devices;
+
+  async function connect() {
+    const device = await Device.connect(port);
+    devices.push(device);
+    return device;
+  }
+
+  beforeEach(async function () {
+    port = await freePort();
+    devices = [];
+    await new Promise((resolve) => helper.startServer(resolve));
+  });
+
+  afterEach(async function () {
+    for (const device of devices) device.close();
+    await helper.unload();
+    await new Promise((resolve) => helper.stopServer(resolve));
+  });
+
+  for (const format of ['text', 'json']) {
+    describe(`protocol section 7, ${format} replies`, function () {
+      for (const vector of TEST_VECTORS) {
+        it(vector.name, async function () {
+          await deploy([brokerConfig(port, { replyFormat: format }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
+          const device = await connect();
+          for (const frame of vector.before) await device.request(frame);
+          device.send(vector.send);
+          const expected = vector[format].join('');
+          assert.equal(await device.readBytes(Buffer.byteLength(expected)), expected);
+        });
+      }
+
+      for (const vector of NOT_REQUESTS) {
+        it(`gives no reply to ${vector.name} and changes no mailbox`, async function () {
+          await deploy([brokerConfig(port, { replyFormat: format }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
+          const device = await connect();
+          await device.request('[1,1,"before"]');
+          device.send(vector.send);
+          assert.equal(await device.request('[2,1,"x"]'), format === 'text' ? 'before' : '"before"');
+          assert.equal(helper.getNode('broker').broker.readMailbox('1'), 'before');
+        });
+      }
+    });
+  }
+
+  it('answers a MicroPython str send in one chunk that fits recv(20)', async function () {
+    await deploy([brokerConfig(port), { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [[]] }]);
+    const sensor = await connect();
+    const reader = await connect();
+    // json.dumps([-1, 1, '60%d' % n]) as the ESP8266 sends it: a str, no newline.
+    await sensor.request('[1, 1, "26.545"]');
+    const chunk = await (reader.send('[-1, 1, "605"]'), reader.nextChunk());
+    assert.equal(chunk.subarray(0, 20).toString(), '26.545');
+    assert.equal(chunk.length, 6);
+  });
+
+  it('serves 50 devices at once, each its own replies in order', async function () {
+    await deploy([brokerConfig(port), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+    const received = messagesOf('sink');
+    const fleet = await Promise.all(Array.from({ length: 50 }, () => connect()));
+    const rounds = 20;
+    await Promise.all(
+      fleet.map(async (device, n) => {
+        for (let round = 0; round < rounds; round++) {
+          const news = `d${n}-r${round}`;
+          assert.equal(await device.request(JSON.stringify([n, n, news])), news, `device ${n} round ${round}`);
+        }
+      }),
+    );
+    assert.equal(received.length, 50 * rounds);
+  });
+
+  it('treats ids 1 and "1" as one mailbox', async function () {
+    await deploy([brokerConfig(port), { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [[]] }]);
+    const a = await connect();
+    const b = await connect();
+    await a.request('["1","2","from string id"]');
+    assert.equal(await b.request('[9,1,"x"]'), 'from string id');
+    await b.request('[1,9,"from number id"]');
+    assert.equal(await a.request('[9,"1","y"]'), 'from number id');
+  });
+
+  it('lets a device read mailbox "cmd" written by a flow', async function () {
+    await deploy([
+      brokerConfig(port),
+      { id: 'out', type: 'tcpmq-out', broker: 'broker', device: '', wires: [] },
+    ]);
+    helper.getNode('out').receive({ topic: 'cmd', payload: 'led on' });
+    const device = await connect();
+    assert.equal(await device.request('[5,"cmd","x"]'), 'led on');
+  });
+});
