@@ -44,6 +44,12 @@ export class FrameReader {
   private depth = 0;
   private inString = false;
   private escaped = false;
+  /**
+   * Decided by the connection's first byte (protocol section 5): JSON frames
+   * when it is `[` (or `{` or `"`, to be rejected as protocol errors), plain
+   * text otherwise, whatever comes later.
+   */
+  private speaksJson: boolean | undefined;
   /** Once a plain-text sender has ended a line, later text waits for its newline. */
   private sendsLines = false;
 
@@ -69,7 +75,10 @@ export class FrameReader {
           continue;
         }
         start = i;
-        if (byte === OPEN_BRACKET || byte === OPEN_BRACE) {
+        if (this.speaksJson === undefined) this.speaksJson = byte === OPEN_BRACKET || byte === OPEN_BRACE || byte === QUOTE;
+        if (!this.speaksJson) {
+          this.mode = Mode.Raw;
+        } else if (byte === OPEN_BRACKET || byte === OPEN_BRACE) {
           this.beginJson(1, false);
           i++;
         } else if (byte === QUOTE) {
@@ -91,6 +100,13 @@ export class FrameReader {
         continue;
       }
       // Mode.Raw
+      if (this.speaksJson) {
+        // A TCPMQ connection: stray bytes end at a newline or where the next request starts.
+        const end = rawEnd(chunk, i);
+        this.finish(chunk, start, end, true);
+        i = end < length && chunk[end] === LF ? end + 1 : end;
+        continue;
+      }
       const newline = chunk.indexOf(LF, i);
       if (newline >= 0) {
         this.sendsLines = true;
@@ -189,4 +205,13 @@ export class FrameReader {
     this.stop();
     this.sink.onOversize(size);
   }
+}
+
+/** The end of stray bytes on a TCPMQ connection: the next newline or `[`, else the end of the read. */
+function rawEnd(chunk: Buffer, from: number): number {
+  for (let i = from; i < chunk.length; i++) {
+    const byte = chunk[i];
+    if (byte === LF || byte === OPEN_BRACKET) return i;
+  }
+  return chunk.length;
 }

@@ -77,6 +77,23 @@ describe('frame reader', function () {
     ]);
   });
 
+  it('on a TCPMQ connection, ends stray bytes where the next request starts', function () {
+    assert.deepEqual(read(['[1,1,"a"]', 'garbage[1,1,"b"]oops\n[1,1,"c"]']).out, [
+      ['frame', '[1,1,"a"]'],
+      ['raw', 'garbage'],
+      ['frame', '[1,1,"b"]'],
+      ['raw', 'oops'],
+      ['frame', '[1,1,"c"]'],
+    ]);
+  });
+
+  it('on a plain-text connection, keeps lines that start with [ as text', function () {
+    assert.deepEqual(read(['boot\n[INFO] ready\n']).out, [
+      ['raw', 'boot'],
+      ['raw', '[INFO] ready'],
+    ]);
+  });
+
   it('reports a frame over the limit once and reads nothing after it', function () {
     const { out, reader } = read(['[1,1,"' + 'x'.repeat(40), 'x'.repeat(40), '"][1,1,"a"]'], 64);
     assert.deepEqual(out, [['oversize', 86]]);

@@ -12,6 +12,7 @@ describe('reply encoding', function () {
     assert.equal(text(42, 'text'), '42');
     assert.equal(text(true, 'text'), 'true');
     assert.equal(emptyReply('text').toString(), 'None');
+    assert.equal(text('', 'text'), 'None', 'zero bytes would leave the device waiting');
   });
 
   it('json dialect: everything as JSON, empty as null', function () {

@@ -10,7 +10,6 @@ const NODES = [
   require('../../nodes/tcpmq-in.js'),
   require('../../nodes/tcpmq-out.js'),
   require('../../nodes/tcpmq-status.js'),
-  require('@node-red/nodes/core/common/25-catch.js'),
 ];
 
 /** A broker config node listening on loopback at `port`. */
