@@ -1,0 +1,97 @@
+'use strict';
+// Deploys, redeploys and closes: no EADDRINUSE, no lost device connections, nothing left open.
+const assert = require('node:assert/strict');
+const { Device, freePort, waitFor, sleep } = require('../support');
+const { helper, brokerConfig, deploy, listening, messagesOf } = require('./flow');
+
+/** Counts of the runtime's open servers, sockets and timers. */
+function openResources() {
+  const counts = {};
+  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1;
+  return counts;
+}
+
+describe('deploying and closing tcpmq flows', function () {
+  let port;
+  let devices;
+
+  const flow = (inSettings = {}) => [
+    brokerConfig(port, { offlineAfter: 5 }),
+    { id: 'in', type: 'tcpmq-in', broker: 'broker', ...inSettings, wires: [['sink']] },
+    { id: 'sink', type: 'helper' },
+  ];
+
+  async function connect() {
+    const device = await Device.connect(port);
+    devices.push(device);
+    return device;
+  }
+
+  beforeEach(async function () {
+    port = await freePort();
+    devices = [];
+    await new Promise((resolve) => helper.startServer(resolve));
+  });
+
+  afterEach(async function () {
+    for (const device of devices) device.close();
+    await helper.unload();
+    await new Promise((resolve) => helper.stopServer(resolve));
+  });
+
+  it('redeploys twice on the same port and leaves no socket, server or timer open', async function () {
+    const before = openResources();
+    for (let round = 0; round < 3; round++) {
+      await deploy(flow());
+      const device = await connect();
+      assert.equal(await device.request(`[1,1,"round ${round}"]`), `round ${round}`);
+      await helper.unload();
+      assert.equal(await device.closedWithin(1000), true, 'closing the flow closes device connections');
+    }
+    await sleep(50);
+    const after = openResources();
+    for (const kind of ['TCPServerWrap', 'TCPSocketWrap', 'Timeout']) {
+      assert.ok((after[kind] ?? 0) <= (before[kind] ?? 0), `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`);
+    }
+    await deploy(flow());
+  });
+
+  it('keeps device connections through a modified-nodes deploy, with no duplicated messages', async function () {
+    await deploy(flow());
+    const device = await connect();
+    assert.equal(await device.request('[1,1,"before"]'), 'before');
+    await helper.setFlows(flow({ name: 'renamed' }), 'nodes');
+    const received = messagesOf('sink');
+    assert.equal(device.closed, false, 'the device connection survives');
+    assert.equal(await device.request('[1,1,"after"]'), 'after');
+    await waitFor(() => received.length === 1, 'one message');
+    await sleep(50);
+    assert.deepEqual(received.map((m) => m.payload), ['after']);
+  });
+
+  it('restarts on the same port in a full deploy without EADDRINUSE', async function () {
+    await deploy(flow());
+    const first = await connect();
+    await first.request('[1,1,"a"]');
+    for (let round = 0; round < 3; round++) {
+      await helper.setFlows(flow({ name: `round ${round}` }), 'full');
+      await listening();
+      const device = await connect();
+      assert.equal(await device.request(`[1,1,"r${round}"]`), `r${round}`);
+    }
+    const errors = helper.log().args.filter(([entry]) => entry.level === helper.log().ERROR);
+    assert.deepEqual(errors.map(([entry]) => entry.msg), []);
+  });
+
+  it('moves to a new port when the broker port changes', async function () {
+    await deploy(flow());
+    const oldPort = port;
+    port = await freePort();
+    await helper.setFlows(flow(), 'full');
+    await listening();
+    assert.equal(helper.getNode('broker').broker.status.port, port);
+    const device = await connect();
+    assert.equal(await device.request('[1,1,"moved"]'), 'moved');
+    await assert.rejects(Device.connect(oldPort), /ECONNREFUSED/);
+  });
+});
