@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm start`: runs Node-RED from this project's own dependencies, with these
-// nodes loaded and the demo flow deployed, in a private user directory.
+// nodes and FlowFuse Dashboard 2 loaded and the demo flow deployed, in a
+// private user directory.
 //
-//   npm start -- [--port 1880] [--tcpmq-port 9999] [--user-dir .node-red]
+//   npm start -- [--port 1880] [--tcpmq-port 9999] [--offline-after 30] [--user-dir .node-red]
 'use strict';
 const fs = require('node:fs');
 const net = require('node:net');
@@ -11,12 +12,13 @@ const { spawn } = require('node:child_process');
 const { parseArgs } = require('node:util');
 
 const root = path.join(__dirname, '..');
-const DEMO = path.join(root, 'examples', 'sensor-dashboard-and-offline-alert.json');
+const DEMO = path.join(root, 'examples', 'demo-dashboard.json');
 
 const { values: options } = parseArgs({
   options: {
     port: { type: 'string', default: '1880' },
     'tcpmq-port': { type: 'string', default: '9999' },
+    'offline-after': { type: 'string', default: '30' },
     'user-dir': { type: 'string', default: path.join(root, '.node-red') },
   },
 });
@@ -36,15 +38,28 @@ function checkFree(port, what) {
   });
 }
 
-/** The user directory: this package linked in as an installed module, and the demo flow. */
+/** Settings for the private user directory: a demo, so no update prompts or tours. */
+const SETTINGS = `module.exports = {
+  flowFile: 'flows.json',
+  credentialSecret: false,
+  telemetry: { enabled: false },
+  editorTheme: { tours: false, projects: { enabled: false } },
+};
+`;
+
+/** The user directory: settings, this package linked in as an installed module, and the demo flow. */
 function prepareUserDir() {
+  const settings = path.join(userDir, 'settings.js');
+  if (!fs.existsSync(settings)) fs.writeFileSync(settings, SETTINGS);
   const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
   fs.mkdirSync(path.dirname(link), { recursive: true });
   if (!fs.existsSync(link)) fs.symlinkSync(root, link, 'dir');
   const flows = path.join(userDir, 'flows.json');
   if (!fs.existsSync(flows)) {
     const demo = JSON.parse(fs.readFileSync(DEMO, 'utf8'));
-    for (const node of demo) if (node.type === 'tcpmq-broker') node.port = tcpmqPort;
+    for (const node of demo) {
+      if (node.type === 'tcpmq-broker') Object.assign(node, { port: tcpmqPort, offlineAfter: Number(options['offline-after']) });
+    }
     fs.writeFileSync(flows, JSON.stringify(demo, null, 2));
   } else {
     console.log(`Using your flows in ${flows} (delete it to get the demo back).`);
@@ -55,17 +70,23 @@ async function main() {
   if (!fs.existsSync(path.join(root, 'nodes', 'tcpmq-broker.js'))) {
     throw new Error('the nodes are not built: run `npm install` (or `npm run build`) first');
   }
+  try {
+    require.resolve('@flowfuse/node-red-dashboard/package.json');
+  } catch {
+    throw new Error('FlowFuse Dashboard 2 is missing: run `npm install` (with dev dependencies) first');
+  }
   await checkFree(editorPort, 'Node-RED editor');
   await checkFree(tcpmqPort, 'TCPMQ devices');
   prepareUserDir();
   const redJs = require.resolve('node-red/red.js');
-  const child = spawn(process.execPath, [redJs, '--userDir', userDir, '--port', String(editorPort), 'flows.json'], {
+  const child = spawn(process.execPath, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout.on('data', (chunk) => {
     process.stdout.write(chunk);
     if (/Server now running/.test(chunk.toString())) {
       console.log(`\n  Node-RED editor:   http://127.0.0.1:${editorPort}/`);
+      console.log(`  Dashboard:         http://127.0.0.1:${editorPort}/dashboard`);
       console.log(`  TCPMQ devices:     connect to this machine, port ${tcpmqPort}`);
       console.log('  Stop with Ctrl-C.\n');
     }

@@ -1,0 +1,126 @@
+'use strict';
+// A newcomer's first minutes, checked in a real browser (Debian's chromium):
+// `npm start` on free ports, `npm run simulate`, then the editor and the dashboard.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { freePort, waitFor } = require('../support');
+
+const root = path.join(__dirname, '..', '..');
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOTS = path.join(root, 'test-output');
+const OFFLINE_AFTER = 2;
+
+function run(script, args) {
+  const child = spawn(process.execPath, [path.join(root, 'scripts', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.output = '';
+  child.stdout.on('data', (chunk) => (child.output += chunk));
+  child.stderr.on('data', (chunk) => (child.output += chunk));
+  child.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  return child;
+}
+
+async function stop(child) {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGINT');
+    await child.exited;
+  }
+}
+
+describe('in a browser: editor, dashboard gauge and offline alert', function () {
+  this.timeout(90000);
+  let userDir;
+  let editorPort;
+  let tcpmqPort;
+  let nodeRed;
+  let simulator;
+  let browser;
+  let page;
+
+  before(async function () {
+    if (!fs.existsSync(CHROMIUM)) {
+      console.log(`      (skipped: ${CHROMIUM} is missing; .ci/run installs Debian's chromium)`);
+      this.skip();
+    }
+    const { chromium } = require('playwright-core');
+    fs.mkdirSync(SCREENSHOTS, { recursive: true });
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-browser-'));
+    editorPort = await freePort();
+    tcpmqPort = await freePort();
+    nodeRed = run('start.js', ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort), '--offline-after', String(OFFLINE_AFTER)]);
+    await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
+    simulator = run('simulate.js', ['--devices', '2', '--port', String(tcpmqPort), '--interval', '0.5', '--droppers', '0']);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  });
+
+  after(async function () {
+    if (browser) await browser.close();
+    await stop(simulator);
+    await stop(nodeRed);
+    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+  });
+
+  it('shows the four nodes in the palette and opens the broker dialog with its fields', async function () {
+    await page.goto(`http://127.0.0.1:${editorPort}/`);
+    for (const type of ['tcpmq-in', 'tcpmq-out', 'tcpmq-status']) {
+      await page.waitForSelector(`.red-ui-palette-node[data-palette-type="${type}"]`, { timeout: 30000 });
+    }
+    // The status dot under tcpmq in counts the simulated devices.
+    await page.waitForFunction(() => /2 online/.test(document.querySelector('#red-ui-workspace-chart').textContent), null, { timeout: 15000 });
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'editor.png') });
+    const brokerId = await page.evaluate(() => {
+      let id;
+      RED.nodes.eachConfig((node) => {
+        if (node.type === 'tcpmq-broker') id = node.id;
+      });
+      RED.editor.editConfig('', 'tcpmq-broker', id);
+      return id;
+    });
+    assert.ok(brokerId, 'the demo flow has a broker');
+    await page.waitForSelector('#node-config-input-port', { state: 'visible' });
+    const fields = await page.evaluate(() =>
+      Object.fromEntries(
+        ['host', 'port', 'replyFormat', 'offlineAfter', 'idleTimeout', 'maxConnections', 'maxFrameBytes'].map((name) => [
+          name,
+          document.querySelector(`#node-config-input-${name}`).value,
+        ]),
+      ),
+    );
+    assert.deepEqual(fields, {
+      host: '0.0.0.0',
+      port: String(tcpmqPort),
+      replyFormat: 'text',
+      offlineAfter: String(OFFLINE_AFTER),
+      idleTimeout: '60',
+      maxConnections: '1000',
+      maxFrameBytes: '65536',
+    });
+    const label = await page.textContent('label[for="node-config-input-offlineAfter"]');
+    assert.match(label, /Offline after/, 'labels come from the message catalogue');
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'editor-broker-dialog.png') });
+  });
+
+  it('shows a simulated device value on the dashboard gauge', async function () {
+    await page.goto(`http://127.0.0.1:${editorPort}/dashboard`);
+    await page.waitForFunction(() => /\b60[0-7]\b/.test(document.body.innerText), null, { timeout: 20000 });
+    assert.match(await page.innerText('body'), /Device 1/);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard.png') });
+  });
+
+  it('pops up the offline notification after a simulated device stops', async function () {
+    await stop(simulator);
+    const stoppedAt = Date.now();
+    await page.waitForFunction(() => /Device \d is offline/.test(document.body.innerText), null, { timeout: (OFFLINE_AFTER + 8) * 1000 });
+    const seconds = (Date.now() - stoppedAt) / 1000;
+    assert.ok(seconds >= OFFLINE_AFTER - 0.5, `the alert came ${seconds} s after the devices stopped`);
+    await page.waitForTimeout(600); // let the notification finish fading in
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard-offline-alert.png') });
+  });
+});
