@@ -73,8 +73,6 @@ export interface RequestEvent extends ConnectionInfo {
 }
 
 export interface RawEvent extends ConnectionInfo {
-  /** The id last seen on this connection, if any. */
-  deviceId: DeviceId | undefined;
   bytes: Buffer;
 }
 
@@ -100,7 +98,6 @@ const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
 
 class Connection implements FrameSink, ConnectionInfo {
   readonly reader: FrameReader;
-  deviceId: DeviceId | undefined;
   bytesIn = 0;
   bytesOut = 0;
 
@@ -123,6 +120,10 @@ class Connection implements FrameSink, ConnectionInfo {
     this.broker.handleRaw(this, bytes);
   }
 
+  onStray(bytes: Buffer): void {
+    this.broker.handleStray(this, bytes);
+  }
+
   onOversize(size: number): void {
     this.broker.handleOversize(this, size);
   }
@@ -133,6 +134,7 @@ class Connection implements FrameSink, ConnectionInfo {
     this.socket.write(reply);
     if (this.socket.writableLength > MAX_UNREAD_REPLY_BYTES) {
       this.broker.reject(this, 'backlog', `does not read its replies (${this.socket.writableLength} bytes unread)`);
+      this.reader.stop();
       this.socket.destroy();
     }
   }
@@ -184,11 +186,17 @@ export class TcpmqBroker extends EventEmitter {
     const server = net.createServer((socket) => this.accept(socket));
     this.server = server;
     server.on('error', (err: NodeJS.ErrnoException) => this.listenFailed(server, err));
-    server.listen({ host, port }, () => {
-      const address = server.address();
-      const boundPort = typeof address === 'object' && address ? address.port : port;
-      this.setStatus({ state: 'listening', host, port: boundPort });
-    });
+    try {
+      server.listen({ host, port }, () => {
+        if (this.server !== server) return; // stopped while binding
+        const address = server.address();
+        const boundPort = typeof address === 'object' && address ? address.port : port;
+        this.setStatus({ state: 'listening', host, port: boundPort });
+      });
+    } catch (err) {
+      // A port out of range or a malformed host fails at once rather than as an event.
+      this.listenFailed(server, err as NodeJS.ErrnoException);
+    }
   }
 
   /** Closes every connection and the server, and clears every timer. */
@@ -223,7 +231,8 @@ export class TcpmqBroker extends EventEmitter {
   writeMailbox(id: unknown, value: unknown, ttlSeconds = 0): DeviceId {
     const mailboxId = this.mailboxId(id);
     const reply = encodeReply(value, this.options.replyFormat);
-    const mailbox = this.mailboxes.write(mailboxId, value, 'flow', Date.now(), ttlSeconds * 1000);
+    // A copy: the flow may go on changing the object it sent.
+    const mailbox = this.mailboxes.write(mailboxId, copyOf(value), 'flow', Date.now(), ttlSeconds * 1000);
     mailbox.reply = reply;
     return mailboxId;
   }
@@ -237,7 +246,7 @@ export class TcpmqBroker extends EventEmitter {
   /** The content a device asking for `id` would get now, or undefined if empty. */
   readMailbox(id: unknown): unknown {
     const mailboxId = canonicalId(id);
-    return mailboxId === undefined ? undefined : this.mailboxes.read(mailboxId, Date.now())?.value;
+    return mailboxId === undefined ? undefined : copyOf(this.mailboxes.read(mailboxId, Date.now())?.value);
   }
 
   /** Copies of every device record. */
@@ -288,7 +297,7 @@ export class TcpmqBroker extends EventEmitter {
       }
     });
     socket.on('close', () => {
-      connection.reader.stop();
+      connection.reader.end();
       this.connections.delete(connectionId);
       this.safeEmit('disconnect', connectionInfo(connection));
     });
@@ -308,16 +317,15 @@ export class TcpmqBroker extends EventEmitter {
     this.counters.requests++;
     this.mailboxes.write(from, payload, 'device', now);
     const cameOnline = this.devices.heard(from, connection, payload, now);
-    connection.deviceId = from;
     const mailbox = this.mailboxes.read(want, now);
     const format = this.options.replyFormat;
     connection.write(mailbox ? (mailbox.reply ??= encodeReply(mailbox.value, format)) : emptyReply(format));
-    if (cameOnline) this.safeEmit('online', { ...cameOnline });
+    if (cameOnline) this.safeEmit('online', copyOf(cameOnline));
     if (this.listenerCount('request') > 0) {
       this.safeEmit('request', {
         from,
         want,
-        payload,
+        payload: copyOf(payload),
         connectionId: connection.connectionId,
         remoteAddress: connection.remoteAddress,
         remotePort: connection.remotePort,
@@ -333,11 +341,13 @@ export class TcpmqBroker extends EventEmitter {
       return;
     }
     this.counters.rawMessages++;
-    this.safeEmit('raw', {
-      ...connectionInfo(connection),
-      deviceId: connection.deviceId,
-      bytes,
-    } satisfies RawEvent);
+    this.safeEmit('raw', { ...connectionInfo(connection), bytes } satisfies RawEvent);
+  }
+
+  /** @internal */
+  handleStray(connection: Connection, bytes: Buffer): void {
+    this.counters.protocolErrors++;
+    this.reject(connection, 'protocol-error', `not JSON: ${preview(bytes)}`);
   }
 
   /** @internal */
@@ -354,7 +364,7 @@ export class TcpmqBroker extends EventEmitter {
 
   private wentOffline(device: DeviceRecord): void {
     this.mailboxes.expireDeviceNews(device.id);
-    this.safeEmit('offline', { ...device });
+    this.safeEmit('offline', copyOf(device));
   }
 
   private listenFailed(server: net.Server, err: NodeJS.ErrnoException): void {
@@ -401,6 +411,21 @@ export class TcpmqBroker extends EventEmitter {
   }
 }
 
+/**
+ * Payloads are stored as parsed and handed to flows: each side gets its own
+ * copy of an object, so a flow changing msg.payload cannot change a mailbox.
+ */
+function copyOf<T>(value: T): T {
+  if (Buffer.isBuffer(value)) return Buffer.from(value) as T;
+  return typeof value === 'object' && value !== null ? structuredClone(value) : value;
+}
+
+/** The first bytes of `bytes`, printable, for a log line. */
+function preview(bytes: Buffer): string {
+  const text = JSON.stringify(bytes.subarray(0, 24).toString('latin1'));
+  return bytes.length > 24 ? `${text}... (${bytes.length} bytes)` : text;
+}
+
 function connectionInfo(connection: Connection): ConnectionInfo {
   return {
     connectionId: connection.connectionId,
@@ -433,6 +458,8 @@ function listenError(host: string, port: number, err: NodeJS.ErrnoException): st
       return `not allowed to listen on ${where} (ports below 1024 need privileges)`;
     case 'EADDRNOTAVAIL':
       return `address ${host} is not on this machine (${where})`;
+    case 'ERR_SOCKET_BAD_PORT':
+      return `${port} is not a TCP port (1 to 65535)`;
     default:
       return `cannot listen on ${where}: ${err.message}`;
   }

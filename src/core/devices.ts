@@ -104,7 +104,7 @@ export class Devices {
 
   /** Copies of every record, for the device table. */
   table(): DeviceRecord[] {
-    return Array.from(this.records.values(), (device) => ({ ...device }));
+    return Array.from(this.records.values(), (device) => structuredClone(device));
   }
 
   get online(): number {

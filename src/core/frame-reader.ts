@@ -10,10 +10,12 @@
 
 /** Where the frames of one connection go. */
 export interface FrameSink {
-  /** A complete JSON value: an array, an object or a string, still to be parsed. */
+  /** A complete JSON value (array, object or string) to parse; or a broken one, which will not parse. */
   onFrame(bytes: Buffer): void;
-  /** A line (without its line ending) or a chunk of plain text. */
+  /** On a plain-text connection: a line (without its line ending), or a chunk of text. */
   onRaw(bytes: Buffer): void;
+  /** On a TCPMQ connection: bytes between frames that cannot start one. */
+  onStray(bytes: Buffer): void;
   /** The frame in progress grew past the limit: the connection must be closed. */
   onOversize(size: number): void;
 }
@@ -33,17 +35,15 @@ const enum Mode {
   BetweenFrames,
   Json,
   Raw,
+  Stray,
   Stopped,
 }
 
+/** Marks a JSON frame that ends early: a control byte inside a string, which JSON forbids. */
+const BROKEN = -2;
+
 export class FrameReader {
   private mode = Mode.BetweenFrames;
-  /** Bytes of the unfinished frame from earlier reads. */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private depth = 0;
-  private inString = false;
-  private escaped = false;
   /**
    * Decided by the connection's first byte (protocol section 5): JSON frames
    * when it is `[` (or `{` or `"`, to be rejected as protocol errors), plain
@@ -52,6 +52,12 @@ export class FrameReader {
   private speaksJson: boolean | undefined;
   /** Once a plain-text sender has ended a line, later text waits for its newline. */
   private sendsLines = false;
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  /** Bytes of the unfinished frame from earlier reads: one buffer, grown by doubling. */
+  private held: Buffer | undefined;
+  private heldBytes = 0;
 
   constructor(
     private readonly sink: FrameSink,
@@ -60,7 +66,7 @@ export class FrameReader {
 
   /** Bytes held for an unfinished frame (bounded by maxFrameBytes). */
   get bufferedBytes(): number {
-    return this.pendingBytes;
+    return this.heldBytes;
   }
 
   push(chunk: Buffer): void {
@@ -75,7 +81,7 @@ export class FrameReader {
           continue;
         }
         start = i;
-        if (this.speaksJson === undefined) this.speaksJson = byte === OPEN_BRACKET || byte === OPEN_BRACE || byte === QUOTE;
+        this.speaksJson ??= byte === OPEN_BRACKET || byte === OPEN_BRACE || byte === QUOTE;
         if (!this.speaksJson) {
           this.mode = Mode.Raw;
         } else if (byte === OPEN_BRACKET || byte === OPEN_BRACE) {
@@ -85,36 +91,43 @@ export class FrameReader {
           this.beginJson(0, true);
           i++;
         } else {
-          this.mode = Mode.Raw;
+          this.mode = Mode.Stray;
         }
         continue;
       }
       if (this.mode === Mode.Json) {
         const end = this.scanJson(chunk, i);
-        if (end < 0) {
+        if (end === -1) {
           i = length;
           break;
         }
-        this.finish(chunk, start, end, false);
+        if (end <= BROKEN) {
+          // Hand over the frame up to the control byte; it will not parse. Read on from that byte.
+          i = BROKEN - end;
+          this.finish(chunk, start, i, this.sink.onFrame);
+        } else {
+          i = end;
+          this.finish(chunk, start, end, this.sink.onFrame);
+        }
+        continue;
+      }
+      if (this.mode === Mode.Stray) {
+        // Stray bytes end at a newline or where the next request starts.
+        const end = strayEnd(chunk, i);
+        this.mode = Mode.BetweenFrames;
+        this.sink.onStray(chunk.subarray(start, end));
         i = end;
         continue;
       }
       // Mode.Raw
-      if (this.speaksJson) {
-        // A TCPMQ connection: stray bytes end at a newline or where the next request starts.
-        const end = rawEnd(chunk, i);
-        this.finish(chunk, start, end, true);
-        i = end < length && chunk[end] === LF ? end + 1 : end;
-        continue;
-      }
       const newline = chunk.indexOf(LF, i);
       if (newline >= 0) {
         this.sendsLines = true;
-        this.finish(chunk, start, newline, true);
+        this.finishLine(chunk, start, newline);
         i = newline + 1;
-      } else if (!this.sendsLines && this.pendingBytes === 0) {
+      } else if (!this.sendsLines) {
         // A board that sends no newlines: each read is one message.
-        this.finish(chunk, start, length, true);
+        this.finishLine(chunk, start, length);
         i = length;
       } else {
         i = length;
@@ -124,11 +137,17 @@ export class FrameReader {
     if (this.mode === Mode.Json || this.mode === Mode.Raw) this.keep(chunk, start);
   }
 
+  /** The connection closed: a last line without its newline is still a message. */
+  end(): void {
+    if (this.mode === Mode.Raw && this.held) this.finishLine(Buffer.alloc(0), 0, 0);
+    this.stop();
+  }
+
   /** Stops reading: later bytes are ignored and held bytes are released. */
   stop(): void {
     this.mode = Mode.Stopped;
-    this.pending = [];
-    this.pendingBytes = 0;
+    this.held = undefined;
+    this.heldBytes = 0;
   }
 
   private beginJson(depth: number, inString: boolean): void {
@@ -138,7 +157,10 @@ export class FrameReader {
     this.escaped = false;
   }
 
-  /** Returns the index just past the end of the JSON frame, or -1 if it goes on in a later read. */
+  /**
+   * Returns the index just past the end of the JSON frame, -1 if it goes on in
+   * a later read, or BROKEN - i if a control byte at i ends it early.
+   */
   private scanJson(chunk: Buffer, from: number): number {
     let depth = this.depth;
     let inString = this.inString;
@@ -147,6 +169,7 @@ export class FrameReader {
     for (let i = from; i < length; i++) {
       const byte = chunk[i];
       if (inString) {
+        if (byte < SPACE) return BROKEN - i;
         if (escaped) escaped = false;
         else if (byte === BACKSLASH) escaped = true;
         else if (byte === QUOTE) {
@@ -168,37 +191,51 @@ export class FrameReader {
     return -1;
   }
 
-  /** Hands the frame chunk[start, end) (after any held bytes) to the sink. */
-  private finish(chunk: Buffer, start: number, end: number, raw: boolean): void {
-    const size = this.pendingBytes + end - start;
+  /** A line ends: drops a trailing CR and hands the text over. */
+  private finishLine(chunk: Buffer, start: number, end: number): void {
+    const lineEnd = end > start && chunk[end - 1] === CR ? end - 1 : end;
+    this.finish(chunk, start, lineEnd, this.sink.onRaw);
+  }
+
+  /** Hands the frame chunk[start, end), after any held bytes, to `deliver`. */
+  private finish(chunk: Buffer, start: number, end: number, deliver: (bytes: Buffer) => void): void {
+    const size = this.heldBytes + end - start;
     if (size > this.maxFrameBytes) {
       this.oversize(size);
       return;
     }
-    let frame =
-      this.pendingBytes === 0
-        ? chunk.subarray(start, end)
-        : Buffer.concat([...this.pending, chunk.subarray(start, end)], size);
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.mode = Mode.BetweenFrames;
-    if (raw) {
-      if (frame.length > 0 && frame[frame.length - 1] === CR) frame = frame.subarray(0, frame.length - 1);
-      this.sink.onRaw(frame);
-    } else {
-      this.sink.onFrame(frame);
+    let frame = chunk.subarray(start, end);
+    if (this.held) {
+      this.append(frame);
+      frame = this.held.subarray(0, this.heldBytes);
+      // The frame owns the held buffer now; the next unfinished frame gets a new one.
+      this.held = undefined;
+      this.heldBytes = 0;
     }
+    this.mode = Mode.BetweenFrames;
+    deliver.call(this.sink, frame);
   }
 
   /** Holds the unfinished frame's bytes from this read until the next one. */
   private keep(chunk: Buffer, start: number): void {
-    const part = chunk.subarray(start);
-    if (this.pendingBytes + part.length > this.maxFrameBytes) {
-      this.oversize(this.pendingBytes + part.length);
+    const size = this.heldBytes + chunk.length - start;
+    if (size > this.maxFrameBytes) {
+      this.oversize(size);
       return;
     }
-    this.pending.push(part);
-    this.pendingBytes += part.length;
+    this.append(chunk.subarray(start));
+  }
+
+  /** Copies `part` after the held bytes (a copy per read: one byte per read must not cost a buffer each). */
+  private append(part: Buffer): void {
+    const needed = this.heldBytes + part.length;
+    if (!this.held || needed > this.held.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.maxFrameBytes, Math.max(needed, 2 * (this.held?.length ?? 64))));
+      if (this.held) this.held.copy(grown, 0, 0, this.heldBytes);
+      this.held = grown;
+    }
+    part.copy(this.held, this.heldBytes);
+    this.heldBytes = needed;
   }
 
   private oversize(size: number): void {
@@ -208,7 +245,7 @@ export class FrameReader {
 }
 
 /** The end of stray bytes on a TCPMQ connection: the next newline or `[`, else the end of the read. */
-function rawEnd(chunk: Buffer, from: number): number {
+function strayEnd(chunk: Buffer, from: number): number {
   for (let i = from; i < chunk.length; i++) {
     const byte = chunk[i];
     if (byte === LF || byte === OPEN_BRACKET) return i;

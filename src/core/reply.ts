@@ -16,13 +16,14 @@ export function emptyReply(format: ReplyFormat): Buffer {
 
 /**
  * The reply for a mailbox holding `value`. A string goes out as its raw UTF-8
- * in the text dialect (the empty string as `None`) and quoted in the json one; any other value as its JSON
+ * in the text dialect (an empty one as `None`) and quoted in the json one; any other value as its JSON
  * text. A Buffer written by a flow goes out as its bytes (text) or as a JSON
  * string of its UTF-8 text (json).
  */
 export function encodeReply(value: unknown, format: ReplyFormat): Buffer {
   if (Buffer.isBuffer(value)) {
-    return format === 'text' ? value : Buffer.from(JSON.stringify(value.toString('utf8')));
+    if (format === 'json') return Buffer.from(JSON.stringify(value.toString('utf8')));
+    return value.length === 0 ? EMPTY_REPLY.text : Buffer.from(value);
   }
   if (format === 'text' && typeof value === 'string') {
     // Zero bytes would be no reply at all and the device's recv() would time out.

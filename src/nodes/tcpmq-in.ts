@@ -35,7 +35,7 @@ export = function (RED: NodeAPI) {
         } as Record<string, unknown>);
       },
       raw(event: RawEvent) {
-        const topic = event.deviceId ?? `${event.remoteAddress}:${event.remotePort}`;
+        const topic = `${event.remoteAddress}:${event.remotePort}`;
         if (!wanted(topic)) return;
         node.send({
           topic,

@@ -9,6 +9,7 @@ function read(reads, maxFrameBytes = 65536) {
     {
       onFrame: (bytes) => out.push(['frame', bytes.toString('utf8')]),
       onRaw: (bytes) => out.push(['raw', bytes.toString('utf8')]),
+      onStray: (bytes) => out.push(['stray', bytes.toString('utf8')]),
       onOversize: (size) => out.push(['oversize', size]),
     },
     maxFrameBytes,
@@ -80,11 +81,26 @@ describe('frame reader', function () {
   it('on a TCPMQ connection, ends stray bytes where the next request starts', function () {
     assert.deepEqual(read(['[1,1,"a"]', 'garbage[1,1,"b"]oops\n[1,1,"c"]']).out, [
       ['frame', '[1,1,"a"]'],
-      ['raw', 'garbage'],
+      ['stray', 'garbage'],
       ['frame', '[1,1,"b"]'],
-      ['raw', 'oops'],
+      ['stray', 'oops'],
       ['frame', '[1,1,"c"]'],
     ]);
+  });
+
+  it('ends a frame at a control byte inside a string (invalid JSON) and reads on', function () {
+    assert.deepEqual(read(['[1,1,"no end\n[1,1,"b"]', '[1,1,"c\u0000"]']).out, [
+      ['frame', '[1,1,"no end'],
+      ['frame', '[1,1,"b"]'],
+      ['frame', '[1,1,"c'],
+      ['stray', '\u0000"]'],
+    ]);
+  });
+
+  it('holds a frame sent one byte per read in one buffer, not one per read', function () {
+    const { reader } = read([...Buffer.from('[1,1,"' + 'x'.repeat(3000))].map((byte) => Buffer.from([byte])));
+    assert.equal(reader.bufferedBytes, 3006);
+    assert.ok(reader.held.length <= 2 * 3006, `held buffer of ${reader.held.length} bytes`);
   });
 
   it('on a plain-text connection, keeps lines that start with [ as text', function () {

@@ -30,7 +30,7 @@ describe('the packed tarball in a fresh Node-RED user directory', function () {
     const userDir = path.join(work, 'user');
     fs.mkdirSync(userDir);
     // --ignore-scripts: the build already ran (npm test builds first); pack what it made.
-    const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: root, encoding: 'utf8' }));
+    const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8' }));
     const tarball = path.join(work, packed[0].filename);
     execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--offline', tarball], { cwd: userDir, stdio: 'ignore' });
     editorPort = await freePort();
