@@ -57,7 +57,7 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
       headless: true,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page = await browser.newPage({ viewport: { width: 1500, height: 820 } });
   });
 
   after(async function () {

@@ -10,6 +10,13 @@ const { Device, freePort, waitFor } = require('../support');
 
 const root = path.join(__dirname, '..', '..');
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+// Run the machine's npm as a user would: without the npm_* settings of the `npm test`
+// that runs us, and not the older npm that a dependency puts in node_modules/.bin.
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
+cleanEnv.PATH = (process.env.PATH ?? '')
+  .split(path.delimiter)
+  .filter((dir) => !dir.includes(`node_modules${path.sep}.bin`))
+  .join(path.delimiter);
 
 describe('the packed tarball in a fresh Node-RED user directory', function () {
   this.timeout(120000);
@@ -30,9 +37,9 @@ describe('the packed tarball in a fresh Node-RED user directory', function () {
     const userDir = path.join(work, 'user');
     fs.mkdirSync(userDir);
     // --ignore-scripts: the build already ran (npm test builds first); pack what it made.
-    const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8' }));
+    const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8', env: cleanEnv }));
     const tarball = path.join(work, packed[0].filename);
-    execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--offline', tarball], { cwd: userDir, stdio: 'ignore' });
+    execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--offline', '--ignore-scripts', tarball], { cwd: userDir, stdio: 'ignore', env: cleanEnv });
     editorPort = await freePort();
     tcpmqPort = await freePort();
     fs.writeFileSync(
