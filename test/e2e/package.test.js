@@ -18,87 +18,91 @@ cleanEnv.PATH = (process.env.PATH ?? '')
   .filter((dir) => !dir.includes(`node_modules${path.sep}.bin`))
   .join(path.delimiter);
 
-describe('the packed tarball in a fresh Node-RED user directory', function () {
-  this.timeout(120000);
-  let work;
-  let editorPort;
-  let tcpmqPort;
-  let nodeRed;
-  let output = '';
+for (const runtime of ['node-red', 'node-red-3']) {
+  const version = require(`${runtime}/package.json`).version;
 
-  async function get(route) {
-    const response = await fetch(`http://127.0.0.1:${editorPort}${route}`, { headers: { accept: 'application/json' } });
-    assert.ok(response.ok, `GET ${route}: HTTP ${response.status}`);
-    return response.json();
-  }
+  describe(`the packed tarball in a fresh user directory of Node-RED ${version}`, function () {
+    this.timeout(120000);
+    let work;
+    let editorPort;
+    let tcpmqPort;
+    let nodeRed;
+    let output = '';
 
-  before(async function () {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-pack-'));
-    const userDir = path.join(work, 'user');
-    fs.mkdirSync(userDir);
-    // --ignore-scripts: the build already ran (npm test builds first); pack what it made.
-    const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8', env: cleanEnv }));
-    const tarball = path.join(work, packed[0].filename);
-    execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--offline', '--ignore-scripts', tarball], { cwd: userDir, stdio: 'ignore', env: cleanEnv });
-    editorPort = await freePort();
-    tcpmqPort = await freePort();
-    fs.writeFileSync(
-      path.join(userDir, 'flows.json'),
-      JSON.stringify([
-        { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'json' },
-        { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
-      ]),
-    );
-    fs.writeFileSync(path.join(userDir, 'settings.js'), "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n");
-    nodeRed = spawn(process.execPath, [require.resolve('node-red/red.js'), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    async function get(route) {
+      const response = await fetch(`http://127.0.0.1:${editorPort}${route}`, { headers: { accept: 'application/json' } });
+      assert.ok(response.ok, `GET ${route}: HTTP ${response.status}`);
+      return response.json();
+    }
+
+    before(async function () {
+      work = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-pack-'));
+      const userDir = path.join(work, 'user');
+      fs.mkdirSync(userDir);
+      // --ignore-scripts: the build already ran (npm test builds first); pack what it made.
+      const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8', env: cleanEnv }));
+      const tarball = path.join(work, packed[0].filename);
+      execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--offline', '--ignore-scripts', tarball], { cwd: userDir, stdio: 'ignore', env: cleanEnv });
+      editorPort = await freePort();
+      tcpmqPort = await freePort();
+      fs.writeFileSync(
+        path.join(userDir, 'flows.json'),
+        JSON.stringify([
+          { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'json' },
+          { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
+        ]),
+      );
+      fs.writeFileSync(path.join(userDir, 'settings.js'), "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n");
+      nodeRed = spawn(process.execPath, [require.resolve(`${runtime}/red.js`), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      nodeRed.stdout.on('data', (chunk) => (output += chunk));
+      nodeRed.stderr.on('data', (chunk) => (output += chunk));
+      await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(output), `the installed broker to listen; output so far:\n${output}`, 40000);
     });
-    nodeRed.stdout.on('data', (chunk) => (output += chunk));
-    nodeRed.stderr.on('data', (chunk) => (output += chunk));
-    await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(output), `the installed broker to listen; output so far:\n${output}`, 40000);
-  });
 
-  after(async function () {
-    if (nodeRed && nodeRed.exitCode === null) {
-      nodeRed.kill('SIGINT');
-      await new Promise((resolve) => nodeRed.on('exit', resolve));
-    }
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+    after(async function () {
+      if (nodeRed && nodeRed.exitCode === null) {
+        nodeRed.kill('SIGINT');
+        await new Promise((resolve) => nodeRed.on('exit', resolve));
+      }
+      fs.rmSync(work, { recursive: true, force: true });
+    });
 
-  it('loads the four nodes with their help, catalogues and icon', async function () {
-    const nodeSets = (await get('/nodes')).filter((set) => set.module === '@tcpmq/node-red-tcpmq');
-    assert.deepEqual(nodeSets.map((set) => [set.types[0], set.enabled, set.err ?? 'no error']).sort(), [
-      ['tcpmq-broker', true, 'no error'],
-      ['tcpmq-in', true, 'no error'],
-      ['tcpmq-out', true, 'no error'],
-      ['tcpmq-status', true, 'no error'],
-    ]);
-    const icons = await get('/icons');
-    assert.deepEqual(icons['@tcpmq/node-red-tcpmq'], ['tcpmq.svg']);
-    for (const type of ['tcpmq-broker', 'tcpmq-in', 'tcpmq-out', 'tcpmq-status']) {
-      const catalogue = await get(`/locales/@tcpmq/node-red-tcpmq/${type}?lng=en-US`);
-      assert.ok(catalogue[type]?.label, `${type} has its message catalogue`);
-    }
-    const html = await (await fetch(`http://127.0.0.1:${editorPort}/nodes`, { headers: { accept: 'text/html' } })).text();
-    for (const type of ['tcpmq-broker', 'tcpmq-in', 'tcpmq-out', 'tcpmq-status']) {
-      assert.match(html, new RegExp(`data-help-name="${type}"`), `${type} has help text`);
-    }
-  });
+    it('loads the four nodes with their help, catalogues and icon', async function () {
+      const nodeSets = (await get('/nodes')).filter((set) => set.module === '@tcpmq/node-red-tcpmq');
+      assert.deepEqual(nodeSets.map((set) => [set.types[0], set.enabled, set.err ?? 'no error']).sort(), [
+        ['tcpmq-broker', true, 'no error'],
+        ['tcpmq-in', true, 'no error'],
+        ['tcpmq-out', true, 'no error'],
+        ['tcpmq-status', true, 'no error'],
+      ]);
+      const icons = await get('/icons');
+      assert.deepEqual(icons['@tcpmq/node-red-tcpmq'], ['tcpmq.svg']);
+      for (const type of ['tcpmq-broker', 'tcpmq-in', 'tcpmq-out', 'tcpmq-status']) {
+        const catalogue = await get(`/locales/@tcpmq/node-red-tcpmq/${type}?lng=en-US`);
+        assert.ok(catalogue[type]?.label, `${type} has its message catalogue`);
+      }
+      const html = await (await fetch(`http://127.0.0.1:${editorPort}/nodes`, { headers: { accept: 'text/html' } })).text();
+      for (const type of ['tcpmq-broker', 'tcpmq-in', 'tcpmq-out', 'tcpmq-status']) {
+        assert.match(html, new RegExp(`data-help-name="${type}"`), `${type} has help text`);
+      }
+    });
 
-  it('lists every example in the Import menu', async function () {
-    const library = await get('/library/examples/flows/@tcpmq/node-red-tcpmq');
-    const listed = JSON.stringify(library);
-    const examples = fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json'));
-    for (const file of examples) assert.ok(listed.includes(file.replace(/\.json$/, '')), `${file} is listed in ${listed}`);
-  });
+    it('lists every example in the Import menu', async function () {
+      const library = await get('/library/examples/flows/@tcpmq/node-red-tcpmq');
+      const listed = JSON.stringify(library);
+      const examples = fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json'));
+      for (const file of examples) assert.ok(listed.includes(file.replace(/\.json$/, '')), `${file} is listed in ${listed}`);
+    });
 
-  it('serves devices from the installed package', async function () {
-    const device = await Device.connect(tcpmqPort);
-    try {
-      assert.equal(await device.request('[1,1,"packed"]'), '"packed"');
-    } finally {
-      device.close();
-    }
+    it('serves devices from the installed package', async function () {
+      const device = await Device.connect(tcpmqPort);
+      try {
+        assert.equal(await device.request('[1,1,"packed"]'), '"packed"');
+      } finally {
+        device.close();
+      }
+    });
   });
-});
+}

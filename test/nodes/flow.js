@@ -1,9 +1,12 @@
 'use strict';
-// Loads this package's nodes into a real Node-RED runtime (node-red-node-test-helper).
+// Loads this package's nodes into a real Node-RED runtime (node-red-node-test-helper):
+// Node-RED 4 by default, or the package TCPMQ_NODE_RED names (`node-red-3`: Node-RED 3.1).
 const helper = require('node-red-node-test-helper');
 const { waitFor } = require('../support');
 
-helper.init(require.resolve('node-red'));
+const runtime = process.env.TCPMQ_NODE_RED || 'node-red';
+helper.init(require.resolve(runtime));
+console.log(`      (node tests on ${runtime} ${require(`${runtime}/package.json`).version})`);
 
 const NODES = [
   require('../../nodes/tcpmq-broker.js'),
