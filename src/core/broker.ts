@@ -17,6 +17,8 @@
 import { EventEmitter } from 'node:events';
 import { isUtf8 } from 'node:buffer';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import { isAllowedAddress, parseAllowFrom, parseIdList } from './access';
 import { Devices, type DeviceRecord } from './devices';
 import { FrameReader, type FrameSink } from './frame-reader';
 import { Mailboxes } from './mailboxes';
@@ -35,6 +37,12 @@ export interface BrokerOptions {
   maxFrameBytes: number;
   /** Milliseconds between attempts to listen after a failure. */
   retryInterval: number;
+  /** Comma-separated addresses and CIDR ranges allowed to connect; empty = anyone. */
+  allowFrom: string;
+  /** Comma-separated device ids allowed to send; empty = any. */
+  allowDevices: string;
+  /** Key, certificate (and CA to verify clients) to serve TLS instead of plain TCP. */
+  tls?: tls.TlsOptions;
 }
 
 export const DEFAULT_OPTIONS: BrokerOptions = {
@@ -46,6 +54,8 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   maxConnections: 1000,
   maxFrameBytes: 65536,
   retryInterval: 5000,
+  allowFrom: '',
+  allowDevices: '',
 };
 
 export type BrokerState = 'stopped' | 'starting' | 'listening' | 'error';
@@ -76,11 +86,13 @@ export interface RawEvent extends ConnectionInfo {
   bytes: Buffer;
 }
 
-export type RejectKind = 'protocol-error' | 'oversize' | 'refused' | 'idle' | 'backlog';
+export type RejectKind = 'protocol-error' | 'oversize' | 'refused' | 'forbidden' | 'unknown-device' | 'tls' | 'idle' | 'backlog';
 
 export interface RejectEvent extends ConnectionInfo {
   kind: RejectKind;
   reason: string;
+  /** The device id involved, for 'unknown-device'. */
+  deviceId?: DeviceId;
 }
 
 export interface BrokerCounters {
@@ -89,7 +101,10 @@ export interface BrokerCounters {
   rawMessages: number;
   protocolErrors: number;
   oversize: number;
+  /** Connections refused: over maxConnections, or from an address not in allowFrom. */
   refused: number;
+  /** Requests from ids not in allowDevices (their connections are closed). */
+  unknownDevices: number;
   idleClosed: number;
 }
 
@@ -151,20 +166,33 @@ export class TcpmqBroker extends EventEmitter {
     protocolErrors: 0,
     oversize: 0,
     refused: 0,
+    unknownDevices: 0,
     idleClosed: 0,
   };
 
   private server: net.Server | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly connections = new Map<number, Connection>();
+  /** Every accepted TCP socket until it closes (TLS ones from before their handshake). */
+  private readonly sockets = new Set<net.Socket>();
   private nextConnectionId = 1;
   private currentStatus: BrokerStatus;
   private stopping = false;
+  private readonly allowedAddresses: net.BlockList | undefined;
+  private readonly allowedDevices: Set<DeviceId> | undefined;
+  /** A setting that cannot work (a bad allowFrom entry): reported instead of listening. */
+  private readonly configError: string | undefined;
 
   constructor(options: Partial<BrokerOptions> = {}) {
     super();
     this.setMaxListeners(0);
     this.options = { ...DEFAULT_OPTIONS, ...options };
+    try {
+      this.allowedAddresses = parseAllowFrom(this.options.allowFrom);
+    } catch (err) {
+      this.configError = describe(err);
+    }
+    this.allowedDevices = parseIdList(this.options.allowDevices);
     this.devices = new Devices(this.options.offlineAfter * 1000, (device) => this.wentOffline(device));
     this.currentStatus = { state: 'stopped', host: this.options.host, port: this.options.port };
   }
@@ -180,10 +208,23 @@ export class TcpmqBroker extends EventEmitter {
   /** Starts listening; a failure is reported as an 'error' state and retried. */
   start(): void {
     if (this.server || this.retryTimer || this.stopping) return;
-    this.devices.startSweeping();
     const { host, port } = this.options;
+    if (this.configError) {
+      this.setStatus({ state: 'error', host, port, code: 'EINVAL', error: this.configError });
+      return;
+    }
+    this.devices.startSweeping();
     this.setStatus({ state: 'starting', host, port });
-    const server = net.createServer((socket) => this.accept(socket));
+    const tlsOptions = this.options.tls;
+    const server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
+    server.on('connection', (socket: net.Socket) => {
+      // With TLS, devices are served once the handshake is done ('secureConnection').
+      if (this.admit(socket) && !tlsOptions) this.accept(socket);
+    });
+    if (tlsOptions) {
+      server.on('secureConnection', (socket: tls.TLSSocket) => this.accept(socket));
+      server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => this.tlsFailed(err, socket));
+    }
     this.server = server;
     server.on('error', (err: NodeJS.ErrnoException) => this.listenFailed(server, err));
     try {
@@ -205,7 +246,8 @@ export class TcpmqBroker extends EventEmitter {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.devices.stopSweeping();
-    for (const connection of this.connections.values()) connection.socket.destroy();
+    // Every socket, served or still in its TLS handshake: server.close() waits for them all.
+    for (const socket of this.sockets) socket.destroy();
     const server = this.server;
     this.server = undefined;
     return new Promise((resolve) => {
@@ -256,25 +298,37 @@ export class TcpmqBroker extends EventEmitter {
 
   // ---- connections --------------------------------------------------------
 
-  private accept(socket: net.Socket): void {
+  /** Takes in a new TCP socket, or refuses it (allowFrom, maxConnections) before any byte is read. */
+  private admit(socket: net.Socket): boolean {
     socket.on('error', () => {
       // Resets and timeouts from the device's side: 'close' follows and cleans up.
+    });
+    const remoteAddress = plainAddress(socket.remoteAddress);
+    const refusal =
+      this.allowedAddresses && !isAllowedAddress(this.allowedAddresses, remoteAddress)
+        ? ({ kind: 'forbidden', reason: 'address not in allowFrom' } as const)
+        : this.sockets.size >= this.options.maxConnections
+          ? ({ kind: 'refused', reason: `connection limit of ${this.options.maxConnections} reached` } as const)
+          : undefined;
+    if (refusal) {
+      this.counters.refused++;
+      this.safeEmit('rejected', { ...refusal, connectionId: 0, remoteAddress, remotePort: socket.remotePort ?? 0 } satisfies RejectEvent);
+      socket.destroy();
+      return false;
+    }
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    return true;
+  }
+
+  /** Serves an admitted socket (a TLSSocket once its handshake is done). */
+  private accept(socket: net.Socket): void {
+    socket.on('error', () => {
+      // As in admit(): 'close' follows.
     });
     const connectionId = this.nextConnectionId++;
     const remoteAddress = plainAddress(socket.remoteAddress);
     const remotePort = socket.remotePort ?? 0;
-    if (this.connections.size >= this.options.maxConnections) {
-      this.counters.refused++;
-      this.safeEmit('rejected', {
-        kind: 'refused',
-        reason: `connection limit of ${this.options.maxConnections} reached`,
-        connectionId,
-        remoteAddress,
-        remotePort,
-      } satisfies RejectEvent);
-      socket.destroy();
-      return;
-    }
     const connection = new Connection(this, socket, connectionId, remoteAddress, remotePort, this.options.maxFrameBytes);
     this.connections.set(connectionId, connection);
     this.counters.connections++;
@@ -312,8 +366,16 @@ export class TcpmqBroker extends EventEmitter {
       this.reject(connection, 'protocol-error', parsed.reason);
       return;
     }
-    const now = Date.now();
     const { from, want, payload } = parsed;
+    if (this.allowedDevices && !this.allowedDevices.has(from)) {
+      // Refused before it touches a mailbox; the connection goes, so nothing it queued is read.
+      this.counters.unknownDevices++;
+      this.safeEmit('rejected', { ...connectionInfo(connection), kind: 'unknown-device', reason: `device id "${from}" not in allowDevices`, deviceId: from } satisfies RejectEvent);
+      connection.reader.stop();
+      connection.socket.destroy();
+      return;
+    }
+    const now = Date.now();
     this.counters.requests++;
     this.mailboxes.write(from, payload, 'device', now);
     const cameOnline = this.devices.heard(from, connection, payload, now);
@@ -360,6 +422,17 @@ export class TcpmqBroker extends EventEmitter {
   /** @internal */
   reject(connection: Connection, kind: RejectKind, reason: string): void {
     this.safeEmit('rejected', { ...connectionInfo(connection), kind, reason } satisfies RejectEvent);
+  }
+
+  /** A TLS handshake failed (plain TCP, wrong certificate, no client certificate). */
+  private tlsFailed(err: Error, socket: tls.TLSSocket): void {
+    this.safeEmit('rejected', {
+      kind: 'tls',
+      reason: `TLS handshake failed: ${describe(err)}`,
+      connectionId: 0,
+      remoteAddress: plainAddress(socket.remoteAddress),
+      remotePort: socket.remotePort ?? 0,
+    } satisfies RejectEvent);
   }
 
   private wentOffline(device: DeviceRecord): void {

@@ -19,13 +19,19 @@ export class Mailboxes {
   private readonly boxes = new Map<DeviceId, Mailbox>();
 
   write(id: DeviceId, value: unknown, writer: Writer, now: number, ttlMs = 0): Mailbox {
-    const mailbox: Mailbox = {
-      value,
-      writtenAt: now,
-      writer,
-      expiresAt: ttlMs > 0 ? now + ttlMs : Infinity,
-    };
-    this.boxes.set(id, mailbox);
+    const expiresAt = ttlMs > 0 ? now + ttlMs : Infinity;
+    let mailbox = this.boxes.get(id);
+    if (mailbox === undefined) {
+      mailbox = { value, writtenAt: now, writer, expiresAt, reply: undefined };
+      this.boxes.set(id, mailbox);
+    } else {
+      // Updated in place: a device writes its mailbox every few seconds, for as long as it runs.
+      mailbox.value = value;
+      mailbox.writtenAt = now;
+      mailbox.writer = writer;
+      mailbox.expiresAt = expiresAt;
+      mailbox.reply = undefined;
+    }
     return mailbox;
   }
 

@@ -1,5 +1,7 @@
 /** Reading node properties as the editor saves them (numbers may arrive as text). */
 
+import { parseIdList } from '../core/access';
+
 /** A number property, or `fallback` when it is empty or not a number. */
 export function numberProperty(value: unknown, fallback: number): number {
   if (value === undefined || value === null || value === '') return fallback;
@@ -12,11 +14,6 @@ export function numberProperty(value: unknown, fallback: number): number {
  * list of ids (compared as text, as the broker compares ids).
  */
 export function deviceFilter(value: unknown): (id: string) => boolean {
-  const ids = String(value ?? '')
-    .split(',')
-    .map((id) => id.trim())
-    .filter((id) => id !== '');
-  if (ids.length === 0) return () => true;
-  const wanted = new Set(ids);
-  return (id) => wanted.has(id);
+  const wanted = parseIdList(value === undefined || value === null ? '' : String(value));
+  return wanted ? (id) => wanted.has(id) : () => true;
 }

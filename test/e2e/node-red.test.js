@@ -96,7 +96,7 @@ describe('npm start: a real node-red process', function () {
 
   it('deploys every example from the Import menu without errors', async function () {
     const examplesDir = path.join(root, 'examples');
-    const examples = fs.readdirSync(examplesDir).filter((file) => file.endsWith('.json'));
+    const examples = fs.readdirSync(examplesDir, { recursive: true }).filter((file) => file.endsWith('.json'));
     assert.ok(examples.length >= 1, 'at least one example');
     for (const file of examples) {
       const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8'));

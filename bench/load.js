@@ -1,0 +1,200 @@
+// The load generator, in its own process (forked by bench/run.js): lockstep
+// devices that each send `[id, id+1, "p<seq>"]`, wait for the reply, repeat.
+'use strict';
+const net = require('node:net');
+const { performance } = require('node:perf_hooks');
+
+/** Latency histogram: 10 µs buckets up to 2 s. */
+class Histogram {
+  constructor() {
+    this.buckets = new Uint32Array(200001);
+    this.count = 0;
+  }
+  record(ms) {
+    this.buckets[Math.min(this.buckets.length - 1, Math.round(ms * 100))]++;
+    this.count++;
+  }
+  percentile(p) {
+    const target = Math.ceil((this.count * p) / 100);
+    let seen = 0;
+    for (let i = 0; i < this.buckets.length; i++) {
+      seen += this.buckets[i];
+      if (seen >= target) return i / 100;
+    }
+    return NaN;
+  }
+}
+
+/** Distinct loopback source addresses (127.0.x.y) so that many connections never run out of ports. */
+function sourceAddress(n) {
+  return `127.0.${1 + Math.floor(n / 250)}.${1 + (n % 250)}`;
+}
+
+function connectOne(port, n, spreadSources) {
+  return new Promise((resolve, reject) => {
+    const options = { host: '127.0.0.1', port };
+    if (spreadSources) options.localAddress = sourceAddress(n);
+    const socket = net.connect(options, () => {
+      socket.off('error', reject);
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** Opens `count` connections, `batch` at a time (the server's accept backlog is finite). */
+async function connectAll(port, count, spreadSources, batch = 200) {
+  const sockets = [];
+  for (let start = 0; start < count; start += batch) {
+    const wave = [];
+    for (let n = start; n < Math.min(count, start + batch); n++) wave.push(connectOne(port, n, spreadSources));
+    sockets.push(...(await Promise.all(wave)));
+  }
+  for (const socket of sockets) socket.on('error', () => {});
+  return sockets;
+}
+
+function makeDevices(sockets) {
+  const count = sockets.length;
+  return sockets.map((socket, i) => ({
+    socket,
+    id: i + 1,
+    want: ((i + 1) % count) + 1,
+    seq: 0,
+    /** The newest of this device's values the broker has certainly stored. */
+    storedSeq: 0,
+    /** The peer's storedSeq when this device sent: the oldest value a correct reply can hold. */
+    oldestValid: 0,
+    sentAt: 0,
+  }));
+}
+
+/**
+ * Runs lockstep for warmupMs, then measures for measureMs. A reply that is not
+ * one of the values the peer wrote while the request was in flight (or `None`
+ * once the peer's first value was stored) counts as an error.
+ */
+async function lockstep({ port, connections, warmupMs, measureMs, spreadSources }) {
+  const sockets = await connectAll(port, connections, spreadSources);
+  const devices = makeDevices(sockets);
+  const histogram = new Histogram();
+  let measuring = false;
+  let running = true;
+  let requests = 0;
+  let errors = 0;
+  let firstError;
+
+  function send(device) {
+    device.seq++;
+    device.oldestValid = devices[device.want - 1].storedSeq;
+    device.sentAt = performance.now();
+    device.socket.write(`[${device.id},${device.want},"p${device.seq}"]`);
+  }
+
+  for (const device of devices) {
+    device.socket.on('data', (chunk) => {
+      const now = performance.now();
+      device.storedSeq = device.seq;
+      if (measuring) {
+        histogram.record(now - device.sentAt);
+        requests++;
+        const reply = chunk.toString('latin1');
+        const peer = devices[device.want - 1];
+        const valid =
+          reply === 'None' ? device.oldestValid === 0 : reply[0] === 'p' && Number(reply.slice(1)) >= device.oldestValid && Number(reply.slice(1)) <= peer.seq;
+        if (!valid) {
+          errors++;
+          firstError ??= `device ${device.id} read "${reply}" from device ${peer.id} (expected p${device.oldestValid}..p${peer.seq})`;
+        }
+      }
+      if (running) send(device);
+    });
+  }
+  for (const device of devices) send(device);
+  await sleep(warmupMs);
+  measuring = true;
+  const started = performance.now();
+  await sleep(measureMs);
+  measuring = false;
+  const seconds = (performance.now() - started) / 1000;
+  running = false;
+  await sleep(50);
+  for (const socket of sockets) socket.destroy();
+  return {
+    connections,
+    requestsPerSecond: Math.round(requests / seconds),
+    p50: histogram.percentile(50),
+    p99: histogram.percentile(99),
+    errors,
+    firstError,
+  };
+}
+
+/** The scale run's phase one: many devices connect and each is answered once. */
+let parked = [];
+async function connectDevices({ port, count }) {
+  const sockets = await connectAll(port, count, true);
+  parked = makeDevices(sockets);
+  let answered = 0;
+  await Promise.all(
+    parked.map(
+      (device) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(resolve, 20000);
+          device.socket.once('data', () => {
+            answered++;
+            clearTimeout(timer);
+            resolve();
+          });
+          device.socket.write(`[${device.id},${device.want},"hello"]`);
+        }),
+    ),
+  );
+  return { connected: sockets.length, answered };
+}
+
+/** Phase two: `count` of the parked devices report every `everyMs`, spread evenly, for `seconds`. */
+async function report({ count, everyMs, seconds }) {
+  const reporters = parked.slice(0, count);
+  let sent = 0;
+  let answered = 0;
+  const timers = [];
+  for (const [n, device] of reporters.entries()) {
+    device.socket.removeAllListeners('data');
+    device.socket.on('data', () => answered++);
+    const tick = () => {
+      sent++;
+      device.socket.write(`[${device.id},${device.want},"60${n % 8}"]`);
+    };
+    timers.push(
+      setTimeout(() => {
+        tick();
+        timers.push(setInterval(tick, everyMs));
+      }, (n * everyMs) / count),
+    );
+  }
+  await sleep(seconds * 1000);
+  for (const timer of timers) clearInterval(timer);
+  await sleep(200);
+  return { sent, answered };
+}
+
+function closeAll() {
+  for (const device of parked) device.socket.destroy();
+  parked = [];
+  return {};
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const commands = { lockstep, connectDevices, report, closeAll };
+process.on('message', async ({ command, options }) => {
+  try {
+    process.send({ ok: true, result: await commands[command](options) });
+  } catch (err) {
+    process.send({ ok: false, error: err.stack || String(err) });
+  }
+});

@@ -1,0 +1,264 @@
+#!/usr/bin/env node
+// `npm run bench`: measures a bare `net` server (the machine's limit), the core
+// broker alone and the broker inside a spawned Node-RED, each in its own process,
+// driven by a load generator in another process, all on loopback. Prints figures.
+//
+//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale]
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execSync, fork, spawn } = require('node:child_process');
+const { parseArgs } = require('node:util');
+
+const root = path.join(__dirname, '..');
+const { values: options } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    scale: { type: 'string', default: '10000' },
+    'skip-scale': { type: 'boolean', default: false },
+  },
+});
+const MEASURE_MS = Number(options.seconds) * 1000;
+const WARMUP_MS = 1000;
+const CLOCK_TICKS = Number(execSync('getconf CLK_TCK').toString()) || 100;
+
+// ---- processes ------------------------------------------------------------
+
+/** Ports the OS picks, closed again before use. */
+function freePort() {
+  const net = require('node:net');
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts `command` and resolves once its output matches `ready`. */
+function startProcess(command, args, ready, env = process.env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let output = '';
+    const onData = (chunk) => {
+      output += chunk;
+      if (ready.test(output)) resolve(child);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`${command} ${args.join(' ')} exited (${code}):\n${output}`)));
+  });
+}
+
+async function stopProcess(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** CPU seconds used so far and resident memory (bytes) of process `pid`, from /proc. */
+function usage(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  const rss = Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
+  return { cpuSeconds, rss };
+}
+
+// A shell raises the open-files limit for the servers when it can (10,000 devices need 10,000 sockets).
+function withFileLimit(command, args) {
+  const quoted = [command, ...args].map((a) => `'${a}'`).join(' ');
+  return ['sh', ['-c', `ulimit -n 30000 2>/dev/null; exec ${quoted}`]];
+}
+
+async function startReference(port) {
+  return startProcess(...withFileLimit(process.execPath, [path.join(__dirname, 'server.js'), 'reference', String(port)]), /ready/);
+}
+
+async function startCore(port) {
+  return startProcess(...withFileLimit(process.execPath, [path.join(__dirname, 'server.js'), 'core', String(port)]), /ready/);
+}
+
+/** A real node-red with this package installed, a broker, and tcpmq-in -> a counting node. */
+async function startNodeRed(port) {
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-bench-'));
+  const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
+  fs.mkdirSync(path.dirname(link), { recursive: true });
+  fs.symlinkSync(root, link, 'dir');
+  fs.mkdirSync(path.join(userDir, 'nodes'));
+  for (const file of ['counter-node.js', 'counter-node.html']) fs.copyFileSync(path.join(__dirname, file), path.join(userDir, 'nodes', file));
+  fs.writeFileSync(
+    path.join(userDir, 'flows.json'),
+    JSON.stringify([
+      { id: 'bench', type: 'tab', label: 'bench' },
+      { id: 'broker', type: 'tcpmq-broker', host: '0.0.0.0', port, replyFormat: 'text', offlineAfter: 30, idleTimeout: 120, maxConnections: 20000, maxFrameBytes: 65536 },
+      { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, wires: [['count']] },
+      { id: 'count', type: 'bench-counter', z: 'bench', wires: [] },
+    ]),
+  );
+  fs.writeFileSync(
+    path.join(userDir, 'settings.js'),
+    "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, logging: { console: { level: 'info' } } };\n",
+  );
+  const editorPort = await freePort();
+  const redJs = require.resolve('node-red/red.js', { paths: [root] });
+  const child = await startProcess(
+    ...withFileLimit(process.execPath, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)]),
+    /Started flows/,
+  );
+  // Wait until the broker accepts connections.
+  const net = require('node:net');
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => resolve(true) || socket.destroy());
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.messagesCounted = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
+  child.cleanup = () => fs.rmSync(userDir, { recursive: true, force: true });
+  return child;
+}
+
+// ---- load generator ---------------------------------------------------------
+
+function startGenerator() {
+  const child = fork(path.join(__dirname, 'load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  child.call = (command, commandOptions) =>
+    new Promise((resolve, reject) => {
+      child.once('message', (reply) => (reply.ok ? resolve(reply.result) : reject(new Error(reply.error))));
+      child.send({ command, options: commandOptions });
+    });
+  return child;
+}
+
+// ---- the run ------------------------------------------------------------------
+
+/**
+ * The generator checks every reply against every target alike, so that it does the
+ * same work whatever it measures; the reference server's replies (always None) are
+ * not counted as errors.
+ */
+async function measure(name, start, connectionCounts, countErrors) {
+  const rows = [];
+  for (const connections of connectionCounts) {
+    const port = await freePort();
+    const server = await start(port);
+    const generator = startGenerator();
+    const before = usage(server.pid);
+    const counted = server.messagesCounted ? await server.messagesCounted() : undefined;
+    try {
+      const result = await generator.call('lockstep', { port, connections, warmupMs: WARMUP_MS, measureMs: MEASURE_MS, spreadSources: connections > 1000 });
+      if (!countErrors) Object.assign(result, { errors: 0, firstError: undefined });
+      const after = usage(server.pid);
+      const row = { name, ...result, serverCpu: (after.cpuSeconds - before.cpuSeconds) / ((MEASURE_MS + WARMUP_MS) / 1000) };
+      if (server.messagesCounted) row.messagesCounted = (await server.messagesCounted()) - counted;
+      rows.push(row);
+      console.log(
+        `  ${name.padEnd(22)} ${String(connections).padStart(5)} conns  ${String(row.requestsPerSecond).padStart(7)} req/s  p50 ${row.p50.toFixed(2)} ms  p99 ${row.p99.toFixed(2)} ms  errors ${row.errors}` +
+          `  server CPU ${(row.serverCpu * 100).toFixed(0)}%` +
+          (row.messagesCounted !== undefined ? `  flow messages ${row.messagesCounted}` : '') +
+          (row.firstError ? `\n    first error: ${row.firstError}` : ''),
+      );
+    } finally {
+      generator.kill();
+      await stopProcess(server);
+      server.cleanup?.();
+    }
+  }
+  return rows;
+}
+
+async function scaleRun(devices) {
+  const port = await freePort();
+  const server = await startCore(port);
+  const generator = startGenerator();
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const idle = usage(server.pid);
+    const started = Date.now();
+    const { connected, answered } = await generator.call('connectDevices', { port, count: devices });
+    const connectSeconds = (Date.now() - started) / 1000;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const loaded = usage(server.pid);
+    const rssPerConnection = (loaded.rss - idle.rss) / connected;
+    console.log(
+      `  ${connected} devices connected and ${answered} answered in ${connectSeconds.toFixed(1)} s; ` +
+        `broker RSS ${(idle.rss / 1e6).toFixed(1)} MB -> ${(loaded.rss / 1e6).toFixed(1)} MB = ${(rssPerConnection / 1024).toFixed(2)} KB per connection`,
+    );
+    const reporters = Math.min(1000, connected);
+    const seconds = Math.max(10, MEASURE_MS / 1000);
+    const before = usage(server.pid);
+    const reported = await generator.call('report', { count: reporters, everyMs: 2000, seconds });
+    const after = usage(server.pid);
+    const cpu = (after.cpuSeconds - before.cpuSeconds) / (seconds + 0.2);
+    console.log(
+      `  ${reporters} of them reporting every 2 s for ${seconds} s: ${reported.sent} sent, ${reported.answered} answered; broker CPU ${(cpu * 100).toFixed(2)}% of one core`,
+    );
+    await generator.call('closeAll', {});
+    return { connected, answered, rssPerConnection, reporters, cpu, sent: reported.sent, reportAnswered: reported.answered };
+  } finally {
+    generator.kill();
+    await stopProcess(server);
+  }
+}
+
+function verdict(ok) {
+  return ok ? 'holds' : 'MISSED';
+}
+
+async function main() {
+  console.log(`TCPMQ benchmark, ${new Date().toISOString()}`);
+  console.log(`${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run\n`);
+  console.log('Lockstep round trips (each connection: send a frame, wait for the reply, repeat):');
+  const reference = await measure('reference net server', startReference, [50, 500, 5000], false);
+  const core = await measure('core broker', startCore, [50, 500, 5000], true);
+  const nodeRed = await measure('broker in Node-RED', startNodeRed, [50, 500], true);
+
+  const ref = (connections) => reference.find((row) => row.connections === connections);
+  console.log('\nRatios to the reference server measured in this run:');
+  console.log('| target | connections | req/s | ratio | p50 ms | p99 ms | p99 ratio | errors |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const row of [...reference, ...core, ...nodeRed]) {
+    const base = ref(row.connections);
+    console.log(
+      `| ${row.name} | ${row.connections} | ${row.requestsPerSecond} | ${(row.requestsPerSecond / base.requestsPerSecond).toFixed(2)} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${(row.p99 / base.p99).toFixed(2)} | ${row.name.startsWith('reference') ? 'n/a' : row.errors} |`,
+    );
+  }
+
+  let scale;
+  if (!options['skip-scale']) {
+    console.log(`\nScale run (core broker; devices connect from distinct 127.0.x.y addresses):`);
+    scale = await scaleRun(Number(options.scale));
+  }
+
+  console.log('\nTargets:');
+  const checks = [];
+  for (const connections of [50, 500]) {
+    const row = core.find((r) => r.connections === connections);
+    const base = ref(connections);
+    checks.push([`core broker, ${connections} connections: >= 0.85 x reference req/s`, row.requestsPerSecond / base.requestsPerSecond >= 0.85, (row.requestsPerSecond / base.requestsPerSecond).toFixed(2)]);
+    checks.push([`core broker, ${connections} connections: p99 <= 1.25 x reference p99`, row.p99 <= 1.25 * base.p99, (row.p99 / base.p99).toFixed(2)]);
+  }
+  const nr50 = nodeRed.find((r) => r.connections === 50);
+  checks.push(['broker in Node-RED, 50 connections: >= 0.5 x reference req/s', nr50.requestsPerSecond / ref(50).requestsPerSecond >= 0.5, (nr50.requestsPerSecond / ref(50).requestsPerSecond).toFixed(2)]);
+  const core50 = core.find((r) => r.connections === 50);
+  const core5000 = core.find((r) => r.connections === 5000);
+  checks.push(['core broker throughput from 50 to 5,000 connections falls <= 20%', core5000.requestsPerSecond >= 0.8 * core50.requestsPerSecond, `${((1 - core5000.requestsPerSecond / core50.requestsPerSecond) * 100).toFixed(0)}% drop`]);
+  checks.push(['no wrong replies (core and Node-RED)', [...core, ...nodeRed].every((r) => r.errors === 0), `${[...core, ...nodeRed].reduce((n, r) => n + r.errors, 0)} errors`]);
+  if (scale) {
+    checks.push([`${scale.connected} connected devices: <= 8 KB broker RSS per connection`, scale.rssPerConnection <= 8192, `${(scale.rssPerConnection / 1024).toFixed(2)} KB`]);
+    checks.push([`${scale.connected} connected devices: every device answered`, scale.answered === scale.connected && scale.connected === Number(options.scale), `${scale.answered}/${Number(options.scale)}`]);
+    checks.push([`${scale.reporters} reporting every 2 s: broker CPU <= 5% of one core`, scale.cpu <= 0.05, `${(scale.cpu * 100).toFixed(2)}%`]);
+  }
+  for (const [what, ok, figure] of checks) console.log(`  ${verdict(ok).padEnd(6)} ${what} (${figure})`);
+  process.exitCode = checks.every(([, ok]) => ok) ? 0 : 1;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(2);
+});
