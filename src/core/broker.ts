@@ -95,6 +95,13 @@ export interface RejectEvent extends ConnectionInfo {
   deviceId?: DeviceId;
 }
 
+/** What survives a restart (see snapshot() and restore()): plain JSON. */
+export interface BrokerSnapshot {
+  version: 1;
+  mailboxes: { id: DeviceId; value: unknown; writtenAt: number; writer: 'device' | 'flow'; expiresAt: number | null }[];
+  devices: DeviceRecord[];
+}
+
 export interface BrokerCounters {
   connections: number;
   requests: number;
@@ -176,6 +183,7 @@ export class TcpmqBroker extends EventEmitter {
   /** Every accepted TCP socket until it closes (TLS ones from before their handshake). */
   private readonly sockets = new Set<net.Socket>();
   private nextConnectionId = 1;
+  private flowWrites = 0;
   private currentStatus: BrokerStatus;
   private stopping = false;
   private readonly allowedAddresses: net.BlockList | undefined;
@@ -276,12 +284,14 @@ export class TcpmqBroker extends EventEmitter {
     // A copy: the flow may go on changing the object it sent.
     const mailbox = this.mailboxes.write(mailboxId, copyOf(value), 'flow', Date.now(), ttlSeconds * 1000);
     mailbox.reply = reply;
+    this.flowWrites++;
     return mailboxId;
   }
 
   clearMailbox(id: unknown): DeviceId {
     const mailboxId = this.mailboxId(id);
     this.mailboxes.clear(mailboxId);
+    this.flowWrites++;
     return mailboxId;
   }
 
@@ -294,6 +304,40 @@ export class TcpmqBroker extends EventEmitter {
   /** Copies of every device record. */
   deviceTable(): DeviceRecord[] {
     return this.devices.table();
+  }
+
+  /** Grows with every change to mailboxes or devices: whether a snapshot is out of date. */
+  get changes(): number {
+    return this.counters.requests + this.flowWrites;
+  }
+
+  /** Mailboxes and devices as plain JSON, to be saved and restored after a restart. */
+  snapshot(): BrokerSnapshot {
+    const now = Date.now();
+    const mailboxes: BrokerSnapshot['mailboxes'] = [];
+    for (const [id, mailbox] of this.mailboxes.entries()) {
+      if (mailbox.expiresAt <= now) continue;
+      const { value, writtenAt, writer, expiresAt } = mailbox;
+      mailboxes.push({ id, value: copyOf(value), writtenAt, writer, expiresAt: Number.isFinite(expiresAt) ? expiresAt : null });
+    }
+    return { version: 1, mailboxes, devices: this.devices.table() };
+  }
+
+  /**
+   * Takes back a snapshot: flow-written mailboxes until their time to live,
+   * a device's own news only while the device still counts as online.
+   */
+  restore(snapshot: BrokerSnapshot): void {
+    if (snapshot?.version !== 1) return;
+    const now = Date.now();
+    this.devices.restore(snapshot.devices ?? [], now);
+    for (const { id, value, writtenAt, writer, expiresAt } of snapshot.mailboxes ?? []) {
+      const ttl = expiresAt === null ? 0 : expiresAt - now;
+      if (expiresAt !== null && ttl <= 0) continue;
+      if (writer === 'device' && !this.devices.get(id)?.online) continue;
+      const mailbox = this.mailboxes.write(id, value, writer, now, ttl);
+      mailbox.writtenAt = writtenAt;
+    }
   }
 
   // ---- connections --------------------------------------------------------

@@ -98,6 +98,21 @@ export class Devices {
     this.sweepTimer = undefined;
   }
 
+  /**
+   * Takes back records saved before a restart: a device silent for less than
+   * offlineAfter is still online (its offline message comes on time); the rest
+   * are offline.
+   */
+  restore(records: DeviceRecord[], now: number): void {
+    for (const saved of records) {
+      const device = { ...saved, online: saved.online && now - saved.lastSeen < this.offlineAfterMs };
+      const previous = this.records.get(device.id);
+      if (previous?.online) this.onlineCount--;
+      if (device.online) this.onlineCount++;
+      this.records.set(device.id, device);
+    }
+  }
+
   get(id: DeviceId): DeviceRecord | undefined {
     return this.records.get(id);
   }

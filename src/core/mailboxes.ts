@@ -58,4 +58,8 @@ export class Mailboxes {
   get size(): number {
     return this.boxes.size;
   }
+
+  entries(): IterableIterator<[DeviceId, Mailbox]> {
+    return this.boxes.entries();
+  }
 }

@@ -4,11 +4,13 @@
  * listening when the first one registers and fans its status out to all of them.
  */
 
+import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
-import { TcpmqBroker, type BrokerOptions, type BrokerStatus, type RejectEvent } from '../core/broker';
+import { TcpmqBroker, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type RejectEvent } from '../core/broker';
 import { REPLY_FORMATS, type ReplyFormat } from '../core/reply';
 import type { BrokerConfigNode } from './broker-user';
 import { numberProperty } from './config';
+import { RateLimit } from './rate-limit';
 
 interface TcpmqBrokerDef extends NodeDef {
   host: string;
@@ -18,13 +20,32 @@ interface TcpmqBrokerDef extends NodeDef {
   idleTimeout: number | string;
   maxConnections: number | string;
   maxFrameBytes: number | string;
+  allowFrom?: string;
+  allowDevices?: string;
+  usetls?: boolean;
+  tls?: string;
+  persist?: boolean;
+}
+
+/** Node-RED's tls-config node, as far as a server needs it. */
+interface TlsConfigNode extends Node {
+  valid?: boolean;
+  verifyservercert?: boolean;
+  addTLSOptions(options: TlsOptions): TlsOptions;
 }
 
 /** At most this many rejection log lines per broker each minute; the rest are counted. */
 const REJECT_LOGS_PER_MINUTE = 20;
+/** Where `persist` keeps mailboxes and devices in the node's context (the default store). */
+const SNAPSHOT_KEY = 'tcpmq';
+/** How often a changed snapshot is saved while running (it is saved on close too). */
+const SAVE_EVERY_MS = 5000;
 
-function brokerOptions(config: TcpmqBrokerDef): Partial<BrokerOptions> {
+function brokerOptions(config: TcpmqBrokerDef, tlsOptions: TlsOptions | undefined): Partial<BrokerOptions> {
   return {
+    allowFrom: config.allowFrom ?? '',
+    allowDevices: config.allowDevices ?? '',
+    tls: tlsOptions,
     host: String(config.host ?? '').trim() || '0.0.0.0',
     port: numberProperty(config.port, 9999),
     replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
@@ -39,13 +60,48 @@ export = function (RED: NodeAPI) {
   function TcpmqBrokerNode(this: BrokerConfigNode, config: TcpmqBrokerDef) {
     RED.nodes.createNode(this, config);
     const node = this;
-    const broker = new TcpmqBroker(brokerOptions(config));
+    const broker = new TcpmqBroker(brokerOptions(config, tlsOptions(config)));
     const users = new Map<string, Node>();
+    const rejectLogs = new RateLimit(REJECT_LOGS_PER_MINUTE);
     let lastLoggedError: string | undefined;
-    let rejectLogs = 0;
-    let rejectWindowStart = 0;
-    let unloggedRejects = 0;
+    let closed = false;
     node.broker = broker;
+
+    /** TLS options from the tls-config node, when `usetls` is ticked. */
+    function tlsOptions(settings: TcpmqBrokerDef): TlsOptions | undefined {
+      if (!settings.usetls || !settings.tls) return undefined;
+      const tlsNode = RED.nodes.getNode(settings.tls) as TlsConfigNode | null;
+      if (!tlsNode) return undefined;
+      const options = tlsNode.addTLSOptions({});
+      // "Verify server certificate" on a server means: ask devices for a certificate and check it.
+      return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
+    }
+
+    // persist: mailboxes and devices come back from the context store before listening.
+    const restored = config.persist ? restoreSnapshot() : Promise.resolve();
+    let savedChanges = broker.changes;
+    const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
+
+    function restoreSnapshot(): Promise<void> {
+      return new Promise((resolve) => {
+        node.context().get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => {
+          if (err) node.warn(RED._('tcpmq-broker.errors.restore', { error: err.message }));
+          else if (saved) broker.restore(saved as BrokerSnapshot);
+          savedChanges = broker.changes;
+          resolve();
+        });
+      });
+    }
+
+    function saveSnapshot(): Promise<void> {
+      savedChanges = broker.changes;
+      return new Promise((resolve) => {
+        node.context().set(SNAPSHOT_KEY, broker.snapshot(), (err?: Error) => {
+          if (err) node.warn(RED._('tcpmq-broker.errors.save', { error: err.message }));
+          resolve();
+        });
+      });
+    }
 
     function currentStatus(): NodeStatus {
       const status: BrokerStatus = broker.status;
@@ -85,18 +141,8 @@ export = function (RED: NodeAPI) {
     broker.on('offline', showStatus);
     broker.on('warning', (message: string) => node.warn(message));
     broker.on('rejected', (event: RejectEvent) => {
-      const now = Date.now();
-      if (now - rejectWindowStart >= 60_000) {
-        if (unloggedRejects > 0) node.warn(RED._('tcpmq-broker.log.unlogged', { count: unloggedRejects }));
-        rejectWindowStart = now;
-        rejectLogs = 0;
-        unloggedRejects = 0;
-      }
-      if (rejectLogs >= REJECT_LOGS_PER_MINUTE) {
-        unloggedRejects++;
-        return;
-      }
-      rejectLogs++;
+      const loggable = rejectLogs.take(Date.now(), (count) => node.warn(RED._('tcpmq-broker.log.unlogged', { count })));
+      if (!loggable) return;
       node.warn(
         RED._(`tcpmq-broker.log.${event.kind}`, {
           address: `${event.remoteAddress}:${event.remotePort}`,
@@ -108,7 +154,7 @@ export = function (RED: NodeAPI) {
     node.register = (user: Node) => {
       users.set(user.id, user);
       user.status(currentStatus());
-      broker.start();
+      restored.then(() => closed || broker.start());
     };
 
     // Listening goes on when the last user leaves: field devices never reconnect,
@@ -119,10 +165,15 @@ export = function (RED: NodeAPI) {
     };
 
     node.on('close', (_removed: boolean, done: () => void) => {
-      broker.stop().then(
-        () => done(),
-        () => done(),
-      );
+      closed = true;
+      if (saveTimer) clearInterval(saveTimer);
+      const saved = config.persist ? restored.then(saveSnapshot) : Promise.resolve();
+      saved
+        .then(() => broker.stop())
+        .then(
+          () => done(),
+          () => done(),
+        );
     });
   }
 

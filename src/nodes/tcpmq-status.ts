@@ -1,9 +1,14 @@
 /** tcpmq-status: devices coming online and going offline become flow messages; any input asks for the device table. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { RejectEvent } from '../core/broker';
 import type { DeviceRecord } from '../core/devices';
 import { useBroker } from './broker-user';
 import { deviceFilter } from './config';
+import { RateLimit } from './rate-limit';
+
+/** Error messages a status node sends each minute at most (a flood must not flood the flow). */
+const ERRORS_PER_MINUTE = 20;
 
 interface TcpmqStatusDef extends NodeDef {
   broker: string;
@@ -18,7 +23,23 @@ export = function (RED: NodeAPI) {
     const report = (device: DeviceRecord) => {
       if (wanted(device.id)) node.send({ topic: device.id, payload: device.online ? 'online' : 'offline', device } as Record<string, unknown>);
     };
-    const brokerNode = useBroker(RED, node, config.broker, { online: report, offline: report });
+    const errors = new RateLimit(ERRORS_PER_MINUTE);
+    // Errors come from any connection, whatever the device filter: abuse has no id.
+    const reportError = (event: RejectEvent) => {
+      if (event.kind === 'idle') return; // closing a silent connection is routine, not an error
+      const now = Date.now();
+      const dropped = (count: number) => node.send({ topic: 'errors', payload: 'error', error: RED._('tcpmq-status.errors.dropped', { count }), kind: 'dropped' } as Record<string, unknown>);
+      if (!errors.take(now, dropped)) return;
+      node.send({
+        topic: event.deviceId ?? `${event.remoteAddress}:${event.remotePort}`,
+        payload: 'error',
+        error: event.reason,
+        kind: event.kind,
+        remoteAddress: event.remoteAddress,
+        remotePort: event.remotePort,
+      } as Record<string, unknown>);
+    };
+    const brokerNode = useBroker(RED, node, config.broker, { online: report, offline: report, rejected: reportError });
 
     node.on('input', (msg, send, done) => {
       if (!brokerNode) {

@@ -8,11 +8,16 @@ const runtime = process.env.TCPMQ_NODE_RED || 'node-red';
 helper.init(require.resolve(runtime));
 console.log(`      (node tests on ${runtime} ${require(`${runtime}/package.json`).version})`);
 
+const path = require('node:path');
+/** One of Node-RED's own nodes, from the runtime under test. */
+const coreNode = (file) => require(require.resolve(`@node-red/nodes/core/${file}`, { paths: [path.dirname(require.resolve(runtime))] }));
+
 const NODES = [
   require('../../nodes/tcpmq-broker.js'),
   require('../../nodes/tcpmq-in.js'),
   require('../../nodes/tcpmq-out.js'),
   require('../../nodes/tcpmq-status.js'),
+  coreNode('network/05-tls.js'),
 ];
 
 /** A broker config node listening on loopback at `port`. */
