@@ -1,6 +1,37 @@
 'use strict';
 // Test support: a device that speaks TCPMQ over a real socket, and small waits.
+const asyncHooks = require('node:async_hooks');
 const net = require('node:net');
+const path = require('node:path');
+
+/** Where this package's runtime code lives once built: core/ and nodes/. */
+const OWN_CODE = new RegExp(`[\\/]${path.basename(path.join(__dirname, '..'))}[\\/](core|nodes)[\\/]`);
+
+/**
+ * Timers created by this package's own code that are still alive: call
+ * `stop()` for the list of their creation stacks. (Node-RED, mocha and the
+ * tests keep timers of their own; those are not counted.)
+ */
+function trackOwnTimers() {
+  const live = new Map();
+  const hook = asyncHooks.createHook({
+    init(id, type) {
+      if (type !== 'Timeout') return;
+      const stack = new Error().stack;
+      if (OWN_CODE.test(stack)) live.set(id, stack);
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  });
+  hook.enable();
+  return {
+    stop() {
+      hook.disable();
+      return [...live.values()];
+    },
+  };
+}
 
 /** A free TCP port on loopback (the OS picks it; closed again before use). */
 function freePort() {
@@ -144,4 +175,4 @@ const NOT_REQUESTS = [
   { name: 'plain text', send: 'hello\n' },
 ];
 
-module.exports = { Device, freePort, waitFor, sleep, TEST_VECTORS, NOT_REQUESTS };
+module.exports = { Device, freePort, waitFor, sleep, trackOwnTimers, TEST_VECTORS, NOT_REQUESTS };

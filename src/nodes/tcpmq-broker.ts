@@ -78,15 +78,20 @@ export = function (RED: NodeAPI) {
     }
 
     // persist: mailboxes and devices come back from the context store before listening.
-    const restored = config.persist ? restoreSnapshot() : Promise.resolve();
     let savedChanges = broker.changes;
+    const restored = config.persist ? restoreSnapshot() : Promise.resolve();
     const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
 
     function restoreSnapshot(): Promise<void> {
       return new Promise((resolve) => {
+        // The store may call back at once (memory) or later (localfilesystem).
         node.context().get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => {
-          if (err) node.warn(RED._('tcpmq-broker.errors.restore', { error: err.message }));
-          else if (saved) broker.restore(saved as BrokerSnapshot);
+          try {
+            if (err) throw err;
+            if (saved) broker.restore(saved as BrokerSnapshot);
+          } catch (failure) {
+            node.warn(RED._('tcpmq-broker.errors.restore', { error: (failure as Error).message }));
+          }
           savedChanges = broker.changes;
           resolve();
         });

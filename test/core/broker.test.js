@@ -203,6 +203,35 @@ describe('broker core over TCP (no Node-RED)', function () {
     assert.deepEqual(states.slice(0, 2), ['starting', 'error']);
   });
 
+  it('restores a snapshot: flow mailboxes until their ttl, device news only while the device counts as online', async function () {
+    await startBroker({ offlineAfter: 30 });
+    const device = await connect();
+    await device.request('[1,1,"recent"]');
+    broker.writeMailbox('cmd', { led: 'on' });
+    broker.writeMailbox('short', 'gone soon', 0.05);
+    const snapshot = JSON.parse(JSON.stringify(broker.snapshot()));
+    // A device last heard 60 s ago is offline after the restart: its news is not served.
+    snapshot.devices.push({ ...snapshot.devices[0], id: '9', lastSeen: Date.now() - 60000 });
+    snapshot.mailboxes.push({ id: '9', value: 'stale', writtenAt: Date.now() - 60000, writer: 'device', expiresAt: null });
+    await sleep(60);
+    const restarted = new TcpmqBroker({ offlineAfter: 30 });
+    restarted.restore(snapshot);
+    assert.equal(restarted.readMailbox('1'), 'recent');
+    assert.deepEqual(restarted.readMailbox('cmd'), { led: 'on' });
+    assert.equal(restarted.readMailbox('short'), undefined);
+    assert.equal(restarted.readMailbox('9'), undefined);
+    assert.deepEqual(
+      restarted.deviceTable().map((d) => [d.id, d.online]),
+      [
+        ['1', true],
+        ['9', false],
+      ],
+    );
+    assert.equal(restarted.devices.online, 1);
+    restarted.restore({ version: 99 });
+    restarted.restore(null);
+  });
+
   it('stop() closes every connection and frees the port at once', async function () {
     await startBroker();
     const device = await connect();
