@@ -84,6 +84,26 @@ export interface RequestEvent extends ConnectionInfo {
 
 export interface RawEvent extends ConnectionInfo {
   bytes: Buffer;
+  /** False for bytes that are not UTF-8 text (or hold control characters other than tab, CR, LF, ESC). */
+  isText: boolean;
+}
+
+/** An open connection, as the device table lists it (like a desktop network assistant). */
+export interface ConnectionRecord extends ConnectionInfo {
+  /** The id last seen on it (TCPMQ connections). */
+  deviceId: DeviceId | undefined;
+  /** 'tcpmq' (JSON frames), 'raw' (plain text) or 'unknown' (nothing received yet). */
+  kind: 'tcpmq' | 'raw' | 'unknown';
+  connectedAt: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Which connections a flow writes to or closes: one by number, or every one of a device. */
+export interface ConnectionTarget {
+  connectionId?: number;
+  /** A device id, or `address:port` for a plain-text connection. */
+  device?: string;
 }
 
 export type RejectKind = 'protocol-error' | 'oversize' | 'refused' | 'forbidden' | 'unknown-device' | 'tls' | 'idle' | 'backlog';
@@ -120,6 +140,8 @@ const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
 
 class Connection implements FrameSink, ConnectionInfo {
   readonly reader: FrameReader;
+  readonly connectedAt = Date.now();
+  deviceId: DeviceId | undefined;
   bytesIn = 0;
   bytesOut = 0;
 
@@ -148,6 +170,16 @@ class Connection implements FrameSink, ConnectionInfo {
 
   onOversize(size: number): void {
     this.broker.handleOversize(this, size);
+  }
+
+  /** `address:port`, the name of a connection that has no device id. */
+  get address(): string {
+    return `${this.remoteAddress}:${this.remotePort}`;
+  }
+
+  record(): ConnectionRecord {
+    const { connectionId, remoteAddress, remotePort, deviceId, connectedAt, bytesIn, bytesOut } = this;
+    return { connectionId, remoteAddress, remotePort, deviceId, kind: this.reader.kind, connectedAt, bytesIn, bytesOut };
   }
 
   write(reply: Buffer): void {
@@ -306,6 +338,44 @@ export class TcpmqBroker extends EventEmitter {
     return this.devices.table();
   }
 
+  /** Every open connection, TCPMQ or plain text. */
+  connectionTable(): ConnectionRecord[] {
+    return Array.from(this.connections.values(), (connection) => connection.record());
+  }
+
+  /**
+   * Writes `data` as it is to the target's connections (a flow answering a
+   * plain-text board, or talking to a device directly). Returns how many
+   * connections it went to; throws if there is none.
+   */
+  send(target: ConnectionTarget, data: string | Buffer): number {
+    const connections = this.targetConnections(target);
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    for (const connection of connections) connection.write(bytes);
+    return connections.length;
+  }
+
+  /** Closes the target's connections; returns how many. Throws if there is none. */
+  closeConnections(target: ConnectionTarget): number {
+    const connections = this.targetConnections(target);
+    for (const connection of connections) connection.socket.destroy();
+    return connections.length;
+  }
+
+  private targetConnections({ connectionId, device }: ConnectionTarget): Connection[] {
+    let found: Connection[];
+    if (connectionId !== undefined) {
+      const connection = this.connections.get(connectionId);
+      found = connection && !connection.socket.destroyed ? [connection] : [];
+      if (found.length === 0) throw new Error(`connection ${connectionId} is not open`);
+      return found;
+    }
+    if (device === undefined || device === '') throw new Error('no connection to write to: give a device id or a connection number');
+    found = [...this.connections.values()].filter((c) => !c.socket.destroyed && (c.deviceId === device || c.address === device));
+    if (found.length === 0) throw new Error(`device ${device} has no open connection`);
+    return found;
+  }
+
   /** Grows with every change to mailboxes or devices: whether a snapshot is out of date. */
   get changes(): number {
     return this.counters.requests + this.flowWrites;
@@ -423,6 +493,7 @@ export class TcpmqBroker extends EventEmitter {
     this.counters.requests++;
     this.mailboxes.write(from, payload, 'device', now);
     const cameOnline = this.devices.heard(from, connection, payload, now);
+    connection.deviceId = from;
     const mailbox = this.mailboxes.read(want, now);
     const format = this.options.replyFormat;
     connection.write(mailbox ? (mailbox.reply ??= encodeReply(mailbox.value, format)) : emptyReply(format));
@@ -441,13 +512,8 @@ export class TcpmqBroker extends EventEmitter {
 
   /** @internal */
   handleRaw(connection: Connection, bytes: Buffer): void {
-    if (isBinary(bytes)) {
-      this.counters.protocolErrors++;
-      this.reject(connection, 'protocol-error', `${bytes.length} bytes of binary data`);
-      return;
-    }
     this.counters.rawMessages++;
-    this.safeEmit('raw', { ...connectionInfo(connection), bytes } satisfies RawEvent);
+    this.safeEmit('raw', { ...connectionInfo(connection), bytes, isText: isText(bytes) } satisfies RawEvent);
   }
 
   /** @internal */
@@ -557,13 +623,13 @@ function plainAddress(address: string | undefined): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
-/** Text has no NUL or other C0 control bytes except tab, CR, LF (and ESC for terminals). */
-function isBinary(bytes: Buffer): boolean {
+/** Text is UTF-8 with no NUL or other C0 control bytes except tab, CR, LF (and ESC for terminals). */
+function isText(bytes: Buffer): boolean {
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i];
-    if (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d && byte !== 0x1b) return true;
+    if (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d && byte !== 0x1b) return false;
   }
-  return !isUtf8(bytes);
+  return isUtf8(bytes);
 }
 
 function listenError(host: string, port: number, err: NodeJS.ErrnoException): string {

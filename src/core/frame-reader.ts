@@ -64,6 +64,11 @@ export class FrameReader {
     private readonly maxFrameBytes: number,
   ) {}
 
+  /** What the connection speaks, once its first byte is known. */
+  get kind(): 'tcpmq' | 'raw' | 'unknown' {
+    return this.speaksJson === undefined ? 'unknown' : this.speaksJson ? 'tcpmq' : 'raw';
+  }
+
   /** Bytes held for an unfinished frame (bounded by maxFrameBytes). */
   get bufferedBytes(): number {
     return this.heldBytes;

@@ -5,3 +5,4 @@ export * from './frame-reader';
 export * from './mailboxes';
 export * from './reply';
 export * from './request';
+export * from './client';

@@ -9,6 +9,7 @@ interface TcpmqInDef extends NodeDef {
   broker: string;
   device: string;
   numbers?: boolean;
+  binary?: boolean;
 }
 
 /** A plain decimal number, as sensors send readings: "26.545", "-1", "603". */
@@ -20,6 +21,7 @@ export = function (RED: NodeAPI) {
     const node = this;
     const wanted = deviceFilter(config.device);
     const numbers = config.numbers !== false;
+    const binary = config.binary === true;
 
     useBroker(RED, node, config.broker, {
       request(event: RequestEvent) {
@@ -36,10 +38,11 @@ export = function (RED: NodeAPI) {
       },
       raw(event: RawEvent) {
         const topic = `${event.remoteAddress}:${event.remotePort}`;
-        if (!wanted(topic)) return;
+        // Bytes that are not text only reach flows that asked for them (binary).
+        if (!wanted(topic) || (!event.isText && !binary)) return;
         node.send({
           topic,
-          payload: event.bytes.toString('utf8'),
+          payload: event.isText ? event.bytes.toString('utf8') : Buffer.from(event.bytes),
           raw: true,
           remoteAddress: event.remoteAddress,
           remotePort: event.remotePort,

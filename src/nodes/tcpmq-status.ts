@@ -48,6 +48,7 @@ export = function (RED: NodeAPI) {
       }
       const reply = msg as typeof msg & Record<string, unknown>;
       reply.payload = brokerNode.broker.deviceTable();
+      reply.connections = brokerNode.broker.connectionTable();
       reply.counters = { ...brokerNode.broker.counters, openConnections: brokerNode.broker.connectionCount };
       send(reply);
       done();

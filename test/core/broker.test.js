@@ -85,20 +85,49 @@ describe('broker core over TCP (no Node-RED)', function () {
     assert.equal(broker.counters.protocolErrors, 1);
   });
 
-  it('passes plain text on as raw messages, binary data as protocol errors', async function () {
+  it('passes plain text on as raw messages, marking bytes that are not text', async function () {
     await startBroker();
     const raw = [];
-    broker.on('raw', (event) => raw.push(event.bytes.toString()));
+    broker.on('raw', (event) => raw.push([event.bytes.toString('latin1'), event.isText]));
     const board = await connect();
     board.send('Hello 01Studio!\n');
     await waitFor(() => raw.length === 1, 'a raw message');
     board.send(Buffer.from([0x00, 0xff, 0x0a]));
+    await waitFor(() => raw.length === 2, 'the binary line');
     board.send('last line without newline');
     await sleep(50);
     board.close();
-    await waitFor(() => raw.length === 2, 'the last line, flushed at close');
-    assert.deepEqual(raw, ['Hello 01Studio!', 'last line without newline']);
-    assert.equal(broker.counters.protocolErrors, 1);
+    await waitFor(() => raw.length === 3, 'the last line, flushed at close');
+    assert.deepEqual(raw, [
+      ['Hello 01Studio!', true],
+      ['\u0000\u00ff', false],
+      ['last line without newline', true],
+    ]);
+    assert.equal(broker.counters.protocolErrors, 0);
+    assert.equal(broker.counters.rawMessages, 3);
+  });
+
+  it('sends bytes to a device\'s connections and closes them on request', async function () {
+    await startBroker();
+    const device = await connect();
+    await device.request('[7,7,"x"]');
+    const board = await connect();
+    board.send('hi\n');
+    await waitFor(() => broker.connectionTable().some((c) => c.kind === 'raw'), 'the board to be listed');
+    const rawConnection = broker.connectionTable().find((c) => c.kind === 'raw');
+    assert.equal(broker.send({ device: '7' }, 'direct'), 1);
+    assert.equal((await device.nextChunk()).toString(), 'direct');
+    assert.equal(broker.send({ device: `${rawConnection.remoteAddress}:${rawConnection.remotePort}` }, Buffer.from('to the board')), 1);
+    assert.equal((await board.nextChunk()).toString(), 'to the board');
+    assert.equal(broker.send({ connectionId: rawConnection.connectionId }, 'by number'), 1);
+    assert.equal((await board.nextChunk()).toString(), 'by number');
+    assert.throws(() => broker.send({ device: '8' }, 'nobody'), /device 8 has no open connection/);
+    assert.throws(() => broker.send({ connectionId: 9999 }, 'nobody'), /connection 9999 is not open/);
+    const table = broker.connectionTable();
+    assert.deepEqual(table.map((c) => [c.deviceId, c.kind]), [['7', 'tcpmq'], [undefined, 'raw']]);
+    assert.ok(table[0].bytesIn > 0 && table[0].bytesOut > 0 && table[0].connectedAt <= Date.now());
+    assert.equal(broker.closeConnections({ device: '7' }), 1);
+    assert.equal(await device.closedWithin(1000), true);
   });
 
   it('gives flows a copy of an object payload, never the mailbox itself', async function () {

@@ -18,6 +18,7 @@ const NODES = [
   require('../../nodes/tcpmq-out.js'),
   require('../../nodes/tcpmq-status.js'),
   coreNode('network/05-tls.js'),
+  coreNode('function/15-change.js'),
 ];
 
 /** A broker config node listening on loopback at `port`. */

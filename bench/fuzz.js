@@ -1,0 +1,212 @@
+#!/usr/bin/env node
+// Long fuzzing run: the generators and properties of test/robustness/fuzz.test.js
+// (test/robustness/fuzz-kit.js), with any seed, for as long as asked. Feeds the
+// frame reader directly and drives a real broker (in this process) over TCP on
+// 127.0.0.1 with rule-following fuzz connections, chaos connections and
+// lockstep devices at once. Prints how many cases ran and every failure with
+// the seed that replays it. Needs a build (core/): `npm run build`.
+//
+//   node bench/fuzz.js [--seconds 60] [--seed N] [--all] [--no-tcp]
+//   node bench/fuzz.js --property <name> --case-seed <S>    replay one case
+//
+// Properties: valid-every-boundary, valid-random-cuts, hostile-input,
+// resync-after-garbage, segmentation-invariance (a known defect: only with
+// --all or --property), and tcp (one fuzz connection against a fresh broker).
+// Exit code 1 if any case failed.
+'use strict';
+const { parseArgs } = require('node:util');
+const net = require('node:net');
+const kit = require('../test/robustness/fuzz-kit');
+const { TcpmqBroker } = require('../core');
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '60' },
+    seed: { type: 'string' },
+    property: { type: 'string' },
+    'case-seed': { type: 'string' },
+    all: { type: 'boolean', default: false },
+    'no-tcp': { type: 'boolean', default: false },
+  },
+});
+
+const seconds = Number(args.seconds);
+const seed = args.seed === undefined ? (Date.now() ^ (process.pid << 16)) >>> 0 : Number(args.seed) >>> 0;
+const uncaught = [];
+process.on('uncaughtException', (err) => uncaught.push(err));
+process.on('unhandledRejection', (err) => uncaught.push(err));
+
+function firstLine(err) {
+  return String(err && err.message ? err.message : err).split('\n').slice(0, 3).join(' | ');
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startBroker() {
+  // offlineAfter is long so that a device never goes offline during the run:
+  // a payload nested thousands deep makes the offline event throw from a
+  // timer (the DEFECT in fuzz.test.js), which would end this process.
+  const broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), offlineAfter: 3600 });
+  const warnings = [];
+  broker.on('warning', (message) => warnings.push(message));
+  broker.start();
+  while (broker.status.state !== 'listening') await kit.pause(10);
+  return { broker, port: broker.status.port, warnings };
+}
+
+async function replay(property, caseSeed) {
+  if (property === 'tcp') {
+    const { broker, port, warnings } = await startBroker();
+    try {
+      const result = await kit.fuzzConnection(port, caseSeed, `fz-${caseSeed}`, { frames: 15 });
+      console.log(`tcp case ${caseSeed}: ok (${result.frames} frames, ${result.bytes} bytes); warnings: ${warnings.length}`);
+    } finally {
+      await broker.stop();
+    }
+    return;
+  }
+  if (!kit.PROPERTIES[property]) throw new Error(`no property ${property}`);
+  const result = kit.PROPERTIES[property](caseSeed);
+  console.log(`${property} case ${caseSeed}: ok (${result.bytes} bytes)`);
+}
+
+/** Frame reader properties, in slices of ~5 ms so that the TCP part (same event loop) runs meanwhile. */
+async function runReaderProperties(until, stats, failures) {
+  const names = Object.keys(kit.PROPERTIES).filter((name) => args.all || !kit.KNOWN_DEFECTS.has(name));
+  for (const name of names) stats[name] = { cases: 0, bytes: 0, failed: 0 };
+  let index = 0;
+  while (Date.now() < until) {
+    const sliceEnd = Date.now() + 5;
+    while (Date.now() < sliceEnd) {
+      for (const name of names) {
+        const caseSeed = kit.caseSeed(seed, index);
+        const stat = stats[name];
+        stat.cases++;
+        try {
+          stat.bytes += kit.PROPERTIES[name](caseSeed).bytes;
+        } catch (err) {
+          stat.failed++;
+          if (failures.length < 50) failures.push({ property: name, index, caseSeed, message: firstLine(err) });
+        }
+      }
+      index++;
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Waves of 8 fuzz connections, 4 chaos connections and 2 lockstep devices against one broker. */
+async function runTcp(until, stats, failures) {
+  const { broker, port, warnings } = await startBroker();
+  let wave = 0;
+  try {
+    while (Date.now() < until) {
+      let done = false;
+      const lockstep = [0, 1].map((i) => kit.lockstepDevice(port, `lock-${i}`, () => done).catch((err) => err));
+      const fuzz = [];
+      for (let i = 0; i < 8; i++) {
+        const caseSeed = kit.caseSeed(seed, 1_000_000 + wave * 8 + i);
+        fuzz.push(
+          kit.fuzzConnection(port, caseSeed, i % 2 ? `fz-${caseSeed}` : caseSeed, { frames: 15 }).then(
+            (result) => {
+              stats.fuzzConnections++;
+              stats.frames += result.frames;
+            },
+            (err) => {
+              stats.failed++;
+              if (failures.length < 50) failures.push({ property: 'tcp', index: wave * 8 + i, caseSeed, message: firstLine(err) });
+            },
+          ),
+        );
+      }
+      const chaos = [];
+      for (let i = 0; i < 4; i++) {
+        chaos.push(
+          kit.chaosConnection(port, kit.caseSeed(seed, 2_000_000 + wave * 4 + i), 65536).then(
+            (result) => {
+              stats.chaosConnections++;
+              stats.chaosBytes += result.bytes;
+            },
+            () => {},
+          ),
+        );
+      }
+      await Promise.all([...fuzz, ...chaos]);
+      done = true;
+      for (const result of await Promise.all(lockstep)) {
+        if (typeof result === 'number') stats.lockstepReplies += result;
+        else {
+          stats.failed++;
+          if (failures.length < 50) failures.push({ property: 'tcp-lockstep', index: wave, caseSeed: seed, message: firstLine(result) });
+        }
+      }
+      wave++;
+    }
+  } finally {
+    stats.protocolErrors = broker.counters.protocolErrors;
+    stats.oversize = broker.counters.oversize;
+    stats.warnings = warnings.length;
+    stats.knownDefectWarnings = warnings.filter((w) => /Maximum call stack size exceeded/.test(w)).length;
+    stats.otherWarnings = warnings.filter((w) => !/Maximum call stack size exceeded/.test(w)).slice(0, 5);
+    await broker.stop();
+  }
+}
+
+async function main() {
+  if (args.property !== undefined) {
+    if (args['case-seed'] === undefined) throw new Error('--property needs --case-seed');
+    await replay(args.property, Number(args['case-seed']) >>> 0);
+    return 0;
+  }
+  console.log(`fuzz: seed ${seed}, ${seconds} s${args.all ? ', known defects included' : ''}${args['no-tcp'] ? ', no TCP' : ''}`);
+  const started = Date.now();
+  const until = started + seconds * 1000;
+  const readerStats = {};
+  const tcpStats = { fuzzConnections: 0, frames: 0, chaosConnections: 0, chaosBytes: 0, lockstepReplies: 0, failed: 0 };
+  const failures = [];
+  await Promise.all([runReaderProperties(until, readerStats, failures), args['no-tcp'] ? undefined : runTcp(until, tcpStats, failures)]);
+  const elapsed = (Date.now() - started) / 1000;
+
+  let total = 0;
+  let failed = 0;
+  console.log(`\nframe reader properties (${elapsed.toFixed(1)} s):`);
+  for (const [name, stat] of Object.entries(readerStats)) {
+    total += stat.cases;
+    failed += stat.failed;
+    const note = kit.KNOWN_DEFECTS.has(name) ? '  (known defect)' : '';
+    console.log(`  ${name.padEnd(24)} ${String(stat.cases).padStart(8)} cases  ${(stat.bytes / 1e6).toFixed(1).padStart(9)} MB  ${stat.failed} failed${note}`);
+  }
+  if (!args['no-tcp']) {
+    failed += tcpStats.failed;
+    console.log('over TCP:');
+    console.log(`  ${tcpStats.fuzzConnections} fuzz connections, ${tcpStats.frames} frames answered exactly`);
+    console.log(`  ${tcpStats.chaosConnections} chaos connections, ${(tcpStats.chaosBytes / 1e6).toFixed(1)} MB of hostile input`);
+    console.log(`  ${tcpStats.lockstepReplies} lockstep replies; broker: ${tcpStats.protocolErrors} protocol errors, ${tcpStats.oversize} oversize`);
+    console.log(`  warnings: ${tcpStats.warnings} (${tcpStats.knownDefectWarnings} from the known deep-nesting defect)`);
+    for (const w of tcpStats.otherWarnings) console.log(`    warning: ${w}`);
+  }
+  console.log(`cases: ${total} frame reader + ${tcpStats.fuzzConnections + tcpStats.chaosConnections} TCP connections; failures: ${failed}; uncaught: ${uncaught.length}`);
+  for (const err of uncaught.slice(0, 5)) console.log(`  UNCAUGHT ${firstLine(err)}`);
+  for (const f of failures) {
+    console.log(`  FAIL ${f.property} case ${f.index} (seed ${seed}) case-seed ${f.caseSeed}: ${f.message}`);
+    if (f.property !== 'tcp-lockstep') console.log(`       replay: node bench/fuzz.js --property ${f.property} --case-seed ${f.caseSeed}`);
+  }
+  return failed > 0 || uncaught.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    process.exit(2);
+  },
+);

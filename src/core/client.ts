@@ -1,0 +1,468 @@
+/**
+ * The device role (protocol section 6): joins a TCPMQ broker hosted elsewhere
+ * (an ESP32 on its own Wi-Fi hotspot, a PC broker, another copy of this
+ * project) as one more device. In lockstep, every pollInterval: one request
+ * `[clientId, want, payload]`, one reply, then `want` moves on to the next
+ * watched id. No Node-RED import: usable on its own.
+ *
+ * Events (all arguments are plain objects, except 'warning'):
+ * - 'state'    (ClientStatus)  connecting / connected / error / stopped
+ * - 'reply'    (ClientReply)   a watched mailbox answered with something (not `None` / `null`)
+ * - 'online'   ({id})          a watched id answered after being unknown or offline
+ * - 'offline'  ({id})          a watched id answered empty offlineAfterNones times in a row
+ * - 'warning'  (string)        a listener threw, or the broker sent something odd; the client carried on
+ *
+ * Never emits 'error': failures are 'error' states, followed by a reconnection.
+ */
+
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import type { ReplyFormat } from './reply';
+
+export interface ClientOptions {
+  /** The broker's address: an ESP32 hotspot is 192.168.4.1. */
+  host: string;
+  port: number;
+  /** This device's id, as typed (sent as a number if it looks like one, see wireId()). */
+  clientId: string;
+  /** Ids whose mailboxes are read, one per request, in turn. Empty: the client reads its own. */
+  watch: string[];
+  /** Seconds from one request to the next. */
+  pollInterval: number;
+  /** Consecutive empty replies for a watched id after which it is offline. */
+  offlineAfterNones: number;
+  /** How the broker writes replies: 'text' (raw, `None` = nothing) or 'json' (JSON text, `null` = nothing). */
+  replyFormat: ReplyFormat;
+  /** Seconds to wait for a connection or for a reply before reconnecting. */
+  timeout: number;
+  /** Seconds before the first reconnection attempt; doubles after each failure up to retryMax. */
+  retryMin: number;
+  retryMax: number;
+}
+
+export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
+  host: '192.168.4.1',
+  port: 9999,
+  clientId: '',
+  watch: [],
+  pollInterval: 2,
+  offlineAfterNones: 8,
+  replyFormat: 'text',
+  timeout: 8,
+  retryMin: 1,
+  retryMax: 30,
+};
+
+export type ClientState = 'stopped' | 'connecting' | 'connected' | 'error';
+
+export interface ClientStatus {
+  state: ClientState;
+  host: string;
+  port: number;
+  /** What went wrong, naming the address: set in the 'error' state. */
+  error?: string;
+  /** The system error code (ECONNREFUSED, ECONNRESET, ...) or ETIMEDOUT / ECLOSED / EINVAL, in the 'error' state. */
+  code?: string;
+  /** Milliseconds until the next connection attempt, in the 'error' state (absent: no retry). */
+  retryIn?: number;
+}
+
+export interface ClientReply {
+  /** The watched id, as given in `watch`. */
+  id: string;
+  /** text: the reply's UTF-8 text; json: its decoded JSON value (or the text if it is not JSON). */
+  payload: unknown;
+  /** The reply's bytes as received. */
+  raw: Buffer;
+}
+
+export interface WatchedId {
+  id: string;
+  /** undefined until the id has answered, or has answered empty offlineAfterNones times. */
+  online: boolean | undefined;
+  /** Consecutive empty replies. */
+  nones: number;
+}
+
+export interface ClientCounters {
+  /** Connections made. */
+  connections: number;
+  requests: number;
+  /** Replies with something in them (emitted as 'reply', or read back with an empty watch list). */
+  replies: number;
+  /** `None` / `null` replies. */
+  emptyReplies: number;
+  /** Requests that got no reply within `timeout`. */
+  timeouts: number;
+  /** Bytes received while no request was waiting for its reply: dropped. */
+  strayBytes: number;
+}
+
+/**
+ * Data received within this many milliseconds of the previous chunk belongs to
+ * the same reply: replies have no delimiter, and TCP may split one.
+ */
+const REPLY_SETTLE_MS = 20;
+
+/** A reply longer than this is not a mailbox: the connection is dropped. */
+const MAX_REPLY_BYTES = 1024 * 1024;
+
+/**
+ * The id as it goes on the wire: a number if the text is exactly the JSON text
+ * of a number (`1`, `-1`, `2.5`), else the text itself (`01`, `1.0`, `+1`,
+ * `cmd`). Field brokers key mailboxes by the JSON value, so `1` and `"1"` are
+ * different mailboxes there (protocol section 6); this project's broker reads
+ * both back as the same text.
+ */
+export function wireId(id: string): number | string {
+  if (id === '') return id;
+  const value = Number(id);
+  return Number.isFinite(value) && JSON.stringify(value) === id ? value : id;
+}
+
+interface PendingRequest {
+  want: string;
+  sentAt: number;
+  chunks: Buffer[];
+  bytes: number;
+}
+
+export class TcpmqClient extends EventEmitter {
+  readonly options: ClientOptions;
+  readonly counters: ClientCounters = {
+    connections: 0,
+    requests: 0,
+    replies: 0,
+    emptyReplies: 0,
+    timeouts: 0,
+    strayBytes: 0,
+  };
+
+  private readonly watched = new Map<string, WatchedId>();
+  /** The payload element of every request, as JSON text. */
+  private payloadJson: string;
+  private running = false;
+  /** The connection in use, if any. */
+  private socket: net.Socket | undefined;
+  /** Every socket not yet closed, including ones being torn down: stop() waits for them. */
+  private readonly sockets = new Set<net.Socket>();
+  /** The one timer: connect timeout, reply timeout, reply settling, next poll or next retry. */
+  private timer: NodeJS.Timeout | undefined;
+  /** The request waiting for its reply; data that comes while there is none is stray. */
+  private pending: PendingRequest | undefined;
+  /** Index in watch of the next id to ask for. */
+  private nextWant = 0;
+  private retryDelay: number;
+  private lastError: NodeJS.ErrnoException | undefined;
+  private warnedUndecodable = false;
+  private currentStatus: ClientStatus;
+
+  constructor(options: Partial<ClientOptions> = {}) {
+    super();
+    this.setMaxListeners(0);
+    const given = { ...DEFAULT_CLIENT_OPTIONS, ...options };
+    const d = DEFAULT_CLIENT_OPTIONS;
+    const retryMin = positive(given.retryMin, d.retryMin);
+    this.options = {
+      host: String(given.host || d.host),
+      port: Number(given.port),
+      clientId: String(given.clientId ?? ''),
+      watch: [...new Set((given.watch ?? []).map(String).filter((id) => id !== ''))],
+      pollInterval: positive(given.pollInterval, d.pollInterval),
+      offlineAfterNones: Math.max(1, Math.round(positive(given.offlineAfterNones, d.offlineAfterNones))),
+      replyFormat: given.replyFormat === 'json' ? 'json' : 'text',
+      timeout: positive(given.timeout, d.timeout),
+      retryMin,
+      retryMax: Math.max(retryMin, positive(given.retryMax, d.retryMax)),
+    };
+    for (const id of this.options.watch) this.watched.set(id, { id, online: undefined, nones: 0 });
+    this.payloadJson = this.emptyPayloadJson();
+    this.retryDelay = this.options.retryMin * 1000;
+    this.currentStatus = { state: 'stopped', host: this.options.host, port: this.options.port };
+  }
+
+  get status(): ClientStatus {
+    return this.currentStatus;
+  }
+
+  /** The online state of each watched id, in watch order (copies). */
+  watchState(): WatchedId[] {
+    return [...this.watched.values()].map((w) => ({ ...w }));
+  }
+
+  /**
+   * Sets the content of this device's own mailbox, sent as the payload of every
+   * request from now on. It goes out as JSON: a string as a JSON string (what
+   * field devices send, and the only kind the ESP32 broker can serve), another
+   * value as its JSON text, a Buffer as the JSON string of its UTF-8 text.
+   * `undefined` (or a function or symbol) means nothing, as before any call:
+   * `""` with text replies, `null` with json replies, which every broker then
+   * serves as `None` / `null`. Throws for a value with no JSON text (circular,
+   * BigInt); the payload is then unchanged.
+   */
+  setPayload(value: unknown): void {
+    const json = JSON.stringify(Buffer.isBuffer(value) ? value.toString('utf8') : value);
+    this.payloadJson = json === undefined ? this.emptyPayloadJson() : json;
+  }
+
+  /** Connects and polls until stop(); failures are reported as 'error' states and retried forever. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.retryDelay = this.options.retryMin * 1000;
+    if (this.options.clientId === '') {
+      this.setStatus({ state: 'error', host: this.options.host, port: this.options.port, code: 'EINVAL', error: 'the client id is empty: give this device an id' });
+      return;
+    }
+    this.connect();
+  }
+
+  /** Closes the connection and clears every timer; resolves once every socket is closed. */
+  stop(): Promise<void> {
+    this.running = false;
+    this.clearTimer();
+    this.pending = undefined;
+    this.socket = undefined;
+    const closing = [...this.sockets].map(
+      (socket) =>
+        new Promise<void>((resolve) => {
+          socket.once('close', () => resolve());
+          socket.destroy();
+        }),
+    );
+    return Promise.all(closing).then(() => {
+      if (!this.running) this.setStatus({ state: 'stopped', host: this.options.host, port: this.options.port });
+    });
+  }
+
+  // ---- connection ---------------------------------------------------------
+
+  private connect(): void {
+    const { host, port } = this.options;
+    this.lastError = undefined;
+    this.setStatus({ state: 'connecting', host, port });
+    if (!this.running) return; // a 'state' listener stopped the client
+    let socket: net.Socket;
+    try {
+      socket = net.connect({ host, port });
+    } catch (err) {
+      // A port out of range fails at once rather than as an event.
+      this.fail(err as NodeJS.ErrnoException);
+      return;
+    }
+    this.socket = socket;
+    this.sockets.add(socket);
+    socket.setNoDelay(true);
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // Refused, reset, unreachable: 'close' follows and reconnects.
+      if (socket === this.socket) this.lastError = err;
+    });
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      if (socket === this.socket) this.connectionClosed();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (socket === this.socket) this.received(chunk);
+    });
+    socket.once('connect', () => {
+      if (socket !== this.socket) return;
+      this.clearTimer();
+      this.counters.connections++;
+      this.setStatus({ state: 'connected', host, port });
+      if (socket === this.socket) this.sendRequest();
+    });
+    this.setTimer(() => {
+      this.fail(withCode(new Error(`cannot connect to ${host}:${port} within ${this.options.timeout} s`), 'ETIMEDOUT'));
+    }, this.options.timeout * 1000);
+  }
+
+  /** The broker closed the connection, or the connection failed. */
+  private connectionClosed(): void {
+    // A reply that came just before the close is still a reply.
+    if (this.pending && this.pending.bytes > 0) this.finishReply(false);
+    const { host, port } = this.options;
+    this.fail(this.lastError ?? withCode(new Error(`connection closed by ${host}:${port}`), 'ECLOSED'));
+  }
+
+  /** Drops the connection, reports the error and tries again after the backoff delay. */
+  private fail(err: NodeJS.ErrnoException): void {
+    this.clearTimer();
+    this.pending = undefined;
+    const socket = this.socket;
+    this.socket = undefined;
+    socket?.destroy();
+    if (!this.running) return;
+    const { host, port } = this.options;
+    const retryIn = this.retryDelay;
+    this.retryDelay = Math.min(this.retryDelay * 2, this.options.retryMax * 1000);
+    this.setTimer(() => this.connect(), retryIn);
+    this.setStatus({ state: 'error', host, port, error: connectError(host, port, err), code: err.code, retryIn });
+  }
+
+  // ---- requests and replies -----------------------------------------------
+
+  private sendRequest(): void {
+    const socket = this.socket;
+    if (!socket || socket.destroyed || !this.running) return;
+    const { clientId, watch, timeout } = this.options;
+    const want = watch.length === 0 ? clientId : watch[this.nextWant % watch.length];
+    this.nextWant = watch.length === 0 ? 0 : (this.nextWant + 1) % watch.length;
+    const frame = `[${JSON.stringify(wireId(clientId))},${JSON.stringify(wireId(want))},${this.payloadJson}]`;
+    this.pending = { want, sentAt: Date.now(), chunks: [], bytes: 0 };
+    this.counters.requests++;
+    // One write: field brokers read one chunk and parse it whole.
+    socket.write(Buffer.from(frame, 'utf8'));
+    this.setTimer(() => {
+      this.counters.timeouts++;
+      const { host, port } = this.options;
+      this.fail(withCode(new Error(`no reply from ${host}:${port} within ${timeout} s (asked for "${want}")`), 'ETIMEDOUT'));
+    }, timeout * 1000);
+  }
+
+  private received(chunk: Buffer): void {
+    const pending = this.pending;
+    if (!pending) {
+      this.counters.strayBytes += chunk.length;
+      this.warn(`${chunk.length} bytes from ${this.options.host}:${this.options.port} with no request waiting: dropped`);
+      return;
+    }
+    pending.chunks.push(chunk);
+    pending.bytes += chunk.length;
+    if (pending.bytes > MAX_REPLY_BYTES) {
+      this.fail(withCode(new Error(`a reply over ${MAX_REPLY_BYTES} bytes from ${this.options.host}:${this.options.port}`), 'EMSGSIZE'));
+      return;
+    }
+    // Wait a moment for the rest of a reply that TCP split.
+    this.setTimer(() => this.finishReply(true), REPLY_SETTLE_MS);
+  }
+
+  /** Handles the reply of the pending request and, if `next`, schedules the next request. */
+  private finishReply(next: boolean): void {
+    const pending = this.pending;
+    if (!pending) return;
+    this.pending = undefined;
+    this.clearTimer();
+    this.retryDelay = this.options.retryMin * 1000; // the broker works: back to quick retries
+    this.handleReply(pending.want, Buffer.concat(pending.chunks, pending.bytes));
+    if (!next || !this.running || !this.socket) return;
+    const wait = Math.max(0, pending.sentAt + this.options.pollInterval * 1000 - Date.now());
+    this.setTimer(() => this.sendRequest(), wait);
+  }
+
+  private handleReply(want: string, raw: Buffer): void {
+    const payload = this.decode(raw);
+    const watched = this.watched.get(want);
+    if (payload === NOTHING) {
+      this.counters.emptyReplies++;
+      if (!watched) return;
+      watched.nones++;
+      if (watched.nones >= this.options.offlineAfterNones && watched.online !== false) {
+        watched.online = false;
+        this.safeEmit('offline', { id: want });
+      }
+      return;
+    }
+    this.counters.replies++;
+    if (!watched) return; // its own mailbox, read back when nothing is watched
+    watched.nones = 0;
+    if (watched.online !== true) {
+      watched.online = true;
+      this.safeEmit('online', { id: want });
+    }
+    this.safeEmit('reply', { id: want, payload, raw } satisfies ClientReply);
+  }
+
+  /** A reply's content, or NOTHING for `None` (either dialect) or `null` (json). */
+  private decode(raw: Buffer): unknown {
+    const text = raw.toString('utf8');
+    if (text === 'None') return NOTHING;
+    if (this.options.replyFormat === 'text') return text;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      if (!this.warnedUndecodable) {
+        this.warnedUndecodable = true;
+        this.warn(`a reply from ${this.options.host}:${this.options.port} is not JSON (${JSON.stringify(text.slice(0, 24))}): passed on as text; does the broker use text replies?`);
+      }
+      return text;
+    }
+    return value === null ? NOTHING : value;
+  }
+
+  // ---- plumbing -------------------------------------------------------------
+
+  private emptyPayloadJson(): string {
+    return this.options.replyFormat === 'json' ? 'null' : '""';
+  }
+
+  private setTimer(callback: () => void, ms: number): void {
+    this.clearTimer();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      callback();
+    }, ms);
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private setStatus(status: ClientStatus): void {
+    this.currentStatus = status;
+    this.safeEmit('state', status);
+  }
+
+  /** A listener that throws must not stop the polling (or take Node-RED down). */
+  private safeEmit(event: string, arg: unknown): void {
+    try {
+      this.emit(event, arg);
+    } catch (err) {
+      this.warn(`a '${event}' listener failed: ${describe(err)}`);
+    }
+  }
+
+  private warn(message: string): void {
+    try {
+      this.emit('warning', message);
+    } catch {
+      // Nothing more can be done for a failing warning listener.
+    }
+  }
+}
+
+/** What decode() returns for an empty reply. */
+const NOTHING = Symbol('nothing');
+
+function positive(value: unknown, fallback: number): number {
+  const number = Number(value);
+  return Number.isFinite(number) && number > 0 ? number : fallback;
+}
+
+function withCode(err: Error, code: string): NodeJS.ErrnoException {
+  return Object.assign(err, { code });
+}
+
+function connectError(host: string, port: number, err: NodeJS.ErrnoException): string {
+  const where = `${host}:${port}`;
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return `${where} refused the connection (no broker listening there?)`;
+    case 'ECONNRESET':
+      return `connection to ${where} reset`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return `${where} is unreachable (not on its Wi-Fi network?)`;
+    case 'ENOTFOUND':
+      return `host ${host} not found`;
+    case 'ERR_SOCKET_BAD_PORT':
+      return `${port} is not a TCP port (1 to 65535)`;
+    default:
+      return err.message.includes(where) ? err.message : `${where}: ${err.message}`;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
