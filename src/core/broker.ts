@@ -545,9 +545,14 @@ export class TcpmqBroker extends EventEmitter {
     } satisfies RejectEvent);
   }
 
+  /** Runs on the sweep timer: nothing may escape from here. */
   private wentOffline(device: DeviceRecord): void {
-    this.mailboxes.expireDeviceNews(device.id);
-    this.safeEmit('offline', copyOf(device));
+    try {
+      this.mailboxes.expireDeviceNews(device.id);
+      this.safeEmit('offline', copyOf(device));
+    } catch (err) {
+      this.warn(`reporting device ${device.id} offline failed: ${describe(err)}`);
+    }
   }
 
   private listenFailed(server: net.Server, err: NodeJS.ErrnoException): void {

@@ -231,7 +231,9 @@ export class TcpmqClient extends EventEmitter {
         }),
     );
     return Promise.all(closing).then(() => {
-      if (!this.running) this.setStatus({ state: 'stopped', host: this.options.host, port: this.options.port });
+      if (!this.running && this.currentStatus.state !== 'stopped') {
+        this.setStatus({ state: 'stopped', host: this.options.host, port: this.options.port });
+      }
     });
   }
 

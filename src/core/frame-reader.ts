@@ -52,6 +52,7 @@ export class FrameReader {
   private speaksJson: boolean | undefined;
   /** Once a plain-text sender has ended a line, later text waits for its newline. */
   private sendsLines = false;
+  private strayReported = false;
   private depth = 0;
   private inString = false;
   private escaped = false;
@@ -97,6 +98,7 @@ export class FrameReader {
           i++;
         } else {
           this.mode = Mode.Stray;
+          this.strayReported = false;
         }
         continue;
       }
@@ -117,10 +119,14 @@ export class FrameReader {
         continue;
       }
       if (this.mode === Mode.Stray) {
-        // Stray bytes end at a newline or where the next request starts.
+        // Stray bytes end at a newline or where the next request starts, in this
+        // read or a later one: where TCP cuts them changes nothing. One report a run.
         const end = strayEnd(chunk, i);
-        this.mode = Mode.BetweenFrames;
-        this.sink.onStray(chunk.subarray(start, end));
+        if (!this.strayReported && end > start) {
+          this.strayReported = true;
+          this.sink.onStray(chunk.subarray(start, end));
+        }
+        if (end < length) this.mode = Mode.BetweenFrames;
         i = end;
         continue;
       }

@@ -1,8 +1,8 @@
 /** The TCPMQ protocol core, usable without Node-RED. */
 export * from './broker';
+export * from './client';
 export * from './devices';
 export * from './frame-reader';
 export * from './mailboxes';
 export * from './reply';
 export * from './request';
-export * from './client';

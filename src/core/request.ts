@@ -24,6 +24,24 @@ export function canonicalId(value: unknown): DeviceId | undefined {
   return undefined;
 }
 
+/**
+ * Deeper payloads are refused: devices send flat values, and copying or
+ * encoding a value nested thousands deep would exhaust the stack.
+ */
+export const MAX_PAYLOAD_DEPTH = 32;
+
+/** Whether `value` nests arrays and objects deeper than `max` (walked without recursion). */
+function nestsDeeperThan(value: unknown, max: number): boolean {
+  const pending: [unknown, number][] = [[value, 1]];
+  while (pending.length > 0) {
+    const [item, depth] = pending.pop()!;
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth > max) return true;
+    for (const child of Object.values(item)) if (typeof child === 'object' && child !== null) pending.push([child, depth + 1]);
+  }
+  return false;
+}
+
 export function parseRequest(frame: Buffer): Request | NotARequest {
   let value: unknown;
   try {
@@ -39,7 +57,11 @@ export function parseRequest(frame: Buffer): Request | NotARequest {
   if (from === undefined || want === undefined) {
     return { reason: 'device ids must be numbers or strings' };
   }
-  return { from, want, payload: value[2] };
+  const payload = value[2];
+  if (typeof payload === 'object' && payload !== null && nestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) {
+    return { reason: `payload nested deeper than ${MAX_PAYLOAD_DEPTH} levels` };
+  }
+  return { from, want, payload };
 }
 
 export function isRequest(parsed: Request | NotARequest): parsed is Request {

@@ -88,6 +88,22 @@ describe('frame reader', function () {
     ]);
   });
 
+  it('reads the same frames and one stray report however TCP cuts stray bytes', function () {
+    const stream = Buffer.from('[1,1,"a"]xx{"y":"z[1,1,"q"]\n[1,1,"b"]');
+    const whole = read([stream]).out;
+    assert.deepEqual(whole, [
+      ['frame', '[1,1,"a"]'],
+      ['stray', 'xx{"y":"z'],
+      ['frame', '[1,1,"q"]'],
+      ['frame', '[1,1,"b"]'],
+    ]);
+    for (let cut = 1; cut < stream.length; cut++) {
+      const out = read([stream.subarray(0, cut), stream.subarray(cut)]).out;
+      assert.deepEqual(out.filter(([kind]) => kind === 'frame'), whole.filter(([kind]) => kind === 'frame'), `cut at ${cut}`);
+      assert.equal(out.filter(([kind]) => kind === 'stray').length, 1, `cut at ${cut}`);
+    }
+  });
+
   it('ends a frame at a control byte inside a string (invalid JSON) and reads on', function () {
     assert.deepEqual(read(['[1,1,"no end\n[1,1,"b"]', '[1,1,"c\u0000"]']).out, [
       ['frame', '[1,1,"no end'],
