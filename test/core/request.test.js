@@ -32,7 +32,7 @@ describe('request parsing', function () {
       '[1,null,"x"]': 'device ids must be numbers or strings',
       '[1,1,x]': 'invalid JSON',
       '[1,1,"a"': 'invalid JSON',
-      ['[1,1,', '['.repeat(40), ']'.repeat(40), ']'].join(''): 'payload nested deeper than 32 levels',
+      [`[1,1,${'['.repeat(40)}${']'.repeat(40)}]`]: 'payload nested deeper than 32 levels',
     };
     for (const [frame, reason] of Object.entries(cases)) {
       const parsed = parse(frame);
