@@ -6,6 +6,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
+const net = require('node:net');
 const { freePort, waitFor } = require('../support');
 
 const root = path.join(__dirname, '..', '..');
@@ -122,5 +123,54 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
     assert.ok(seconds >= OFFLINE_AFTER - 0.5, `the alert came ${seconds} s after the devices stopped`);
     await page.waitForTimeout(600); // let the notification finish fading in
     await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard-offline-alert.png') });
+  });
+});
+
+describe('in a browser: the network assistant example', function () {
+  this.timeout(90000);
+  let userDir;
+  let editorPort;
+  let tcpmqPort;
+  let nodeRed;
+  let browser;
+  let board;
+
+  before(async function () {
+    if (!fs.existsSync(CHROMIUM)) this.skip();
+    const { chromium } = require('playwright-core');
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-assistant-'));
+    editorPort = await freePort();
+    tcpmqPort = await freePort();
+    // The example instead of the demo: start.js keeps a flows.json it finds.
+    const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', 'network-assistant.json'), 'utf8'));
+    for (const node of flow) if (node.type === 'tcpmq-broker') node.port = tcpmqPort;
+    fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flow));
+    nodeRed = run('start.js', ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)]);
+    await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  });
+
+  after(async function () {
+    board?.destroy();
+    if (browser) await browser.close();
+    await stop(nodeRed);
+    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+  });
+
+  it('lists a plain-text board, shows what it sent, and sends it a typed line', async function () {
+    board = net.connect(tcpmqPort, '127.0.0.1');
+    let received = '';
+    board.on('data', (chunk) => (received += chunk));
+    board.on('error', () => {});
+    board.write('Hello 01Studio!\n');
+    const page = await browser.newPage({ viewport: { width: 1300, height: 700 } });
+    await page.goto(`http://127.0.0.1:${editorPort}/dashboard/assistant`);
+    await page.waitForFunction(() => /Hello 01Studio!/.test(document.body.innerText) && /\braw\b/.test(document.body.innerText), null, { timeout: 20000 });
+    await page.locator('tr:has-text("raw")').first().click();
+    const input = page.locator('input[type="text"]').first();
+    await input.fill('hi board');
+    await input.press('Enter');
+    await waitFor(() => received === 'hi board', `the board to receive the line (got ${JSON.stringify(received)})`, 5000);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'network-assistant.png') });
   });
 });
