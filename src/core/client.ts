@@ -17,6 +17,7 @@
 
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
+import { listItems } from './access';
 import type { ReplyFormat } from './reply';
 
 export interface ClientOptions {
@@ -25,7 +26,11 @@ export interface ClientOptions {
   port: number;
   /** This device's id, as typed (sent as a number if it looks like one, see wireId()). */
   clientId: string;
-  /** Ids whose mailboxes are read, one per request, in turn. Empty: the client reads its own. */
+  /**
+   * Ids whose mailboxes are read, one per request, in turn (duplicates and empty
+   * ids dropped). Empty: the client reads its own. The constructor also takes a
+   * comma-separated string ("1, 2, cmd").
+   */
   watch: string[];
   /** Seconds from one request to the next. */
   pollInterval: number;
@@ -157,7 +162,7 @@ export class TcpmqClient extends EventEmitter {
   private warnedUndecodable = false;
   private currentStatus: ClientStatus;
 
-  constructor(options: Partial<ClientOptions> = {}) {
+  constructor(options: Partial<Omit<ClientOptions, 'watch'>> & { watch?: string[] | string } = {}) {
     super();
     this.setMaxListeners(0);
     const given = { ...DEFAULT_CLIENT_OPTIONS, ...options };
@@ -165,9 +170,9 @@ export class TcpmqClient extends EventEmitter {
     const retryMin = positive(given.retryMin, d.retryMin);
     this.options = {
       host: String(given.host || d.host),
-      port: Number(given.port),
+      port: Number(given.port ?? d.port),
       clientId: String(given.clientId ?? ''),
-      watch: [...new Set((given.watch ?? []).map(String).filter((id) => id !== ''))],
+      watch: [...new Set((typeof given.watch === 'string' ? listItems(given.watch) : (given.watch ?? []).map(String)).filter((id) => id !== ''))],
       pollInterval: positive(given.pollInterval, d.pollInterval),
       offlineAfterNones: Math.max(1, Math.round(positive(given.offlineAfterNones, d.offlineAfterNones))),
       replyFormat: given.replyFormat === 'json' ? 'json' : 'text',

@@ -11,6 +11,7 @@ import { REPLY_FORMATS, type ReplyFormat } from '../core/reply';
 import type { BrokerConfigNode } from './broker-user';
 import { numberProperty } from './config';
 import { RateLimit } from './rate-limit';
+import { publishUpdates, registerSidebarApi } from './sidebar-api';
 
 interface TcpmqBrokerDef extends NodeDef {
   host: string;
@@ -57,6 +58,10 @@ function brokerOptions(config: TcpmqBrokerDef, tlsOptions: TlsOptions | undefine
 }
 
 export = function (RED: NodeAPI) {
+  /** The deployed broker nodes, for the editor's sidebar. */
+  const brokers = new Map<string, BrokerConfigNode>();
+  registerSidebarApi(RED, brokers);
+
   function TcpmqBrokerNode(this: BrokerConfigNode, config: TcpmqBrokerDef) {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -66,6 +71,8 @@ export = function (RED: NodeAPI) {
     let lastLoggedError: string | undefined;
     let closed = false;
     node.broker = broker;
+    brokers.set(node.id, node);
+    const stopPublishing = publishUpdates(RED, node);
 
     /** TLS options from the tls-config node, when `usetls` is ticked. */
     function tlsOptions(settings: TcpmqBrokerDef): TlsOptions | undefined {
@@ -171,6 +178,8 @@ export = function (RED: NodeAPI) {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       closed = true;
+      brokers.delete(node.id);
+      stopPublishing();
       if (saveTimer) clearInterval(saveTimer);
       const saved = config.persist ? restored.then(saveSnapshot) : Promise.resolve();
       saved

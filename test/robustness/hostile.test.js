@@ -36,6 +36,7 @@ function rawClient(port) {
 }
 
 const text = (client) => Buffer.concat(client.data).toString('utf8');
+const mib = (bytes) => `${bytes >= 0 ? '+' : '-'}${(Math.abs(bytes) / 1048576).toFixed(1)} MiB`;
 
 describe('robustness: hostile clients', function () {
   this.timeout(20000);
@@ -171,7 +172,7 @@ describe('robustness: hostile clients', function () {
     console.log(
       `      backlog: the non-reading client was dropped after ${dropMs} ms and ${requests} requests sent ` +
         `(${hogConnection.bytesOut} reply bytes written, ${unread} unread in the broker at the drop, at most ${maxQueued} queued between batches); ` +
-        `Buffer memory +${((peak.arrayBuffers - before.arrayBuffers) / 1048576).toFixed(1)} MiB, rss +${((peak.rss - before.rss) / 1048576).toFixed(1)} MiB; ` +
+        `Buffer memory ${mib(peak.arrayBuffers - before.arrayBuffers)}, rss ${mib(peak.rss - before.rss)}; ` +
         `2 readers served ${served.join(' and ')} replies meanwhile`,
     );
     // Bounded: what the broker queues for it stops one reply past the limit.

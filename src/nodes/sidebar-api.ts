@@ -1,0 +1,93 @@
+/**
+ * What the editor's TCPMQ sidebar reads and writes: admin HTTP endpoints
+ * (behind Node-RED's own permissions) and live updates over RED.comms.
+ */
+
+import type { NodeAPI } from 'node-red';
+import type { BrokerStatus, ConnectionRecord } from '../core/broker';
+import type { DeviceRecord } from '../core/devices';
+import type { BrokerConfigNode } from './broker-user';
+
+export interface BrokerSummary {
+  id: string;
+  name: string;
+  status: BrokerStatus;
+  devices: DeviceRecord[];
+  connections: ConnectionRecord[];
+}
+
+/** Updates go out at most this often per broker, and only when something changed. */
+const PUBLISH_EVERY_MS = 500;
+
+export function summarize(node: BrokerConfigNode): BrokerSummary {
+  const broker = node.broker;
+  return { id: node.id, name: node.name ?? '', status: broker.status, devices: broker.deviceTable(), connections: broker.connectionTable() };
+}
+
+interface Request {
+  params: Record<string, string>;
+  body?: Record<string, unknown>;
+}
+interface Response {
+  json(body: unknown): void;
+  status(code: number): Response;
+}
+
+/** Registers the endpoints once per runtime; they serve whichever broker nodes are deployed. */
+export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConfigNode>): void {
+  const read = RED.auth.needsPermission('tcpmq.read');
+  const write = RED.auth.needsPermission('tcpmq.write');
+  const withBroker = (handler: (node: BrokerConfigNode, body: Record<string, unknown>) => unknown) => (req: Request, res: Response) => {
+    const node = brokers.get(req.params.id);
+    if (!node) {
+      res.status(404).json({ error: `no deployed tcpmq-broker ${req.params.id}` });
+      return;
+    }
+    try {
+      res.json(handler(node, req.body ?? {}));
+    } catch (err) {
+      res.status(400).json({ error: (err as Error).message });
+    }
+  };
+  RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) => res.json([...brokers.values()].map(summarize)));
+  RED.httpAdmin.post(
+    '/tcpmq/brokers/:id/mailbox',
+    write,
+    withBroker((node, body) => {
+      const payload = body.payload;
+      const device = payload === null || payload === undefined ? node.broker.clearMailbox(body.device) : node.broker.writeMailbox(body.device, payload);
+      return { device };
+    }),
+  );
+  RED.httpAdmin.post(
+    '/tcpmq/brokers/:id/send',
+    write,
+    withBroker((node, body) => {
+      const connectionId = typeof body.connectionId === 'number' ? body.connectionId : undefined;
+      const device = typeof body.device === 'string' ? body.device : undefined;
+      return { sent: node.broker.send({ connectionId, device }, String(body.text ?? '')) };
+    }),
+  );
+}
+
+/**
+ * Publishes the broker's summary to open editors (topic `tcpmq/broker/<id>`)
+ * when it changed, at most every PUBLISH_EVERY_MS: a thousand devices reporting
+ * every 2 s make two updates a second, not a thousand. Returns the stop function.
+ */
+export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void {
+  const topic = `tcpmq/broker/${node.id}`;
+  let published = '';
+  const publish = () => {
+    const broker = node.broker;
+    const signature = `${broker.changes}:${broker.counters.connections}:${broker.connectionCount}:${broker.devices.online}:${broker.status.state}`;
+    if (signature === published) return;
+    published = signature;
+    RED.comms.publish(topic, summarize(node), true);
+  };
+  const timer = setInterval(publish, PUBLISH_EVERY_MS);
+  return () => {
+    clearInterval(timer);
+    RED.comms.publish(topic, { id: node.id, removed: true }, true);
+  };
+}
