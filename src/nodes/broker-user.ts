@@ -1,11 +1,48 @@
 /** What the in, out and status nodes share: finding their broker and following its status. */
 
-import type { Node, NodeAPI } from 'node-red';
+import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import type { TcpmqBroker } from '../core/broker';
+import type { TcpmqClient } from '../core/client';
+import type { ReplyFormat } from '../core/reply';
 
-/** The config node as its user nodes see it (see tcpmq-broker.ts). */
+/** The tcpmq-broker node's properties, as the editor saves them (numbers may be text). */
+export interface BrokerDef extends NodeDef {
+  mode?: 'server' | 'client';
+  host: string;
+  port: number | string;
+  replyFormat: ReplyFormat;
+  // server
+  offlineAfter: number | string;
+  idleTimeout: number | string;
+  maxConnections: number | string;
+  maxFrameBytes: number | string;
+  allowFrom?: string;
+  allowDevices?: string;
+  usetls?: boolean;
+  tls?: string;
+  persist?: boolean;
+  // client
+  clientId?: string;
+  watch?: string;
+  pollInterval?: number | string;
+  offlineAfterNones?: number | string;
+}
+
+/** What a tcpmq-broker node runs: a broker (server mode) or a device on another broker (client mode). */
+export interface Endpoint {
+  broker?: TcpmqBroker;
+  client?: TcpmqClient;
+  start(): void;
+  stop(): Promise<void>;
+  /** The status dot its user nodes show. */
+  status(): NodeStatus;
+}
+
+/** The config node as its user nodes see it (see tcpmq-broker.ts): exactly one of broker and client is set. */
 export interface BrokerConfigNode extends Node {
-  broker: TcpmqBroker;
+  mode: 'server' | 'client';
+  broker?: TcpmqBroker;
+  client?: TcpmqClient;
   register(user: Node): void;
   deregister(user: Node, done: () => void): void;
 }
@@ -31,12 +68,12 @@ export function useBroker(
     node.error(RED._(`${node.type}.errors.no-broker`));
     return undefined;
   }
-  const broker = brokerNode.broker;
-  for (const [event, listener] of Object.entries(listeners)) broker.on(event, listener);
+  const source = (brokerNode.broker ?? brokerNode.client)!;
+  for (const [event, listener] of Object.entries(listeners)) source.on(event, listener);
   brokerNode.register(node);
   // Two declared parameters: the runtime then passes `removed` and waits for `done`.
   node.on('close', (_removed: boolean, done: () => void) => {
-    for (const [event, listener] of Object.entries(listeners)) broker.off(event, listener);
+    for (const [event, listener] of Object.entries(listeners)) source.off(event, listener);
     brokerNode.deregister(node, done);
   });
   return brokerNode;

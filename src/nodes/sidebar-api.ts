@@ -5,14 +5,17 @@
 
 import type { NodeAPI } from 'node-red';
 import type { BrokerStatus, ConnectionRecord } from '../core/broker';
+import type { ClientStatus } from '../core/client';
 import type { DeviceRecord } from '../core/devices';
 import type { BrokerConfigNode } from './broker-user';
 
 export interface BrokerSummary {
   id: string;
   name: string;
-  status: BrokerStatus;
-  devices: DeviceRecord[];
+  mode: 'server' | 'client';
+  status: BrokerStatus | ClientStatus;
+  /** Server: every device heard. Client: the watched ids (id, online). */
+  devices: (DeviceRecord | { id: string; online: boolean })[];
   connections: ConnectionRecord[];
 }
 
@@ -20,8 +23,23 @@ export interface BrokerSummary {
 const PUBLISH_EVERY_MS = 500;
 
 export function summarize(node: BrokerConfigNode): BrokerSummary {
-  const broker = node.broker;
-  return { id: node.id, name: node.name ?? '', status: broker.status, devices: broker.deviceTable(), connections: broker.connectionTable() };
+  const { broker, client } = node;
+  const base = { id: node.id, name: node.name ?? '', mode: node.mode };
+  if (broker) return { ...base, status: broker.status, devices: broker.deviceTable(), connections: broker.connectionTable() };
+  return { ...base, status: client!.status, devices: client!.watchState().map(({ id, online }) => ({ id, online: online === true })), connections: [] };
+}
+
+/** What has changed since the last update: compared, not sent. */
+function signature(node: BrokerConfigNode): string {
+  const { broker, client } = node;
+  if (broker) return `${broker.changes}:${broker.counters.connections}:${broker.connectionCount}:${broker.devices.online}:${broker.status.state}`;
+  return `${client!.counters.replies}:${client!.counters.emptyReplies}:${client!.status.state}`;
+}
+
+/** The server-mode broker of a node, for writing: a client has no mailboxes or connections of its own. */
+function serverOf(node: BrokerConfigNode) {
+  if (!node.broker) throw new Error('this tcpmq-broker is a client: it has no mailboxes or connections to write to');
+  return node.broker;
 }
 
 interface Request {
@@ -55,7 +73,8 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
     write,
     withBroker((node, body) => {
       const payload = body.payload;
-      const device = payload === null || payload === undefined ? node.broker.clearMailbox(body.device) : node.broker.writeMailbox(body.device, payload);
+      const broker = serverOf(node);
+      const device = payload === null || payload === undefined ? broker.clearMailbox(body.device) : broker.writeMailbox(body.device, payload);
       return { device };
     }),
   );
@@ -65,7 +84,7 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
     withBroker((node, body) => {
       const connectionId = typeof body.connectionId === 'number' ? body.connectionId : undefined;
       const device = typeof body.device === 'string' ? body.device : undefined;
-      return { sent: node.broker.send({ connectionId, device }, String(body.text ?? '')) };
+      return { sent: serverOf(node).send({ connectionId, device }, String(body.text ?? '')) };
     }),
   );
 }
@@ -79,10 +98,9 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
   const topic = `tcpmq/broker/${node.id}`;
   let published = '';
   const publish = () => {
-    const broker = node.broker;
-    const signature = `${broker.changes}:${broker.counters.connections}:${broker.connectionCount}:${broker.devices.online}:${broker.status.state}`;
-    if (signature === published) return;
-    published = signature;
+    const now = signature(node);
+    if (now === published) return;
+    published = now;
     RED.comms.publish(topic, summarize(node), true);
   };
   const timer = setInterval(publish, PUBLISH_EVERY_MS);

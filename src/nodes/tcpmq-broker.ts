@@ -1,172 +1,41 @@
 /**
- * tcpmq-broker: the config node that owns a TCPMQ broker. In, out and status
- * nodes register with it (as users of Node-RED's MQTT broker node do); it starts
- * listening when the first one registers and fans its status out to all of them.
+ * tcpmq-broker: the config node that owns a TCPMQ broker (mode "server") or
+ * this Node-RED's device on a broker hosted elsewhere (mode "client"). In, out
+ * and status nodes register with it (as users of Node-RED's MQTT broker node
+ * do); it starts when the first one registers and fans its status out to all.
  */
 
-import type { TlsOptions } from 'node:tls';
-import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
-import { TcpmqBroker, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type RejectEvent } from '../core/broker';
-import { REPLY_FORMATS, type ReplyFormat } from '../core/reply';
-import type { BrokerConfigNode } from './broker-user';
-import { numberProperty } from './config';
-import { RateLimit } from './rate-limit';
+import type { Node, NodeAPI } from 'node-red';
+import { clientEndpoint } from './broker-client';
+import { serverEndpoint } from './broker-server';
+import type { BrokerConfigNode, BrokerDef } from './broker-user';
 import { publishUpdates, registerSidebarApi } from './sidebar-api';
-
-interface TcpmqBrokerDef extends NodeDef {
-  host: string;
-  port: number | string;
-  replyFormat: ReplyFormat;
-  offlineAfter: number | string;
-  idleTimeout: number | string;
-  maxConnections: number | string;
-  maxFrameBytes: number | string;
-  allowFrom?: string;
-  allowDevices?: string;
-  usetls?: boolean;
-  tls?: string;
-  persist?: boolean;
-}
-
-/** Node-RED's tls-config node, as far as a server needs it. */
-interface TlsConfigNode extends Node {
-  valid?: boolean;
-  verifyservercert?: boolean;
-  addTLSOptions(options: TlsOptions): TlsOptions;
-}
-
-/** At most this many rejection log lines per broker each minute; the rest are counted. */
-const REJECT_LOGS_PER_MINUTE = 20;
-/** Where `persist` keeps mailboxes and devices in the node's context (the default store). */
-const SNAPSHOT_KEY = 'tcpmq';
-/** How often a changed snapshot is saved while running (it is saved on close too). */
-const SAVE_EVERY_MS = 5000;
-
-function brokerOptions(config: TcpmqBrokerDef, tlsOptions: TlsOptions | undefined): Partial<BrokerOptions> {
-  return {
-    allowFrom: config.allowFrom ?? '',
-    allowDevices: config.allowDevices ?? '',
-    tls: tlsOptions,
-    host: String(config.host ?? '').trim() || '0.0.0.0',
-    port: numberProperty(config.port, 9999),
-    replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
-    offlineAfter: numberProperty(config.offlineAfter, 30),
-    idleTimeout: numberProperty(config.idleTimeout, 60),
-    maxConnections: numberProperty(config.maxConnections, 1000),
-    maxFrameBytes: numberProperty(config.maxFrameBytes, 65536),
-  };
-}
 
 export = function (RED: NodeAPI) {
   /** The deployed broker nodes, for the editor's sidebar. */
   const brokers = new Map<string, BrokerConfigNode>();
   registerSidebarApi(RED, brokers);
 
-  function TcpmqBrokerNode(this: BrokerConfigNode, config: TcpmqBrokerDef) {
+  function TcpmqBrokerNode(this: BrokerConfigNode, config: BrokerDef) {
     RED.nodes.createNode(this, config);
     const node = this;
-    const broker = new TcpmqBroker(brokerOptions(config, tlsOptions(config)));
     const users = new Map<string, Node>();
-    const rejectLogs = new RateLimit(REJECT_LOGS_PER_MINUTE);
-    let lastLoggedError: string | undefined;
     let closed = false;
-    node.broker = broker;
+    const showStatus = () => {
+      const status = endpoint.status();
+      for (const user of users.values()) user.status(status);
+    };
+    const endpoint = config.mode === 'client' ? clientEndpoint(RED, node, config, showStatus) : serverEndpoint(RED, node, config, showStatus);
+    node.mode = config.mode === 'client' ? 'client' : 'server';
+    node.broker = endpoint.broker;
+    node.client = endpoint.client;
     brokers.set(node.id, node);
     const stopPublishing = publishUpdates(RED, node);
 
-    /** TLS options from the tls-config node, when `usetls` is ticked. */
-    function tlsOptions(settings: TcpmqBrokerDef): TlsOptions | undefined {
-      if (!settings.usetls || !settings.tls) return undefined;
-      const tlsNode = RED.nodes.getNode(settings.tls) as TlsConfigNode | null;
-      if (!tlsNode) return undefined;
-      const options = tlsNode.addTLSOptions({});
-      // "Verify server certificate" on a server means: ask devices for a certificate and check it.
-      return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
-    }
-
-    // persist: mailboxes and devices come back from the context store before listening.
-    let savedChanges = broker.changes;
-    const restored = config.persist ? restoreSnapshot() : Promise.resolve();
-    const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
-
-    function restoreSnapshot(): Promise<void> {
-      return new Promise((resolve) => {
-        // The store may call back at once (memory) or later (localfilesystem).
-        node.context().get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => {
-          try {
-            if (err) throw err;
-            if (saved) broker.restore(saved as BrokerSnapshot);
-          } catch (failure) {
-            node.warn(RED._('tcpmq-broker.errors.restore', { error: (failure as Error).message }));
-          }
-          savedChanges = broker.changes;
-          resolve();
-        });
-      });
-    }
-
-    function saveSnapshot(): Promise<void> {
-      savedChanges = broker.changes;
-      return new Promise((resolve) => {
-        node.context().set(SNAPSHOT_KEY, broker.snapshot(), (err?: Error) => {
-          if (err) node.warn(RED._('tcpmq-broker.errors.save', { error: err.message }));
-          resolve();
-        });
-      });
-    }
-
-    function currentStatus(): NodeStatus {
-      const status: BrokerStatus = broker.status;
-      switch (status.state) {
-        case 'listening':
-          return {
-            fill: 'green',
-            shape: 'dot',
-            text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.devices.online }),
-          };
-        case 'starting':
-          return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.starting', { port: status.port }) };
-        case 'error':
-          return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }) };
-        default:
-          return {};
-      }
-    }
-
-    function showStatus(): void {
-      const status = currentStatus();
-      for (const user of users.values()) user.status(status);
-    }
-
-    broker.on('state', (status: BrokerStatus) => {
-      if (status.state === 'listening') {
-        lastLoggedError = undefined;
-        node.log(RED._('tcpmq-broker.log.listening', { host: status.host, port: status.port }));
-      } else if (status.state === 'error' && status.error !== lastLoggedError) {
-        // Retries repeat the same failure every few seconds: log it once.
-        lastLoggedError = status.error;
-        node.error(RED._('tcpmq-broker.errors.listen', { error: status.error ?? '', seconds: broker.options.retryInterval / 1000 }));
-      }
-      showStatus();
-    });
-    broker.on('online', showStatus);
-    broker.on('offline', showStatus);
-    broker.on('warning', (message: string) => node.warn(message));
-    broker.on('rejected', (event: RejectEvent) => {
-      const loggable = rejectLogs.take(Date.now(), (count) => node.warn(RED._('tcpmq-broker.log.unlogged', { count })));
-      if (!loggable) return;
-      node.warn(
-        RED._(`tcpmq-broker.log.${event.kind}`, {
-          address: `${event.remoteAddress}:${event.remotePort}`,
-          reason: event.reason,
-        }),
-      );
-    });
-
     node.register = (user: Node) => {
       users.set(user.id, user);
-      user.status(currentStatus());
-      restored.then(() => closed || broker.start());
+      user.status(endpoint.status());
+      if (!closed) endpoint.start();
     };
 
     // Listening goes on when the last user leaves: field devices never reconnect,
@@ -180,14 +49,10 @@ export = function (RED: NodeAPI) {
       closed = true;
       brokers.delete(node.id);
       stopPublishing();
-      if (saveTimer) clearInterval(saveTimer);
-      const saved = config.persist ? restored.then(saveSnapshot) : Promise.resolve();
-      saved
-        .then(() => broker.stop())
-        .then(
-          () => done(),
-          () => done(),
-        );
+      endpoint.stop().then(
+        () => done(),
+        () => done(),
+      );
     });
   }
 

@@ -2,6 +2,7 @@
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { RawEvent, RequestEvent } from '../core/broker';
+import type { ClientReply } from '../core/client';
 import { useBroker } from './broker-user';
 import { deviceFilter } from './config';
 
@@ -22,19 +23,24 @@ export = function (RED: NodeAPI) {
     const wanted = deviceFilter(config.device);
     const numbers = config.numbers !== false;
     const binary = config.binary === true;
+    const asNumber = (payload: unknown) => (numbers && typeof payload === 'string' && DECIMAL.test(payload) ? Number(payload) : payload);
 
     useBroker(RED, node, config.broker, {
       request(event: RequestEvent) {
         if (!wanted(event.from)) return;
-        const payload = numbers && typeof event.payload === 'string' && DECIMAL.test(event.payload) ? Number(event.payload) : event.payload;
         node.send({
           topic: event.from,
-          payload,
+          payload: asNumber(event.payload),
           want: event.want,
           remoteAddress: event.remoteAddress,
           remotePort: event.remotePort,
           connectionId: event.connectionId,
         } as Record<string, unknown>);
+      },
+      /** Client mode: a watched id's news, read from the remote broker. */
+      reply(event: ClientReply) {
+        if (!wanted(event.id)) return;
+        node.send({ topic: event.id, payload: asNumber(event.payload) } as Record<string, unknown>);
       },
       raw(event: RawEvent) {
         const topic = `${event.remoteAddress}:${event.remotePort}`;

@@ -5,6 +5,7 @@
 
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
 import type { ConnectionTarget, TcpmqBroker } from '../core/broker';
+import type { TcpmqClient } from '../core/client';
 import { canonicalId } from '../core/request';
 import { useBroker } from './broker-user';
 import { numberProperty } from './config';
@@ -49,15 +50,22 @@ export = function (RED: NodeAPI) {
       else broker.writeMailbox(target, msg.payload, ttl);
     }
 
+    /** Client mode: its own mailbox is what it sends with every request. */
+    function writeOwnMailbox(client: TcpmqClient, msg: OutMessage): void {
+      if (action !== 'mailbox') throw new Error(RED._('tcpmq-out.errors.client-action', { action }));
+      client.setPayload(msg.payload === null ? undefined : msg.payload);
+    }
+
     node.on('input', (msg, _send, done) => {
       if (!brokerNode) {
         done(new Error(RED._('tcpmq-out.errors.no-broker')));
         return;
       }
       const message = msg as OutMessage;
-      const broker = brokerNode.broker;
+      const { broker, client } = brokerNode;
       try {
-        if (action === 'mailbox') writeMailbox(broker, message);
+        if (!broker) writeOwnMailbox(client!, message);
+        else if (action === 'mailbox') writeMailbox(broker, message);
         else if (action === 'send') broker.send(connectionTarget(message), bytesOf(message.payload));
         else broker.closeConnections(connectionTarget(message));
         done();

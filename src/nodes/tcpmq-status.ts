@@ -1,8 +1,8 @@
 /** tcpmq-status: devices coming online and going offline become flow messages; any input asks for the device table. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { RejectEvent } from '../core/broker';
-import type { DeviceRecord } from '../core/devices';
+import type { BrokerStatus, RejectEvent } from '../core/broker';
+import type { ClientStatus } from '../core/client';
 import { useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import { RateLimit } from './rate-limit';
@@ -20,8 +20,8 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     const node = this;
     const wanted = deviceFilter(config.device);
-    const report = (device: DeviceRecord) => {
-      if (wanted(device.id)) node.send({ topic: device.id, payload: device.online ? 'online' : 'offline', device } as Record<string, unknown>);
+    const report = (device: { id: string }, payload: 'online' | 'offline') => {
+      if (wanted(device.id)) node.send({ topic: device.id, payload, device } as Record<string, unknown>);
     };
     const errors = new RateLimit(ERRORS_PER_MINUTE);
     // Errors come from any connection, whatever the device filter: abuse has no id.
@@ -39,7 +39,19 @@ export = function (RED: NodeAPI) {
         remotePort: event.remotePort,
       } as Record<string, unknown>);
     };
-    const brokerNode = useBroker(RED, node, config.broker, { online: report, offline: report, rejected: reportError });
+    // Client mode: the remote broker as a whole comes and goes.
+    let connected = false;
+    const reportConnection = (status: ClientStatus) => {
+      if ((status.state === 'connected') === connected) return;
+      connected = !connected;
+      node.send({ topic: `${status.host}:${status.port}`, payload: connected ? 'connected' : 'disconnected', broker: status } as Record<string, unknown>);
+    };
+    const brokerNode = useBroker(RED, node, config.broker, {
+      online: (device: { id: string }) => report(device, 'online'),
+      offline: (device: { id: string }) => report(device, 'offline'),
+      rejected: reportError,
+      state: (status: ClientStatus | BrokerStatus) => brokerNode?.mode === 'client' && reportConnection(status as ClientStatus),
+    });
 
     node.on('input', (msg, send, done) => {
       if (!brokerNode) {
@@ -47,9 +59,15 @@ export = function (RED: NodeAPI) {
         return;
       }
       const reply = msg as typeof msg & Record<string, unknown>;
-      reply.payload = brokerNode.broker.deviceTable();
-      reply.connections = brokerNode.broker.connectionTable();
-      reply.counters = { ...brokerNode.broker.counters, openConnections: brokerNode.broker.connectionCount };
+      const { broker, client } = brokerNode;
+      if (broker) {
+        reply.payload = broker.deviceTable();
+        reply.connections = broker.connectionTable();
+        reply.counters = { ...broker.counters, openConnections: broker.connectionCount };
+      } else {
+        reply.payload = client!.watchState();
+        reply.counters = { ...client!.counters };
+      }
       send(reply);
       done();
     });

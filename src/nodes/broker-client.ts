@@ -1,0 +1,64 @@
+/**
+ * The client side of tcpmq-broker (mode "client"): joins a TCPMQ broker hosted
+ * elsewhere, such as an ESP32 on its own Wi-Fi hotspot, as one more device.
+ */
+
+import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import { TcpmqClient, type ClientStatus } from '../core/client';
+import { REPLY_FORMATS } from '../core/reply';
+import type { BrokerDef, Endpoint } from './broker-user';
+import { numberProperty } from './config';
+
+export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void): Endpoint {
+  const client = new TcpmqClient({
+    host: String(config.host ?? '').trim() || '192.168.4.1',
+    port: numberProperty(config.port, 9999),
+    clientId: String(config.clientId ?? '').trim(),
+    watch: String(config.watch ?? ''),
+    pollInterval: numberProperty(config.pollInterval, 2),
+    offlineAfterNones: numberProperty(config.offlineAfterNones, 8),
+    replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
+  });
+  let lastLoggedError: string | undefined;
+
+  client.on('state', (status: ClientStatus) => {
+    if (status.state === 'connected') {
+      lastLoggedError = undefined;
+      node.log(RED._('tcpmq-broker.log.connected', { host: status.host, port: status.port }));
+    } else if (status.state === 'error' && status.error !== lastLoggedError) {
+      // Reconnecting repeats the same failure: log it once.
+      lastLoggedError = status.error;
+      node.warn(RED._('tcpmq-broker.errors.connect', { error: status.error ?? '' }));
+    }
+    showStatus();
+  });
+  client.on('online', showStatus);
+  client.on('offline', showStatus);
+  client.on('warning', (message: string) => node.warn(message));
+
+  return {
+    client,
+    start() {
+      client.start();
+    },
+    stop() {
+      return client.stop();
+    },
+    status(): NodeStatus {
+      const status = client.status;
+      const where = `${status.host}:${status.port}`;
+      switch (status.state) {
+        case 'connected': {
+          const online = client.watchState().filter((watched) => watched.online).length;
+          return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.connected', { where, online }) };
+        }
+        case 'connecting':
+          return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.connecting', { where }) };
+        case 'error':
+          return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }) };
+        default:
+          return {};
+      }
+    },
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * The server side of tcpmq-broker: runs a TcpmqBroker with the node's settings,
+ * TLS from a tls-config node, rate-limited logs, and `persist` through the
+ * node's context.
+ */
+
+import type { TlsOptions } from 'node:tls';
+import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import { TcpmqBroker, type BrokerSnapshot, type BrokerStatus, type RejectEvent } from '../core/broker';
+import { REPLY_FORMATS } from '../core/reply';
+import type { BrokerDef, Endpoint } from './broker-user';
+import { numberProperty } from './config';
+import { RateLimit } from './rate-limit';
+
+/** Node-RED's tls-config node, as far as a server needs it. */
+interface TlsConfigNode extends Node {
+  verifyservercert?: boolean;
+  addTLSOptions(options: TlsOptions): TlsOptions;
+}
+
+/** At most this many rejection log lines per broker each minute; the rest are counted. */
+const REJECT_LOGS_PER_MINUTE = 20;
+/** Where `persist` keeps mailboxes and devices in the node's context (the default store). */
+const SNAPSHOT_KEY = 'tcpmq';
+/** How often a changed snapshot is saved while running (it is saved on close too). */
+const SAVE_EVERY_MS = 5000;
+
+export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void): Endpoint {
+  const broker = new TcpmqBroker({
+    host: String(config.host ?? '').trim() || '0.0.0.0',
+    port: numberProperty(config.port, 9999),
+    replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
+    offlineAfter: numberProperty(config.offlineAfter, 30),
+    idleTimeout: numberProperty(config.idleTimeout, 60),
+    maxConnections: numberProperty(config.maxConnections, 1000),
+    maxFrameBytes: numberProperty(config.maxFrameBytes, 65536),
+    allowFrom: config.allowFrom ?? '',
+    allowDevices: config.allowDevices ?? '',
+    tls: tlsOptions(),
+  });
+  const rejectLogs = new RateLimit(REJECT_LOGS_PER_MINUTE);
+  let lastLoggedError: string | undefined;
+
+  /** TLS options from the tls-config node, when `usetls` is ticked. */
+  function tlsOptions(): TlsOptions | undefined {
+    if (!config.usetls || !config.tls) return undefined;
+    const tlsNode = RED.nodes.getNode(config.tls) as TlsConfigNode | null;
+    if (!tlsNode) return undefined;
+    const options = tlsNode.addTLSOptions({});
+    // "Verify server certificate" on a server means: ask devices for a certificate and check it.
+    return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
+  }
+
+  // persist: mailboxes and devices come back from the context store before listening.
+  let savedChanges = broker.changes;
+  const restored = config.persist ? restoreSnapshot() : Promise.resolve();
+  const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
+
+  function restoreSnapshot(): Promise<void> {
+    return new Promise((resolve) => {
+      // The store may call back at once (memory) or later (localfilesystem).
+      node.context().get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => {
+        try {
+          if (err) throw err;
+          if (saved) broker.restore(saved as BrokerSnapshot);
+        } catch (failure) {
+          node.warn(RED._('tcpmq-broker.errors.restore', { error: (failure as Error).message }));
+        }
+        savedChanges = broker.changes;
+        resolve();
+      });
+    });
+  }
+
+  function saveSnapshot(): Promise<void> {
+    savedChanges = broker.changes;
+    return new Promise((resolve) => {
+      node.context().set(SNAPSHOT_KEY, broker.snapshot(), (err?: Error) => {
+        if (err) node.warn(RED._('tcpmq-broker.errors.save', { error: err.message }));
+        resolve();
+      });
+    });
+  }
+
+  broker.on('state', (status: BrokerStatus) => {
+    if (status.state === 'listening') {
+      lastLoggedError = undefined;
+      node.log(RED._('tcpmq-broker.log.listening', { host: status.host, port: status.port }));
+    } else if (status.state === 'error' && status.error !== lastLoggedError) {
+      // Retries repeat the same failure every few seconds: log it once.
+      lastLoggedError = status.error;
+      node.error(RED._('tcpmq-broker.errors.listen', { error: status.error ?? '', seconds: broker.options.retryInterval / 1000 }));
+    }
+    showStatus();
+  });
+  broker.on('online', showStatus);
+  broker.on('offline', showStatus);
+  broker.on('warning', (message: string) => node.warn(message));
+  broker.on('rejected', (event: RejectEvent) => {
+    if (!rejectLogs.take(Date.now(), (count) => node.warn(RED._('tcpmq-broker.log.unlogged', { count })))) return;
+    node.warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: `${event.remoteAddress}:${event.remotePort}`, reason: event.reason }));
+  });
+
+  return {
+    broker,
+    start() {
+      restored.then(() => broker.start());
+    },
+    async stop() {
+      if (saveTimer) clearInterval(saveTimer);
+      if (config.persist) await restored.then(saveSnapshot);
+      await broker.stop();
+    },
+    status(): NodeStatus {
+      const status = broker.status;
+      switch (status.state) {
+        case 'listening':
+          return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.devices.online }) };
+        case 'starting':
+          return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.starting', { port: status.port }) };
+        case 'error':
+          return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }) };
+        default:
+          return {};
+      }
+    },
+  };
+}
