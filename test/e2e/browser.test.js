@@ -124,6 +124,32 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
     await page.waitForTimeout(600); // let the notification finish fading in
     await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard-offline-alert.png') });
   });
+
+  it('opens every example in the editor with no unknown node', async function () {
+    const examplesDir = path.join(root, 'examples');
+    const examples = fs.readdirSync(examplesDir, { recursive: true }).filter((file) => file.endsWith('.json'));
+    fs.mkdirSync(path.join(SCREENSHOTS, 'examples'), { recursive: true });
+    for (const file of examples) {
+      const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8'));
+      for (const node of flow) {
+        if (node.type !== 'tcpmq-broker') continue;
+        node.port = tcpmqPort;
+        if (node.mode === 'client') node.host = '127.0.0.1';
+      }
+      const response = await fetch(`http://127.0.0.1:${editorPort}/flows`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
+        body: JSON.stringify(flow),
+      });
+      assert.ok(response.ok, `${file}: deploy HTTP ${response.status}`);
+      await page.goto(`http://127.0.0.1:${editorPort}/`);
+      await page.waitForFunction(() => window.RED && RED.nodes && RED.nodes.filterNodes({}).length > 0, null, { timeout: 30000 });
+      const unknown = await page.evaluate(() => RED.nodes.filterNodes({ type: 'unknown' }).map((n) => n.name || n.id));
+      assert.deepEqual(unknown, [], `${file}: unknown nodes`);
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'examples', file.replace(/[\\/]/g, '-').replace(/\.json$/, '.png')) });
+    }
+  });
 });
 
 describe('in a browser: the network assistant example', function () {
