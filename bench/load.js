@@ -55,6 +55,26 @@ async function connectAll(port, count, spreadSources, batch = 200) {
   return sockets;
 }
 
+const NONE = -1;
+const NOT_A_VALUE = -2;
+
+/**
+ * The sequence number in a reply `p<digits>`, NONE for `None`, NOT_A_VALUE for
+ * anything else. Reads every byte whatever the reply, so the generator does the
+ * same work against every target.
+ */
+function replySeq(chunk) {
+  let seq = 0;
+  let digits = true;
+  for (let i = 1; i < chunk.length; i++) {
+    const digit = chunk[i] - 48;
+    if (digit < 0 || digit > 9) digits = false;
+    else seq = seq * 10 + digit;
+  }
+  if (chunk[0] === 0x70 && digits && chunk.length > 1) return seq;
+  return chunk.length === 4 && chunk[0] === 0x4e && chunk[1] === 0x6f && chunk[2] === 0x6e && chunk[3] === 0x65 ? NONE : NOT_A_VALUE;
+}
+
 function makeDevices(sockets) {
   const count = sockets.length;
   return sockets.map((socket, i) => ({
@@ -99,13 +119,12 @@ async function lockstep({ port, connections, warmupMs, measureMs, spreadSources 
       if (measuring) {
         histogram.record(now - device.sentAt);
         requests++;
-        const reply = chunk.toString('latin1');
+        const seq = replySeq(chunk);
         const peer = devices[device.want - 1];
-        const valid =
-          reply === 'None' ? device.oldestValid === 0 : reply[0] === 'p' && Number(reply.slice(1)) >= device.oldestValid && Number(reply.slice(1)) <= peer.seq;
+        const valid = seq === NONE ? device.oldestValid === 0 : seq >= device.oldestValid && seq <= peer.seq;
         if (!valid) {
           errors++;
-          firstError ??= `device ${device.id} read "${reply}" from device ${peer.id} (expected p${device.oldestValid}..p${peer.seq})`;
+          firstError ??= `device ${device.id} read "${chunk.toString('latin1')}" from device ${peer.id} (expected p${device.oldestValid}..p${peer.seq})`;
         }
       }
       if (running) send(device);

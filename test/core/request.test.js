@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('node:assert/strict');
-const { canonicalId, parseRequest, isRequest } = require('../../core/request');
+const { canonicalId, parseRequest, parseAnyFrame, isRequest } = require('../../core/request');
 
 const parse = (text) => parseRequest(Buffer.from(text));
 
@@ -38,6 +38,20 @@ describe('request parsing', function () {
       const parsed = parse(frame);
       assert.equal(isRequest(parsed), false, frame);
       assert.match(parsed.reason, new RegExp(reason.replace(/[[\]]/g, '\\$&')), frame);
+    }
+  });
+
+  it('reads the common frames without JSON.parse exactly as JSON.parse would', function () {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const pick = (items) => items[Math.floor(random() * items.length)];
+    const ids = ['0', '1', '-1', '42', '-0', '01', '1.0', '2.5', '1e3', '123456789012345', '1234567890123456', '"1"', '"cmd"', '"温度"', '"a\\"b"', '""', 'true', 'null', '{}'];
+    const payloads = ['"26.5"', '""', '"温度 ok"', '"a]["', '"tab\\tx"', '"quote\\""', '603', '{"t":21}', '[1,2]', 'null', '"\\u0041"'];
+    const spaces = ['', ' ', '  '];
+    for (let n = 0; n < 3000; n++) {
+      const frame = `[${pick(spaces)}${pick(ids)}${pick(spaces)},${pick(spaces)}${pick(ids)}${pick(spaces)},${pick(spaces)}${pick(payloads)}${pick(spaces)}]`;
+      const bytes = Buffer.from(frame);
+      assert.deepEqual(parseRequest(bytes), parseAnyFrame(bytes), frame);
     }
   });
 });
