@@ -1,0 +1,128 @@
+'use strict';
+// The sidebar's admin endpoints behind Node-RED's own permissions (adminAuth on):
+// anonymous 401, a read-only user can read but not write (401 too), an admin can write.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { Device, freePort, waitFor } = require('../support');
+
+const root = path.join(__dirname, '..', '..');
+// Node-RED's own bcrypt, to write the password hashes settings.js expects.
+const bcrypt = require(require.resolve('bcryptjs', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
+
+describe('sidebar admin API with adminAuth', function () {
+  this.timeout(60000);
+  let userDir;
+  let editorPort;
+  let tcpmqPort;
+  let nodeRed;
+
+  const url = (route) => `http://127.0.0.1:${editorPort}${route}`;
+
+  async function token(username, password, scope = '*') {
+    const response = await fetch(url('/auth/token'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope, username, password }),
+    });
+    assert.equal(response.status, 200, `login as ${username}`);
+    return (await response.json()).access_token;
+  }
+
+  function call(method, route, accessToken, body) {
+    return fetch(url(route), {
+      method,
+      headers: { 'content-type': 'application/json', ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
+  before(async function () {
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-admin-'));
+    const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
+    fs.mkdirSync(path.dirname(link), { recursive: true });
+    fs.symlinkSync(root, link, 'dir');
+    editorPort = await freePort();
+    tcpmqPort = await freePort();
+    const users = [
+      { username: 'admin', password: bcrypt.hashSync('admin-secret', 8), permissions: '*' },
+      { username: 'viewer', password: bcrypt.hashSync('viewer-secret', 8), permissions: 'read' },
+    ];
+    fs.writeFileSync(
+      path.join(userDir, 'settings.js'),
+      `module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, adminAuth: { type: 'credentials', users: ${JSON.stringify(users)} } };\n`,
+    );
+    fs.writeFileSync(
+      path.join(userDir, 'flows.json'),
+      JSON.stringify([
+        { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text' },
+        { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
+      ]),
+    );
+    nodeRed = spawn(process.execPath, [require.resolve('node-red/red.js'), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    nodeRed.output = '';
+    nodeRed.stdout.on('data', (chunk) => (nodeRed.output += chunk));
+    nodeRed.stderr.on('data', (chunk) => (nodeRed.output += chunk));
+    await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(nodeRed.output), 'the broker to listen', 30000);
+  });
+
+  after(async function () {
+    if (nodeRed && nodeRed.exitCode === null) {
+      nodeRed.kill('SIGINT');
+      await new Promise((resolve) => nodeRed.on('exit', resolve));
+    }
+    fs.rmSync(userDir, { recursive: true, force: true });
+  });
+
+  it('refuses anonymous requests', async function () {
+    assert.equal((await call('GET', '/tcpmq/brokers')).status, 401);
+    assert.equal((await call('POST', '/tcpmq/brokers/b1/mailbox', undefined, { device: 'cmd', payload: 'x' })).status, 401);
+  });
+
+  it('lets a read-only user list brokers and devices but not write', async function () {
+    const device = await Device.connect(tcpmqPort);
+    try {
+      await device.request('[7,7,"hello"]');
+    } finally {
+      device.close();
+    }
+    const viewer = await token('viewer', 'viewer-secret', 'read');
+    const response = await call('GET', '/tcpmq/brokers', viewer);
+    assert.equal(response.status, 200);
+    const [broker] = await response.json();
+    assert.equal(broker.id, 'b1');
+    assert.equal(broker.status.state, 'listening');
+    assert.deepEqual(broker.devices.map((d) => [d.id, d.lastValue]), [['7', 'hello']]);
+    // Node-RED answers a permission it does not grant with 401, as it does for no login.
+    assert.equal((await call('POST', '/tcpmq/brokers/b1/mailbox', viewer, { device: 'cmd', payload: 'x' })).status, 401);
+    const reader = await Device.connect(tcpmqPort);
+    try {
+      assert.equal(await reader.request('[9,"cmd","x"]'), 'None', 'the refused write changed nothing');
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('lets an admin write a mailbox and send to a connection', async function () {
+    const admin = await token('admin', 'admin-secret');
+    const written = await call('POST', '/tcpmq/brokers/b1/mailbox', admin, { device: 'cmd', payload: 'from the sidebar' });
+    assert.equal(written.status, 200);
+    const device = await Device.connect(tcpmqPort);
+    try {
+      assert.equal(await device.request('[8,"cmd","x"]'), 'from the sidebar');
+      const sent = await call('POST', '/tcpmq/brokers/b1/send', admin, { device: '8', text: 'hi' });
+      assert.deepEqual(await sent.json(), { sent: 1 });
+      assert.equal((await device.nextChunk()).toString(), 'hi');
+      const missing = await call('POST', '/tcpmq/brokers/b1/send', admin, { device: 'nobody', text: 'hi' });
+      assert.equal(missing.status, 400);
+      assert.match((await missing.json()).error, /no open connection/);
+      assert.equal((await call('POST', '/tcpmq/brokers/nope/mailbox', admin, { device: 'cmd', payload: 'x' })).status, 404);
+    } finally {
+      device.close();
+    }
+  });
+});
