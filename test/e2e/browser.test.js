@@ -200,3 +200,71 @@ describe('in a browser: the network assistant example', function () {
     await page.screenshot({ path: path.join(SCREENSHOTS, 'network-assistant.png') });
   });
 });
+
+describe('in a browser: the TCPMQ sidebar', function () {
+  this.timeout(90000);
+  let userDir;
+  let editorPort;
+  let tcpmqPort;
+  let nodeRed;
+  let simulator;
+  let browser;
+
+  before(async function () {
+    if (!fs.existsSync(CHROMIUM)) this.skip();
+    const { chromium } = require('playwright-core');
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-sidebar-'));
+    editorPort = await freePort();
+    tcpmqPort = await freePort();
+    nodeRed = run('start.js', ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort), '--offline-after', String(OFFLINE_AFTER)]);
+    await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  });
+
+  after(async function () {
+    if (browser) await browser.close();
+    await stop(simulator);
+    await stop(nodeRed);
+    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+  });
+
+  async function openSidebar(locale) {
+    const context = await browser.newContext({ viewport: { width: 1500, height: 820 }, locale });
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${editorPort}/`);
+    // The tab is registered with the editor (it may sit in the sidebar's overflow menu).
+    await page.waitForSelector('#red-ui-tab-tcpmq', { state: 'attached', timeout: 30000 });
+    await page.evaluate(() => RED.sidebar.show('tcpmq'));
+    await page.waitForSelector('.tcpmq-sidebar', { state: 'visible' });
+    return page;
+  }
+
+  it('shows a simulated device within a second, then offline, and writes its mailbox', async function () {
+    const page = await openSidebar('en-US');
+    simulator = run('simulate.js', ['--devices', '2', '--port', String(tcpmqPort), '--interval', '0.5', '--droppers', '0']);
+    const firstReport = Date.now();
+    const row = '.tcpmq-sidebar-device[data-device="1"]';
+    await page.waitForSelector(row, { timeout: 5000 });
+    const shownAfter = Date.now() - firstReport;
+    assert.match(await page.textContent(row), /online/);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'sidebar.png') });
+    await stop(simulator);
+    const stoppedAt = Date.now();
+    await page.waitForFunction((selector) => /offline/.test(document.querySelector(selector).textContent), row, { timeout: (OFFLINE_AFTER + 3) * 1000 });
+    const offlineAfter = (Date.now() - stoppedAt) / 1000;
+    console.log(`      sidebar: device shown ${shownAfter} ms after the simulator started, offline ${offlineAfter.toFixed(1)} s after it stopped`);
+    assert.ok(offlineAfter <= OFFLINE_AFTER + 1.5, `offline shown after ${offlineAfter} s`);
+    await page.click(row);
+    await page.fill('.tcpmq-sidebar-text', 'hello from the sidebar');
+    await page.click('.tcpmq-sidebar-mailbox');
+    await page.waitForFunction(() => /done/.test(document.querySelector('.tcpmq-sidebar-result').textContent));
+    const { Device } = require('../support');
+    const reader = await Device.connect(tcpmqPort);
+    try {
+      assert.equal(await reader.request('[9,1,"x"]'), 'hello from the sidebar');
+    } finally {
+      reader.close();
+    }
+    await page.context().close();
+  });
+});
