@@ -141,6 +141,8 @@ const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
 class Connection implements FrameSink, ConnectionInfo {
   readonly reader: FrameReader;
   readonly connectedAt = Date.now();
+  /** When it last sent anything: the idle sweep closes it after idleTimeout of silence. */
+  lastHeard = this.connectedAt;
   deviceId: DeviceId | undefined;
   bytesIn = 0;
   bytesOut = 0;
@@ -216,6 +218,7 @@ export class TcpmqBroker extends EventEmitter {
   private readonly sockets = new Set<net.Socket>();
   private nextConnectionId = 1;
   private flowWrites = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   private currentStatus: BrokerStatus;
   private stopping = false;
   private readonly allowedAddresses: net.BlockList | undefined;
@@ -254,6 +257,7 @@ export class TcpmqBroker extends EventEmitter {
       return;
     }
     this.devices.startSweeping();
+    this.startIdleSweep();
     this.setStatus({ state: 'starting', host, port });
     const tlsOptions = this.options.tls;
     const server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
@@ -286,6 +290,8 @@ export class TcpmqBroker extends EventEmitter {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.devices.stopSweeping();
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = undefined;
     // Every socket, served or still in its TLS handshake: server.close() waits for them all.
     for (const socket of this.sockets) socket.destroy();
     const server = this.server;
@@ -412,6 +418,24 @@ export class TcpmqBroker extends EventEmitter {
 
   // ---- connections --------------------------------------------------------
 
+  /**
+   * One timer for every connection's idle timeout (rather than a timer per
+   * socket, refreshed on every read and write): closes the silent ones.
+   */
+  private startIdleSweep(): void {
+    const idleMs = this.options.idleTimeout * 1000;
+    if (idleMs <= 0 || this.idleTimer) return;
+    this.idleTimer = setInterval(() => {
+      const deadline = Date.now() - idleMs;
+      for (const connection of this.connections.values()) {
+        if (connection.lastHeard > deadline) continue;
+        this.counters.idleClosed++;
+        this.reject(connection, 'idle', `silent for ${this.options.idleTimeout} s`);
+        connection.socket.destroy();
+      }
+    }, Math.max(20, Math.min(1000, idleMs / 4)));
+  }
+
   /** Takes in a new TCP socket, or refuses it (allowFrom, maxConnections) before any byte is read. */
   private admit(socket: net.Socket): boolean {
     socket.on('error', () => {
@@ -447,14 +471,8 @@ export class TcpmqBroker extends EventEmitter {
     this.connections.set(connectionId, connection);
     this.counters.connections++;
     socket.setNoDelay(true);
-    if (this.options.idleTimeout > 0) {
-      socket.setTimeout(this.options.idleTimeout * 1000, () => {
-        this.counters.idleClosed++;
-        this.reject(connection, 'idle', `silent for ${this.options.idleTimeout} s`);
-        socket.destroy();
-      });
-    }
     socket.on('data', (chunk: Buffer) => {
+      connection.lastHeard = Date.now();
       connection.bytesIn += chunk.length;
       try {
         connection.reader.push(chunk);
