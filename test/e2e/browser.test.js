@@ -267,4 +267,21 @@ describe('in a browser: the TCPMQ sidebar', function () {
     }
     await page.context().close();
   });
+
+  it('shows the sidebar and the nodes\' help in Chinese when the editor language is zh-CN', async function () {
+    const page = await openSidebar('zh-CN');
+    const { Device } = require('../support');
+    const device = await Device.connect(tcpmqPort);
+    await device.request('[5,5,"26.5"]');
+    device.close();
+    await page.waitForSelector('.tcpmq-sidebar-device', { timeout: 5000 });
+    const sidebar = await page.textContent('.tcpmq-sidebar');
+    assert.match(sidebar, /设备号/, `sidebar text: ${sidebar.slice(0, 200)}`);
+    await page.evaluate(() => RED.sidebar.help.show('tcpmq-in'));
+    // The help panel (one of several .red-ui-help blocks) shows tcpmq-in's help, in Chinese.
+    await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-help')].some((e) => /raw/.test(e.textContent) && /设备/.test(e.textContent)), null, { timeout: 10000 });
+    await page.evaluate(() => RED.sidebar.show('tcpmq'));
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'sidebar-zh-CN.png') });
+    await page.context().close();
+  });
 });
