@@ -14,7 +14,6 @@
  * - 'warning'    (string)        a listener threw; the broker carried on
  */
 
-import { EventEmitter } from 'node:events';
 import { isUtf8 } from 'node:buffer';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
@@ -24,6 +23,7 @@ import { FrameReader, type FrameSink } from './frame-reader';
 import { Mailboxes } from './mailboxes';
 import { emptyReply, encodeReply, type ReplyFormat } from './reply';
 import { canonicalId, isRequest, parseRequest, type DeviceId } from './request';
+import { SafeEmitter, describe } from './safe-emitter';
 
 export interface BrokerOptions {
   host: string;
@@ -196,7 +196,7 @@ class Connection implements FrameSink, ConnectionInfo {
   }
 }
 
-export class TcpmqBroker extends EventEmitter {
+export class TcpmqBroker extends SafeEmitter {
   readonly options: BrokerOptions;
   readonly mailboxes = new Mailboxes();
   readonly devices: Devices;
@@ -228,7 +228,6 @@ export class TcpmqBroker extends EventEmitter {
 
   constructor(options: Partial<BrokerOptions> = {}) {
     super();
-    this.setMaxListeners(0);
     this.options = { ...DEFAULT_OPTIONS, ...options };
     try {
       this.allowedAddresses = parseAllowFrom(this.options.allowFrom);
@@ -599,22 +598,6 @@ export class TcpmqBroker extends EventEmitter {
     this.safeEmit('state', status);
   }
 
-  /** A listener that throws must not take the broker (or Node-RED) down. */
-  private safeEmit(event: string, arg: unknown): void {
-    try {
-      this.emit(event, arg);
-    } catch (err) {
-      this.warn(`a '${event}' listener failed: ${describe(err)}`);
-    }
-  }
-
-  private warn(message: string): void {
-    try {
-      this.emit('warning', message);
-    } catch {
-      // Nothing more can be done for a failing warning listener.
-    }
-  }
 }
 
 /**
@@ -669,8 +652,4 @@ function listenError(host: string, port: number, err: NodeJS.ErrnoException): st
     default:
       return `cannot listen on ${where}: ${err.message}`;
   }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

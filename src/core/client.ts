@@ -15,10 +15,10 @@
  * Never emits 'error': failures are 'error' states, followed by a reconnection.
  */
 
-import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { listItems } from './access';
 import type { ReplyFormat } from './reply';
+import { SafeEmitter } from './safe-emitter';
 
 export interface ClientOptions {
   /** The broker's address: an ESP32 hotspot is 192.168.4.1. */
@@ -132,7 +132,7 @@ interface PendingRequest {
   bytes: number;
 }
 
-export class TcpmqClient extends EventEmitter {
+export class TcpmqClient extends SafeEmitter {
   readonly options: ClientOptions;
   readonly counters: ClientCounters = {
     connections: 0,
@@ -164,7 +164,6 @@ export class TcpmqClient extends EventEmitter {
 
   constructor(options: Partial<Omit<ClientOptions, 'watch'>> & { watch?: string[] | string } = {}) {
     super();
-    this.setMaxListeners(0);
     const given = { ...DEFAULT_CLIENT_OPTIONS, ...options };
     const d = DEFAULT_CLIENT_OPTIONS;
     const retryMin = positive(given.retryMin, d.retryMin);
@@ -421,22 +420,6 @@ export class TcpmqClient extends EventEmitter {
     this.safeEmit('state', status);
   }
 
-  /** A listener that throws must not stop the polling (or take Node-RED down). */
-  private safeEmit(event: string, arg: unknown): void {
-    try {
-      this.emit(event, arg);
-    } catch (err) {
-      this.warn(`a '${event}' listener failed: ${describe(err)}`);
-    }
-  }
-
-  private warn(message: string): void {
-    try {
-      this.emit('warning', message);
-    } catch {
-      // Nothing more can be done for a failing warning listener.
-    }
-  }
 }
 
 /** What decode() returns for an empty reply. */
@@ -468,8 +451,4 @@ function connectError(host: string, port: number, err: NodeJS.ErrnoException): s
     default:
       return err.message.includes(where) ? err.message : `${where}: ${err.message}`;
   }
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

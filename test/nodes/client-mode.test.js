@@ -3,8 +3,8 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { TcpmqBroker } = require('../../core');
-const { Device, freePort, waitFor } = require('../support');
-const { helper, messagesOf } = require('./flow');
+const { Device, waitFor } = require('../support');
+const { helper, messagesOf, nodeRedFixture } = require('./flow');
 
 /**
  * A broker in the style of the field's ESP32 one: mailboxes keyed by the JSON
@@ -30,8 +30,10 @@ function fieldBroker() {
 }
 
 describe('tcpmq-broker in client mode', function () {
+  const fixture = nodeRedFixture();
   let port;
-  let devices;
+  // The port fixture picked for this test (its beforeEach runs first).
+  beforeEach(() => (port = fixture.port));
 
   const clientFlow = (settings = {}) => [
     { id: 'remote', type: 'tcpmq-broker', mode: 'client', host: '127.0.0.1', port, clientId: '100', watch: '1, 2', pollInterval: 0.05, offlineAfterNones: 8, replyFormat: 'text', ...settings },
@@ -41,18 +43,6 @@ describe('tcpmq-broker in client mode', function () {
     { id: 'news', type: 'helper' },
     { id: 'statuses', type: 'helper' },
   ];
-
-  beforeEach(async function () {
-    port = await freePort();
-    devices = [];
-    await new Promise((resolve) => helper.startServer(resolve));
-  });
-
-  afterEach(async function () {
-    for (const device of devices) device.close();
-    await helper.unload();
-    await new Promise((resolve) => helper.stopServer(resolve));
-  });
 
   describe("against this project's broker", function () {
     let broker;
@@ -129,7 +119,7 @@ describe('tcpmq-broker in client mode', function () {
       helper.getNode('out').receive({ payload: '42' });
       // A field device 1 reports 605 and reads Node-RED's mailbox 100.
       const device = await Device.connect(port);
-      devices.push(device);
+      fixture.devices.push(device);
       await device.request('[1,100,"605"]');
       await waitFor(() => news.some((m) => m.payload === 605), 'the field device news', 5000);
       await waitFor(() => store.get('100') === '42', 'its own news stored under the number 100');

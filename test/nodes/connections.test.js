@@ -1,30 +1,16 @@
 'use strict';
 // Plain-text boards and writing to a chosen connection: echo servers, network assistants.
 const assert = require('node:assert/strict');
-const { Device, freePort, waitFor, sleep } = require('../support');
-const { helper, brokerConfig, deploy, messagesOf } = require('./flow');
+const { waitFor, sleep } = require('../support');
+const { helper, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 describe('plain-text boards and tcpmq-out send / close', function () {
+  const fixture = nodeRedFixture();
   let port;
-  let devices;
+  // The port fixture picked for this test (its beforeEach runs first).
+  beforeEach(() => (port = fixture.port));
 
-  async function connect() {
-    const device = await Device.connect(port);
-    devices.push(device);
-    return device;
-  }
-
-  beforeEach(async function () {
-    port = await freePort();
-    devices = [];
-    await new Promise((resolve) => helper.startServer(resolve));
-  });
-
-  afterEach(async function () {
-    for (const device of devices) device.close();
-    await helper.unload();
-    await new Promise((resolve) => helper.stopServer(resolve));
-  });
+  const connect = () => fixture.connect();
 
   const withCatch = (nodes) => [
     { id: 'tab', type: 'tab', label: 'connections' },

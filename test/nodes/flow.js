@@ -2,7 +2,7 @@
 // Loads this package's nodes into a real Node-RED runtime (node-red-node-test-helper):
 // Node-RED 4 by default, or the package TCPMQ_NODE_RED names (`node-red-3`: Node-RED 3.1).
 const helper = require('node-red-node-test-helper');
-const { waitFor } = require('../support');
+const { Device, freePort, waitFor } = require('../support');
 
 const runtime = process.env.TCPMQ_NODE_RED || 'node-red';
 helper.init(require.resolve(runtime));
@@ -43,4 +43,32 @@ function messagesOf(id) {
   return messages;
 }
 
-module.exports = { helper, NODES, brokerConfig, deploy, listening, messagesOf };
+/**
+ * The hooks every node test needs: a free port and a started helper server
+ * before each test; after it, its devices closed, the flow unloaded (closing
+ * every broker) and the server stopped. `connect()` opens a device on the port.
+ */
+function nodeRedFixture() {
+  const fixture = {
+    port: 0,
+    devices: [],
+    async connect() {
+      const device = await Device.connect(fixture.port);
+      fixture.devices.push(device);
+      return device;
+    },
+  };
+  beforeEach(async function () {
+    fixture.port = await freePort();
+    fixture.devices = [];
+    await new Promise((resolve) => helper.startServer(resolve));
+  });
+  afterEach(async function () {
+    for (const device of fixture.devices) device.close();
+    await helper.unload();
+    await new Promise((resolve) => helper.stopServer(resolve));
+  });
+  return fixture;
+}
+
+module.exports = { helper, NODES, brokerConfig, deploy, listening, messagesOf, nodeRedFixture };

@@ -2,7 +2,7 @@
 // Deploys, redeploys and closes: no EADDRINUSE, no lost device connections, nothing left open.
 const assert = require('node:assert/strict');
 const { Device, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
-const { helper, brokerConfig, deploy, listening, messagesOf } = require('./flow');
+const { helper, brokerConfig, deploy, listening, messagesOf, nodeRedFixture } = require('./flow');
 
 /** Counts of the runtime's open servers, sockets and timers. */
 function openResources() {
@@ -12,8 +12,10 @@ function openResources() {
 }
 
 describe('deploying and closing tcpmq flows', function () {
+  const fixture = nodeRedFixture();
   let port;
-  let devices;
+  // The port fixture picked for this test (its beforeEach runs first).
+  beforeEach(() => (port = fixture.port));
 
   const flow = (inSettings = {}) => [
     brokerConfig(port, { offlineAfter: 5 }),
@@ -21,23 +23,7 @@ describe('deploying and closing tcpmq flows', function () {
     { id: 'sink', type: 'helper' },
   ];
 
-  async function connect() {
-    const device = await Device.connect(port);
-    devices.push(device);
-    return device;
-  }
-
-  beforeEach(async function () {
-    port = await freePort();
-    devices = [];
-    await new Promise((resolve) => helper.startServer(resolve));
-  });
-
-  afterEach(async function () {
-    for (const device of devices) device.close();
-    await helper.unload();
-    await new Promise((resolve) => helper.stopServer(resolve));
-  });
+  const connect = () => fixture.connect();
 
   it('redeploys twice on the same port and leaves no socket, server or timer open', async function () {
     const before = openResources();
@@ -140,7 +126,7 @@ describe('deploying and closing tcpmq flows', function () {
   it('moves to a new port when the broker port changes', async function () {
     await deploy(flow());
     const oldPort = port;
-    port = await freePort();
+    port = fixture.port = await freePort();
     await helper.setFlows(flow(), 'full');
     await listening();
     assert.equal(helper.getNode('broker').broker.status.port, port);

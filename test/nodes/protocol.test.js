@@ -1,30 +1,16 @@
 'use strict';
 // The wire contract, through a broker loaded in Node-RED.
 const assert = require('node:assert/strict');
-const { Device, freePort, TEST_VECTORS, NOT_REQUESTS } = require('../support');
-const { helper, brokerConfig, deploy, messagesOf } = require('./flow');
+const { TEST_VECTORS, NOT_REQUESTS } = require('../support');
+const { helper, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 describe('TCPMQ wire contract in Node-RED', function () {
+  const fixture = nodeRedFixture();
   let port;
-  let devices;
+  // The port fixture picked for this test (its beforeEach runs first).
+  beforeEach(() => (port = fixture.port));
 
-  async function connect() {
-    const device = await Device.connect(port);
-    devices.push(device);
-    return device;
-  }
-
-  beforeEach(async function () {
-    port = await freePort();
-    devices = [];
-    await new Promise((resolve) => helper.startServer(resolve));
-  });
-
-  afterEach(async function () {
-    for (const device of devices) device.close();
-    await helper.unload();
-    await new Promise((resolve) => helper.stopServer(resolve));
-  });
+  const connect = () => fixture.connect();
 
   for (const format of ['text', 'json']) {
     describe(`protocol section 7, ${format} replies`, function () {

@@ -6,8 +6,8 @@ const os = require('node:os');
 const path = require('node:path');
 const tls = require('node:tls');
 const { execFileSync } = require('node:child_process');
-const { Device, freePort, waitFor, sleep } = require('../support');
-const { helper, brokerConfig, deploy, messagesOf } = require('./flow');
+const { Device, waitFor, sleep } = require('../support');
+const { helper, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 /** A self-signed certificate for 127.0.0.1, made with openssl. */
 function makeCertificate(dir, name) {
@@ -31,14 +31,12 @@ function tlsRequest(port, frame, options = {}) {
 }
 
 describe('access control and TLS', function () {
+  const fixture = nodeRedFixture();
   let port;
-  let devices;
+  // The port fixture picked for this test (its beforeEach runs first).
+  beforeEach(() => (port = fixture.port));
 
-  async function connect() {
-    const device = await Device.connect(port);
-    devices.push(device);
-    return device;
-  }
+  const connect = () => fixture.connect();
 
   const flow = (settings) => [
     brokerConfig(port, settings),
@@ -47,18 +45,6 @@ describe('access control and TLS', function () {
     { id: 'received', type: 'helper' },
     { id: 'statuses', type: 'helper' },
   ];
-
-  beforeEach(async function () {
-    port = await freePort();
-    devices = [];
-    await new Promise((resolve) => helper.startServer(resolve));
-  });
-
-  afterEach(async function () {
-    for (const device of devices) device.close();
-    await helper.unload();
-    await new Promise((resolve) => helper.stopServer(resolve));
-  });
 
   it('closes connections from addresses outside allowFrom and tells tcpmq-status', async function () {
     await deploy(flow({ allowFrom: '10.0.0.0/8, fd00::/8' }));
