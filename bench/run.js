@@ -172,9 +172,10 @@ async function measure(name, start, connectionCounts, countErrors) {
   return rows;
 }
 
-async function scaleRun(devices) {
+/** Connects `devices` devices to the server `start` starts, then lets 1,000 of them report every 2 s. */
+async function scaleRun(name, start, devices) {
   const port = await freePort();
-  const server = await startCore(port);
+  const server = await start(port);
   const generator = startGenerator();
   try {
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -186,8 +187,8 @@ async function scaleRun(devices) {
     const loaded = usage(server.pid);
     const rssPerConnection = (loaded.rss - idle.rss) / connected;
     console.log(
-      `  ${connected} devices connected and ${answered} answered in ${connectSeconds.toFixed(1)} s; ` +
-        `broker RSS ${(idle.rss / 1e6).toFixed(1)} MB -> ${(loaded.rss / 1e6).toFixed(1)} MB = ${(rssPerConnection / 1024).toFixed(2)} KB per connection`,
+      `  ${name}: ${connected} devices connected and ${answered} answered in ${connectSeconds.toFixed(1)} s; ` +
+        `RSS ${(idle.rss / 1e6).toFixed(1)} MB -> ${(loaded.rss / 1e6).toFixed(1)} MB = ${(rssPerConnection / 1024).toFixed(2)} KB per connection`,
     );
     const reporters = Math.min(1000, connected);
     const seconds = Math.max(10, MEASURE_MS / 1000);
@@ -196,7 +197,7 @@ async function scaleRun(devices) {
     const after = usage(server.pid);
     const cpu = (after.cpuSeconds - before.cpuSeconds) / (seconds + 0.2);
     console.log(
-      `  ${reporters} of them reporting every 2 s for ${seconds} s: ${reported.sent} sent, ${reported.answered} answered; broker CPU ${(cpu * 100).toFixed(2)}% of one core`,
+      `  ${name}: ${reporters} of them reporting every 2 s for ${seconds} s: ${reported.sent} sent, ${reported.answered} answered; CPU ${(cpu * 100).toFixed(2)}% of one core`,
     );
     await generator.call('closeAll', {});
     return { connected, answered, rssPerConnection, reporters, cpu, sent: reported.sent, reportAnswered: reported.answered };
@@ -231,8 +232,9 @@ async function main() {
 
   let scale;
   if (!options['skip-scale']) {
-    console.log(`\nScale run (core broker; devices connect from distinct 127.0.x.y addresses):`);
-    scale = await scaleRun(Number(options.scale));
+    console.log(`\nScale run (devices connect from distinct 127.0.x.y addresses; the reference server shows the floor):`);
+    await scaleRun('reference net server', startReference, Number(options.scale));
+    scale = await scaleRun('core broker', startCore, Number(options.scale));
   }
 
   console.log('\nTargets:');
