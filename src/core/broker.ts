@@ -432,7 +432,7 @@ export class TcpmqBroker extends SafeEmitter {
         this.reject(connection, 'idle', `silent for ${this.options.idleTimeout} s`);
         connection.socket.destroy();
       }
-    }, Math.max(20, Math.min(1000, idleMs / 4)));
+    }, Math.max(20, Math.min(5000, idleMs / 10))); // late by at most a tenth of idleTimeout
   }
 
   /** Takes in a new TCP socket, or refuses it (allowFrom, maxConnections) before any byte is read. */
