@@ -20,7 +20,7 @@ export interface BrokerSummary {
 }
 
 /** Updates go out at most this often per broker, and only when something changed. */
-const PUBLISH_EVERY_MS = 500;
+const PUBLISH_EVERY_MS = 250;
 
 export function summarize(node: BrokerConfigNode): BrokerSummary {
   const { broker, client } = node;
@@ -92,7 +92,7 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
 /**
  * Publishes the broker's summary to open editors (topic `tcpmq/broker/<id>`)
  * when it changed, at most every PUBLISH_EVERY_MS: a thousand devices reporting
- * every 2 s make two updates a second, not a thousand. Returns the stop function.
+ * every 2 s make four updates a second, not five hundred. Returns the stop function.
  */
 export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void {
   const topic = `tcpmq/broker/${node.id}`;
