@@ -30,12 +30,47 @@ async function stop(child) {
   }
 }
 
+/**
+ * `npm start` on free ports in a fresh user directory: the demo flow, or the
+ * example `exampleFile` instead (start.js keeps a flows.json it finds).
+ */
+async function startNodeRed(name, { exampleFile, offlineAfter } = {}) {
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), `tcpmq-${name}-`));
+  const editorPort = await freePort();
+  const tcpmqPort = await freePort();
+  if (exampleFile) {
+    const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', exampleFile), 'utf8'));
+    for (const node of flow) if (node.type === 'tcpmq-broker') node.port = tcpmqPort;
+    fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flow));
+  }
+  const args = ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)];
+  if (offlineAfter) args.push('--offline-after', String(offlineAfter));
+  const nodeRed = run('start.js', args);
+  await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
+  return {
+    editorPort,
+    tcpmqPort,
+    async stop() {
+      await stop(nodeRed);
+      fs.rmSync(userDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function launchBrowser() {
+  const { chromium } = require('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
 describe('in a browser: editor, dashboard gauge and offline alert', function () {
   this.timeout(90000);
-  let userDir;
+  let nodeRed;
   let editorPort;
   let tcpmqPort;
-  let nodeRed;
   let simulator;
   let browser;
   let page;
@@ -45,27 +80,18 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
       console.log(`      (skipped: ${CHROMIUM} is missing; .ci/run installs Debian's chromium)`);
       this.skip();
     }
-    const { chromium } = require('playwright-core');
     fs.mkdirSync(SCREENSHOTS, { recursive: true });
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-browser-'));
-    editorPort = await freePort();
-    tcpmqPort = await freePort();
-    nodeRed = run('start.js', ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort), '--offline-after', String(OFFLINE_AFTER)]);
-    await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
+    nodeRed = await startNodeRed('browser', { offlineAfter: OFFLINE_AFTER });
+    ({ editorPort, tcpmqPort } = nodeRed);
     simulator = run('simulate.js', ['--devices', '2', '--port', String(tcpmqPort), '--interval', '0.5', '--droppers', '0']);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchBrowser();
     page = await browser.newPage({ viewport: { width: 1500, height: 820 } });
   });
 
   after(async function () {
     if (browser) await browser.close();
     await stop(simulator);
-    await stop(nodeRed);
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+    await nodeRed?.stop();
   });
 
   it('shows the four nodes in the palette and opens the broker dialog with its fields', async function () {
@@ -154,33 +180,23 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
 
 describe('in a browser: the network assistant example', function () {
   this.timeout(90000);
-  let userDir;
+  let nodeRed;
   let editorPort;
   let tcpmqPort;
-  let nodeRed;
   let browser;
   let board;
 
   before(async function () {
     if (!fs.existsSync(CHROMIUM)) this.skip();
-    const { chromium } = require('playwright-core');
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-assistant-'));
-    editorPort = await freePort();
-    tcpmqPort = await freePort();
-    // The example instead of the demo: start.js keeps a flows.json it finds.
-    const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', 'network-assistant.json'), 'utf8'));
-    for (const node of flow) if (node.type === 'tcpmq-broker') node.port = tcpmqPort;
-    fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flow));
-    nodeRed = run('start.js', ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)]);
-    await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    nodeRed = await startNodeRed('assistant', { exampleFile: 'network-assistant.json' });
+    ({ editorPort, tcpmqPort } = nodeRed);
+    browser = await launchBrowser();
   });
 
   after(async function () {
     board?.destroy();
     if (browser) await browser.close();
-    await stop(nodeRed);
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+    await nodeRed?.stop();
   });
 
   it('lists a plain-text board, shows what it sent, and sends it a typed line', async function () {
@@ -203,29 +219,23 @@ describe('in a browser: the network assistant example', function () {
 
 describe('in a browser: the TCPMQ sidebar', function () {
   this.timeout(90000);
-  let userDir;
+  let nodeRed;
   let editorPort;
   let tcpmqPort;
-  let nodeRed;
   let simulator;
   let browser;
 
   before(async function () {
     if (!fs.existsSync(CHROMIUM)) this.skip();
-    const { chromium } = require('playwright-core');
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-sidebar-'));
-    editorPort = await freePort();
-    tcpmqPort = await freePort();
-    nodeRed = run('start.js', ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort), '--offline-after', String(OFFLINE_AFTER)]);
-    await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    nodeRed = await startNodeRed('sidebar', { offlineAfter: OFFLINE_AFTER });
+    ({ editorPort, tcpmqPort } = nodeRed);
+    browser = await launchBrowser();
   });
 
   after(async function () {
     if (browser) await browser.close();
     await stop(simulator);
-    await stop(nodeRed);
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+    await nodeRed?.stop();
   });
 
   async function openSidebar(locale) {
