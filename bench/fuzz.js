@@ -16,8 +16,8 @@
 // failed, the broker emitted a warning (an internal error) or anything threw.
 'use strict';
 const { parseArgs } = require('node:util');
-const net = require('node:net');
 const kit = require('../test/robustness/fuzz-kit');
+const { freePort } = require('../test/support');
 const { TcpmqBroker } = require('../core');
 
 const { values: args } = parseArgs({
@@ -41,16 +41,6 @@ function firstLine(err) {
   return String(err && err.message ? err.message : err).split('\n').slice(0, 3).join(' | ');
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function startBroker() {
   // A short offlineAfter, so that the fuzzed devices go offline (and their
