@@ -16,6 +16,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import * as tls from 'node:tls';
 import { isAllowedAddress, parseAllowFrom, parseIdList } from './access';
 import { Devices, type DeviceRecord } from './devices';
@@ -118,7 +119,8 @@ export interface RejectEvent extends ConnectionInfo {
 /** What survives a restart (see snapshot() and restore()): plain JSON. */
 export interface BrokerSnapshot {
   version: 1;
-  mailboxes: { id: DeviceId; value: unknown; writtenAt: number; writer: 'device' | 'flow'; expiresAt: number | null }[];
+  /** `buffer`: the value is a Buffer, saved as base64 (a JSON store would turn it into an object). */
+  mailboxes: { id: DeviceId; value: unknown; buffer?: boolean; writtenAt: number; writer: 'device' | 'flow'; expiresAt: number | null }[];
   devices: DeviceRecord[];
 }
 
@@ -142,7 +144,7 @@ class Connection implements FrameSink, ConnectionInfo {
   readonly reader: FrameReader;
   readonly connectedAt = Date.now();
   /** When it last sent anything: the idle sweep closes it after idleTimeout of silence. */
-  lastHeard = this.connectedAt;
+  lastHeard = performance.now();
   deviceId: DeviceId | undefined;
   bytesIn = 0;
   bytesOut = 0;
@@ -259,7 +261,17 @@ export class TcpmqBroker extends SafeEmitter {
     this.startIdleSweep();
     this.setStatus({ state: 'starting', host, port });
     const tlsOptions = this.options.tls;
-    const server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
+    let server: net.Server;
+    try {
+      server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
+    } catch (err) {
+      // A key that does not match its certificate, a wrong passphrase: reported, not thrown.
+      this.devices.stopSweeping();
+      if (this.idleTimer) clearInterval(this.idleTimer);
+      this.idleTimer = undefined;
+      this.setStatus({ state: 'error', host, port, code: 'ETLS', error: `TLS settings rejected: ${describe(err)}` });
+      return;
+    }
     server.on('connection', (socket: net.Socket) => {
       // With TLS, devices are served once the handshake is done ('secureConnection').
       if (this.admit(socket) && !tlsOptions) this.accept(socket);
@@ -393,24 +405,28 @@ export class TcpmqBroker extends SafeEmitter {
     for (const [id, mailbox] of this.mailboxes.entries()) {
       if (mailbox.expiresAt <= now) continue;
       const { value, writtenAt, writer, expiresAt } = mailbox;
-      mailboxes.push({ id, value: copyOf(value), writtenAt, writer, expiresAt: Number.isFinite(expiresAt) ? expiresAt : null });
+      const saved = Number.isFinite(expiresAt) ? expiresAt : null;
+      if (Buffer.isBuffer(value)) mailboxes.push({ id, value: value.toString('base64'), buffer: true, writtenAt, writer, expiresAt: saved });
+      else mailboxes.push({ id, value: copyOf(value), writtenAt, writer, expiresAt: saved });
     }
     return { version: 1, mailboxes, devices: this.devices.table() };
   }
 
   /**
    * Takes back a snapshot: flow-written mailboxes until their time to live,
-   * a device's own news only while the device still counts as online.
+   * a device's own news only while the device still counts as online. A
+   * mailbox written since this broker started is newer: it is kept.
    */
   restore(snapshot: BrokerSnapshot): void {
     if (snapshot?.version !== 1) return;
     const now = Date.now();
     this.devices.restore(snapshot.devices ?? [], now);
-    for (const { id, value, writtenAt, writer, expiresAt } of snapshot.mailboxes ?? []) {
+    for (const { id, value, buffer, writtenAt, writer, expiresAt } of snapshot.mailboxes ?? []) {
       const ttl = expiresAt === null ? 0 : expiresAt - now;
       if (expiresAt !== null && ttl <= 0) continue;
       if (writer === 'device' && !this.devices.get(id)?.online) continue;
-      const mailbox = this.mailboxes.write(id, value, writer, now, ttl);
+      if (this.mailboxes.read(id, now)) continue;
+      const mailbox = this.mailboxes.write(id, buffer ? Buffer.from(String(value), 'base64') : value, writer, now, ttl);
       mailbox.writtenAt = writtenAt;
     }
   }
@@ -425,7 +441,8 @@ export class TcpmqBroker extends SafeEmitter {
     const idleMs = this.options.idleTimeout * 1000;
     if (idleMs <= 0 || this.idleTimer) return;
     this.idleTimer = setInterval(() => {
-      const deadline = Date.now() - idleMs;
+      // A monotonic clock: setting the system time must not close every connection.
+      const deadline = performance.now() - idleMs;
       for (const connection of this.connections.values()) {
         if (connection.lastHeard > deadline) continue;
         this.counters.idleClosed++;
@@ -471,7 +488,7 @@ export class TcpmqBroker extends SafeEmitter {
     this.counters.connections++;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
-      connection.lastHeard = Date.now();
+      connection.lastHeard = performance.now();
       connection.bytesIn += chunk.length;
       try {
         connection.reader.push(chunk);

@@ -53,6 +53,8 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
 
   // persist: mailboxes and devices come back from the context store before listening.
   let savedChanges = broker.changes;
+  /** A snapshot that could not be read is not overwritten: it may still be fixed by hand. */
+  let restoreFailed = false;
   const restored = config.persist ? restoreSnapshot() : Promise.resolve();
   const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
 
@@ -64,6 +66,7 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
           if (err) throw err;
           if (saved) broker.restore(saved as BrokerSnapshot);
         } catch (failure) {
+          restoreFailed = true;
           node.warn(RED._('tcpmq-broker.errors.restore', { error: (failure as Error).message }));
         }
         savedChanges = broker.changes;
@@ -74,6 +77,7 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
 
   function saveSnapshot(): Promise<void> {
     savedChanges = broker.changes;
+    if (restoreFailed) return Promise.resolve();
     return new Promise((resolve) => {
       node.context().set(SNAPSHOT_KEY, broker.snapshot(), (err?: Error) => {
         if (err) node.warn(RED._('tcpmq-broker.errors.save', { error: err.message }));
@@ -104,12 +108,15 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   return {
     broker,
     start() {
-      restored.then(() => broker.start());
+      restored.then(() => broker.start()).catch((err: Error) => node.error(err.message));
     },
     async stop() {
       if (saveTimer) clearInterval(saveTimer);
-      if (config.persist) await restored.then(saveSnapshot);
-      await broker.stop();
+      try {
+        if (config.persist) await restored.then(saveSnapshot);
+      } finally {
+        await broker.stop();
+      }
     },
     status(): NodeStatus {
       const status = broker.status;

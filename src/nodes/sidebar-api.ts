@@ -32,7 +32,10 @@ export function summarize(node: BrokerConfigNode): BrokerSummary {
 /** What has changed since the last update: compared, not sent. */
 function signature(node: BrokerConfigNode): string {
   const { broker, client } = node;
-  if (broker) return `${broker.changes}:${broker.counters.connections}:${broker.connectionCount}:${broker.devices.online}:${broker.status.state}`;
+  if (broker) {
+    const { connections, rawMessages, protocolErrors } = broker.counters;
+    return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.devices.online}:${broker.status.state}`;
+  }
   return `${client!.counters.replies}:${client!.counters.emptyReplies}:${client!.status.state}`;
 }
 

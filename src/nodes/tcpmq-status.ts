@@ -3,7 +3,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { BrokerStatus, RejectEvent } from '../core/broker';
 import type { ClientStatus } from '../core/client';
-import { useBroker } from './broker-user';
+import { useBroker, type BrokerConfigNode } from './broker-user';
 import { deviceFilter } from './config';
 import { RateLimit } from './rate-limit';
 
@@ -41,17 +41,21 @@ export = function (RED: NodeAPI) {
     };
     // Client mode: the remote broker as a whole comes and goes.
     let connected = false;
+    // Declared before useBroker: a client reports its first state while this node registers.
+    let brokerNode: BrokerConfigNode | undefined;
     const reportConnection = (status: ClientStatus) => {
       if ((status.state === 'connected') === connected) return;
       connected = !connected;
       node.send({ topic: `${status.host}:${status.port}`, payload: connected ? 'connected' : 'disconnected', broker: status } as Record<string, unknown>);
     };
-    const brokerNode = useBroker(RED, node, config.broker, {
+    brokerNode = useBroker(RED, node, config.broker, {
       online: (device: { id: string }) => report(device, 'online'),
       offline: (device: { id: string }) => report(device, 'offline'),
       rejected: reportError,
       state: (status: ClientStatus | BrokerStatus) => brokerNode?.mode === 'client' && reportConnection(status as ClientStatus),
     });
+    // A node deployed while its client is already connected starts from there.
+    connected = brokerNode?.client?.status.state === 'connected';
 
     node.on('input', (msg, send, done) => {
       if (!brokerNode) {

@@ -238,6 +238,7 @@ describe('broker core over TCP (no Node-RED)', function () {
     await device.request('[1,1,"recent"]');
     broker.writeMailbox('cmd', { led: 'on' });
     broker.writeMailbox('short', 'gone soon', 0.05);
+    broker.writeMailbox('bytes', Buffer.from([0x00, 0xff, 0x41]));
     const snapshot = JSON.parse(JSON.stringify(broker.snapshot()));
     // A device last heard 60 s ago is offline after the restart: its news is not served.
     snapshot.devices.push({ ...snapshot.devices[0], id: '9', lastSeen: Date.now() - 60000 });
@@ -248,6 +249,10 @@ describe('broker core over TCP (no Node-RED)', function () {
     assert.equal(restarted.readMailbox('1'), 'recent');
     assert.deepEqual(restarted.readMailbox('cmd'), { led: 'on' });
     assert.equal(restarted.readMailbox('short'), undefined);
+    assert.deepEqual(restarted.readMailbox('bytes'), Buffer.from([0x00, 0xff, 0x41]), 'a Buffer comes back a Buffer');
+    restarted.writeMailbox('cmd', 'newer than the snapshot');
+    restarted.restore(snapshot);
+    assert.equal(restarted.readMailbox('cmd'), 'newer than the snapshot', 'a restore does not overwrite newer writes');
     assert.equal(restarted.readMailbox('9'), undefined);
     assert.deepEqual(
       restarted.deviceTable().map((d) => [d.id, d.online]),

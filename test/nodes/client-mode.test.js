@@ -72,6 +72,8 @@ describe('tcpmq-broker in client mode', function () {
       assert.ok(statuses.some((m) => m.topic === '1' && m.payload === 'online'));
       const inNode = helper.getNode('in');
       await waitFor(() => inNode.status.lastCall?.args[0].fill === 'green', 'a green dot');
+      const warnings = helper.log().args.filter(([entry]) => entry.level === helper.log().WARN).map(([entry]) => String(entry.msg));
+      assert.deepEqual(warnings.filter((text) => /listener failed/.test(text)), [], 'no listener failed');
     });
 
     it('reports the remote broker disconnected and carries on once it is back', async function () {

@@ -134,6 +134,16 @@ describe('access control and TLS', function () {
       assert.equal(helper.getNode('broker').broker.readMailbox('1'), 'secret');
     });
 
+    it('reports a key that does not match its certificate instead of crashing', async function () {
+      await helper.load(require('./flow').NODES, [
+        { id: 'tlsconf', type: 'tls-config', cert: server.cert, key: stranger.key, ca: '', verifyservercert: false, servername: '' },
+        ...flow({ usetls: true, tls: 'tlsconf' }),
+      ]);
+      const inNode = helper.getNode('in');
+      await waitFor(() => inNode.status.lastCall?.args[0].fill === 'red', 'a red status');
+      assert.match(helper.getNode('broker').broker.status.error, /TLS settings rejected/);
+    });
+
     it('asks devices for a certificate when the tls-config verifies, and checks it', async function () {
       await deploy(tlsFlow(true));
       const ownCertificate = { cert: fs.readFileSync(server.cert), key: fs.readFileSync(server.key) };
