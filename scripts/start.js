@@ -49,6 +49,8 @@ const SETTINGS = `module.exports = {
 
 /** The user directory: settings, this package linked in as an installed module, and the demo flow. */
 function prepareUserDir() {
+  // On a fresh checkout the directory does not exist yet.
+  fs.mkdirSync(userDir, { recursive: true });
   const settings = path.join(userDir, 'settings.js');
   if (!fs.existsSync(settings)) fs.writeFileSync(settings, SETTINGS);
   const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');

@@ -62,7 +62,8 @@ describe('npm start: a real node-red process', function () {
   }
 
   before(async function () {
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-e2e-'));
+    // A user directory that does not exist yet, as on a fresh checkout (`.node-red/`).
+    userDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-e2e-')), '.node-red');
     editorPort = await freePort();
     tcpmqPort = await freePort();
     nodeRed = run(['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)]);
@@ -75,7 +76,7 @@ describe('npm start: a real node-red process', function () {
       nodeRed.kill('SIGINT');
       await nodeRed.exited;
     }
-    fs.rmSync(userDir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(userDir), { recursive: true, force: true });
   });
 
   it('loads the four node types without errors and prints the editor URL', async function () {
