@@ -1,6 +1,7 @@
 'use strict';
 // Test support: a device that speaks TCPMQ over a real socket, and small waits.
 const asyncHooks = require('node:async_hooks');
+const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 
@@ -175,4 +176,25 @@ const NOT_REQUESTS = [
   { name: 'plain text', send: 'hello\n' },
 ];
 
-module.exports = { Device, freePort, waitFor, sleep, trackOwnTimers, TEST_VECTORS, NOT_REQUESTS };
+const EXAMPLES = path.join(__dirname, '..', 'examples');
+
+/** The example flows of the Import menu, as paths relative to examples/ (`micropython/esp8266-board.json`). */
+function exampleFiles() {
+  return fs.readdirSync(EXAMPLES, { recursive: true }).filter((file) => file.endsWith('.json'));
+}
+
+/**
+ * An example flow pointed at this machine: every tcpmq-broker on `port`, and a
+ * client-mode one (which points at an ESP32 hotspot) at 127.0.0.1.
+ */
+function exampleFlow(file, port) {
+  const flow = JSON.parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8'));
+  for (const node of flow) {
+    if (node.type !== 'tcpmq-broker') continue;
+    node.port = port;
+    if (node.mode === 'client') node.host = '127.0.0.1';
+  }
+  return flow;
+}
+
+module.exports = { Device, freePort, waitFor, sleep, trackOwnTimers, exampleFiles, exampleFlow, TEST_VECTORS, NOT_REQUESTS };

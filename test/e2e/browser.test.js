@@ -7,7 +7,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
-const { Device, freePort, waitFor } = require('../support');
+const { Device, exampleFiles, exampleFlow, freePort, waitFor } = require('../support');
 
 const root = path.join(__dirname, '..', '..');
 const CHROMIUM = '/usr/bin/chromium';
@@ -38,11 +38,7 @@ async function startNodeRed(name, { exampleFile, offlineAfter } = {}) {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), `tcpmq-${name}-`));
   const editorPort = await freePort();
   const tcpmqPort = await freePort();
-  if (exampleFile) {
-    const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', exampleFile), 'utf8'));
-    for (const node of flow) if (node.type === 'tcpmq-broker') node.port = tcpmqPort;
-    fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flow));
-  }
+  if (exampleFile) fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(exampleFlow(exampleFile, tcpmqPort)));
   const args = ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)];
   if (offlineAfter) args.push('--offline-after', String(offlineAfter));
   const nodeRed = run('start.js', args);
@@ -152,16 +148,10 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
   });
 
   it('opens every example in the editor with no unknown node', async function () {
-    const examplesDir = path.join(root, 'examples');
-    const examples = fs.readdirSync(examplesDir, { recursive: true }).filter((file) => file.endsWith('.json'));
+    const examples = exampleFiles();
     fs.mkdirSync(path.join(SCREENSHOTS, 'examples'), { recursive: true });
     for (const file of examples) {
-      const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8'));
-      for (const node of flow) {
-        if (node.type !== 'tcpmq-broker') continue;
-        node.port = tcpmqPort;
-        if (node.mode === 'client') node.host = '127.0.0.1';
-      }
+      const flow = exampleFlow(file, tcpmqPort);
       const response = await fetch(`http://127.0.0.1:${editorPort}/flows`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' },

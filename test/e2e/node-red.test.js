@@ -7,7 +7,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, exampleFiles, exampleFlow, freePort, waitFor, sleep } = require('../support');
 
 const root = path.join(__dirname, '..', '..');
 const START = path.join(root, 'scripts', 'start.js');
@@ -97,18 +97,11 @@ describe('npm start: a real node-red process', function () {
   });
 
   it('deploys every example from the Import menu without errors', async function () {
-    const examplesDir = path.join(root, 'examples');
-    const examples = fs.readdirSync(examplesDir, { recursive: true }).filter((file) => file.endsWith('.json'));
+    const examples = exampleFiles();
     assert.ok(examples.length >= 1, 'at least one example');
     for (const file of examples) {
-      const flow = JSON.parse(fs.readFileSync(path.join(examplesDir, file), 'utf8'));
+      const flow = exampleFlow(file, tcpmqPort);
       const servers = flow.filter((node) => node.type === 'tcpmq-broker' && node.mode !== 'client');
-      for (const node of flow) {
-        if (node.type !== 'tcpmq-broker') continue;
-        node.port = tcpmqPort;
-        // A client-mode example points at an ESP32 hotspot: here, at this machine only.
-        if (node.mode === 'client') node.host = '127.0.0.1';
-      }
       const logged = nodeRed.output.length;
       await deployFlow(flow, servers.length > 0);
       if (servers.length > 0) {

@@ -6,7 +6,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync, spawn } = require('node:child_process');
-const { Device, freePort, waitFor } = require('../support');
+const { Device, exampleFiles, freePort, waitFor } = require('../support');
 
 const root = path.join(__dirname, '..', '..');
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -90,8 +90,7 @@ for (const runtime of ['node-red', 'node-red-3']) {
     });
 
     it('lists every example in the Import menu', async function () {
-      const examples = fs.readdirSync(path.join(root, 'examples'), { recursive: true }).filter((f) => f.endsWith('.json'));
-      for (const file of examples) {
+      for (const file of exampleFiles()) {
         // The menu lists one folder at a time: examples/micropython/ is a sub-menu.
         const folder = path.dirname(file) === '.' ? '' : `/${path.dirname(file)}`;
         const listed = JSON.stringify(await get(`/library/examples/flows/@tcpmq/node-red-tcpmq${folder}`));
