@@ -135,6 +135,10 @@ export interface BrokerCounters {
   /** Requests from ids not in allowDevices (their connections are closed). */
   unknownDevices: number;
   idleClosed: number;
+  /** Requests answered while no flow listened for them (no tcpmq-in, or in the moment of a deploy). */
+  unheardRequests: number;
+  /** Connections closed because a changed allowFrom or allowDevices no longer admits them. */
+  closedBySettings: number;
 }
 
 /** Replies that a client leaves unread beyond this are a client that does not read: drop it. */
@@ -199,7 +203,6 @@ class Connection implements FrameSink, ConnectionInfo {
 }
 
 export class TcpmqBroker extends SafeEmitter {
-  readonly options: BrokerOptions;
   readonly mailboxes = new Mailboxes();
   readonly devices: Devices;
   readonly counters: BrokerCounters = {
@@ -211,34 +214,71 @@ export class TcpmqBroker extends SafeEmitter {
     refused: 0,
     unknownDevices: 0,
     idleClosed: 0,
+    unheardRequests: 0,
+    closedBySettings: 0,
   };
 
-  private server: net.Server | undefined;
+  private settings: BrokerOptions;
+  /** The listening server and the sockets it accepted. */
+  private listener: Listener | undefined;
+  /** A listener being replaced (new host, port or TLS): closed once the new one has bound. */
+  private retiring: Listener | undefined;
+  /** Listeners being closed: stop() waits for them. */
+  private readonly closing = new Set<Promise<void>>();
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly connections = new Map<number, Connection>();
-  /** Every accepted TCP socket until it closes (TLS ones from before their handshake). */
+  /** Every accepted TCP socket until it closes (TLS ones from before their handshake), whichever listener took it. */
   private readonly sockets = new Set<net.Socket>();
   private nextConnectionId = 1;
   private flowWrites = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private currentStatus: BrokerStatus;
+  /** Between start() and stop(): serving, or trying to. */
+  private running = false;
   private stopping = false;
-  private readonly allowedAddresses: net.BlockList | undefined;
-  private readonly allowedDevices: Set<DeviceId> | undefined;
+  private allowedAddresses: net.BlockList | undefined;
+  private allowedDevices: Set<DeviceId> | undefined;
   /** A setting that cannot work (a bad allowFrom entry): reported instead of listening. */
-  private readonly configError: string | undefined;
+  private configError: string | undefined;
 
   constructor(options: Partial<BrokerOptions> = {}) {
     super();
-    this.options = { ...DEFAULT_OPTIONS, ...options };
-    try {
-      this.allowedAddresses = parseAllowFrom(this.options.allowFrom);
-    } catch (err) {
-      this.configError = describe(err);
+    this.settings = { ...DEFAULT_OPTIONS, ...options };
+    this.parseAccess();
+    this.devices = new Devices(this.settings.offlineAfter * 1000, (device) => this.wentOffline(device));
+    this.currentStatus = { state: 'stopped', host: this.settings.host, port: this.settings.port };
+  }
+
+  /** The settings in force (configure() replaces them). */
+  get options(): BrokerOptions {
+    return this.settings;
+  }
+
+  /**
+   * Applies new settings to the running broker, keeping its mailboxes, devices,
+   * counters and connection numbers. Limits, access lists, timeouts and the
+   * reply dialect apply at once, on open connections too: a connection the new
+   * allowFrom or allowDevices no longer admits is closed (reported as
+   * 'rejected'). A new host, port or TLS setting needs a new listener: it is
+   * bound first, then the old one and its connections are closed.
+   */
+  configure(options: Partial<BrokerOptions>): void {
+    const previous = this.settings;
+    const next: BrokerOptions = { ...DEFAULT_OPTIONS, ...options };
+    this.settings = next;
+    const hadConfigError = this.configError;
+    this.parseAccess();
+    if (next.replyFormat !== previous.replyFormat) this.mailboxes.forgetReplies();
+    for (const connection of this.connections.values()) connection.reader.maxFrameBytes = next.maxFrameBytes;
+    this.devices.setOfflineAfter(next.offlineAfter * 1000);
+    if (!this.running) {
+      this.currentStatus = { ...this.currentStatus, host: next.host, port: next.port };
+      return;
     }
-    this.allowedDevices = parseIdList(this.options.allowDevices);
-    this.devices = new Devices(this.options.offlineAfter * 1000, (device) => this.wentOffline(device));
-    this.currentStatus = { state: 'stopped', host: this.options.host, port: this.options.port };
+    this.restartSweeps();
+    this.closeUnadmitted();
+    const moved = next.host !== previous.host || next.port !== previous.port || !sameTls(next.tls, previous.tls);
+    if (moved || this.configError !== hadConfigError) this.relisten();
   }
 
   get status(): BrokerStatus {
@@ -251,76 +291,103 @@ export class TcpmqBroker extends SafeEmitter {
 
   /** Starts listening; a failure is reported as an 'error' state and retried. */
   start(): void {
-    if (this.server || this.retryTimer || this.stopping) return;
-    const { host, port } = this.options;
+    if (this.listener || this.retryTimer || this.stopping) return;
+    this.running = true;
+    const { host, port } = this.settings;
     if (this.configError) {
       this.setStatus({ state: 'error', host, port, code: 'EINVAL', error: this.configError });
+      this.retire();
       return;
     }
     this.devices.startSweeping();
     this.startIdleSweep();
     this.setStatus({ state: 'starting', host, port });
-    const tlsOptions = this.options.tls;
+    const tlsOptions = this.settings.tls;
     let server: net.Server;
     try {
       server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
     } catch (err) {
       // A key that does not match its certificate, a wrong passphrase: reported, not thrown.
-      this.devices.stopSweeping();
-      if (this.idleTimer) clearInterval(this.idleTimer);
-      this.idleTimer = undefined;
       this.setStatus({ state: 'error', host, port, code: 'ETLS', error: `TLS settings rejected: ${describe(err)}` });
+      this.retire();
       return;
     }
+    const listener: Listener = { server, sockets: new Set() };
     server.on('connection', (socket: net.Socket) => {
       // With TLS, devices are served once the handshake is done ('secureConnection').
-      if (this.admit(socket) && !tlsOptions) this.accept(socket);
+      if (this.admit(socket, listener) && !tlsOptions) this.accept(socket);
     });
     if (tlsOptions) {
       server.on('secureConnection', (socket: tls.TLSSocket) => this.accept(socket));
       server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => this.tlsFailed(err, socket));
     }
-    this.server = server;
-    server.on('error', (err: NodeJS.ErrnoException) => this.listenFailed(server, err));
+    this.listener = listener;
+    server.on('error', (err: NodeJS.ErrnoException) => this.listenFailed(listener, err));
     try {
       server.listen({ host, port }, () => {
-        if (this.server !== server) return; // stopped while binding
+        if (this.listener !== listener) return; // stopped or moved while binding
         const address = server.address();
         const boundPort = typeof address === 'object' && address ? address.port : port;
         this.setStatus({ state: 'listening', host, port: boundPort });
+        this.retire();
       });
     } catch (err) {
       // A port out of range or a malformed host fails at once rather than as an event.
-      this.listenFailed(server, err as NodeJS.ErrnoException);
+      this.listenFailed(listener, err as NodeJS.ErrnoException);
     }
   }
 
-  /** Closes every connection and the server, and clears every timer. */
-  stop(): Promise<void> {
+  /** Closes every connection and listener, and clears every timer. */
+  async stop(): Promise<void> {
+    this.running = false;
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    this.devices.stopSweeping();
-    if (this.idleTimer) clearInterval(this.idleTimer);
-    this.idleTimer = undefined;
+    this.stopSweeps();
     // Every socket, served or still in its TLS handshake: server.close() waits for them all.
     for (const socket of this.sockets) socket.destroy();
-    const server = this.server;
-    this.server = undefined;
-    return new Promise((resolve) => {
-      const stopped = () => {
-        this.stopping = false;
-        this.setStatus({ state: 'stopped', host: this.options.host, port: this.options.port });
-        resolve();
-      };
-      if (!server) stopped();
-      else if (server.listening) server.close(() => stopped());
+    for (const listener of [this.listener, this.retiring]) if (listener) this.closeListener(listener);
+    this.listener = undefined;
+    this.retiring = undefined;
+    await Promise.all(this.closing);
+    this.stopping = false;
+    this.setStatus({ state: 'stopped', host: this.settings.host, port: this.settings.port });
+  }
+
+  /** Binds a listener for the new settings; the current one is retired once it has (see retire()). */
+  private relisten(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.listener) {
+      // A listener replaced before the one it replaced was closed: that one goes now.
+      if (this.retiring) this.closeListener(this.retiring);
+      this.retiring = this.listener;
+      this.listener = undefined;
+    }
+    this.start();
+  }
+
+  /** The new listener has bound (or cannot): the one it replaces closes, with its connections. */
+  private retire(): void {
+    const retiring = this.retiring;
+    this.retiring = undefined;
+    if (retiring) this.closeListener(retiring);
+  }
+
+  /** Closes `listener` and the connections it accepted; stop() waits for it. */
+  private closeListener({ server, sockets }: Listener): Promise<void> {
+    for (const socket of sockets) socket.destroy();
+    const closed = new Promise<void>((resolve) => {
+      if (server.listening) server.close(() => resolve());
       else {
         // Still binding: close once the bind settles, so the port is never left open.
-        server.once('listening', () => server.close(() => stopped()));
-        server.once('error', () => stopped());
+        server.once('listening', () => server.close(() => resolve()));
+        server.once('error', () => resolve());
       }
     });
+    this.closing.add(closed);
+    closed.then(() => this.closing.delete(closed));
+    return closed;
   }
 
   /**
@@ -393,6 +460,11 @@ export class TcpmqBroker extends SafeEmitter {
     return found;
   }
 
+  /** Devices online now. */
+  get onlineCount(): number {
+    return this.devices.online;
+  }
+
   /** Grows with every change to mailboxes or devices: whether a snapshot is out of date. */
   get changes(): number {
     return this.counters.requests + this.flowWrites;
@@ -438,7 +510,7 @@ export class TcpmqBroker extends SafeEmitter {
    * socket, refreshed on every read and write): closes the silent ones.
    */
   private startIdleSweep(): void {
-    const idleMs = this.options.idleTimeout * 1000;
+    const idleMs = this.settings.idleTimeout * 1000;
     if (idleMs <= 0 || this.idleTimer) return;
     this.idleTimer = setInterval(() => {
       // A monotonic clock: setting the system time must not close every connection.
@@ -452,8 +524,49 @@ export class TcpmqBroker extends SafeEmitter {
     }, Math.max(20, Math.min(5000, idleMs / 10))); // late by at most a tenth of idleTimeout
   }
 
+  private stopSweeps(): void {
+    this.devices.stopSweeping();
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  /** New offlineAfter or idleTimeout: the sweeps run at the new pace. */
+  private restartSweeps(): void {
+    this.stopSweeps();
+    this.devices.startSweeping();
+    this.startIdleSweep();
+  }
+
+  private parseAccess(): void {
+    this.configError = undefined;
+    try {
+      this.allowedAddresses = parseAllowFrom(this.settings.allowFrom);
+    } catch (err) {
+      this.allowedAddresses = undefined;
+      this.configError = describe(err);
+    }
+    this.allowedDevices = parseIdList(this.settings.allowDevices);
+  }
+
+  /** After a change of allowFrom or allowDevices: the connections they no longer admit are closed. */
+  private closeUnadmitted(): void {
+    for (const connection of this.connections.values()) {
+      let reason: string | undefined;
+      if (this.allowedAddresses && !isAllowedAddress(this.allowedAddresses, connection.remoteAddress)) reason = 'address no longer in allowFrom';
+      else if (this.allowedDevices && connection.deviceId !== undefined && !this.allowedDevices.has(connection.deviceId)) {
+        reason = `device id "${connection.deviceId}" no longer in allowDevices`;
+      }
+      if (reason === undefined) continue;
+      this.counters.closedBySettings++;
+      const kind = reason.startsWith('address') ? 'forbidden' : 'unknown-device';
+      this.safeEmit('rejected', { ...connectionInfo(connection), kind, reason, deviceId: connection.deviceId } satisfies RejectEvent);
+      connection.reader.stop();
+      connection.socket.destroy();
+    }
+  }
+
   /** Takes in a new TCP socket, or refuses it (allowFrom, maxConnections) before any byte is read. */
-  private admit(socket: net.Socket): boolean {
+  private admit(socket: net.Socket, listener: Listener): boolean {
     socket.on('error', () => {
       // Resets and timeouts from the device's side: 'close' follows and cleans up.
     });
@@ -471,7 +584,11 @@ export class TcpmqBroker extends SafeEmitter {
       return false;
     }
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    listener.sockets.add(socket);
+    socket.on('close', () => {
+      this.sockets.delete(socket);
+      listener.sockets.delete(socket);
+    });
     return true;
   }
 
@@ -532,7 +649,8 @@ export class TcpmqBroker extends SafeEmitter {
     const format = this.options.replyFormat;
     connection.write(mailbox ? (mailbox.reply ??= encodeReply(mailbox.value, format)) : emptyReply(format));
     if (cameOnline) this.safeEmit('online', copyOf(cameOnline));
-    if (this.listenerCount('request') > 0) {
+    if (this.listenerCount('request') === 0) this.counters.unheardRequests++;
+    else {
       this.safeEmit('request', {
         from,
         want,
@@ -589,13 +707,23 @@ export class TcpmqBroker extends SafeEmitter {
     }
   }
 
-  private listenFailed(server: net.Server, err: NodeJS.ErrnoException): void {
-    server.close();
-    if (this.server !== server) return;
-    this.server = undefined;
-    const { host, port, retryInterval } = this.options;
+  private listenFailed(listener: Listener, err: NodeJS.ErrnoException): void {
+    listener.server.close();
+    if (this.listener !== listener) return;
+    this.listener = undefined;
+    const retiring = this.retiring;
+    if (retiring && err.code === 'EADDRINUSE') {
+      // The listener being replaced holds the port (same port, new host or TLS): it closes first.
+      this.retiring = undefined;
+      this.closeListener(retiring).then(() => {
+        if (this.running && !this.listener && !this.retryTimer) this.start();
+      });
+      return;
+    }
+    const { host, port, retryInterval } = this.settings;
     this.setStatus({ state: 'error', host, port, code: err.code, error: listenError(host, port, err) });
-    if (this.stopping) return;
+    this.retire();
+    if (this.stopping || !this.running) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.start();
@@ -615,6 +743,17 @@ export class TcpmqBroker extends SafeEmitter {
     this.safeEmit('state', status);
   }
 
+}
+
+/** A listening server and the sockets it accepted (closed with it when it is replaced). */
+interface Listener {
+  server: net.Server;
+  sockets: Set<net.Socket>;
+}
+
+/** Whether two TLS settings are the same (the tls-config node gives a new object each time). */
+function sameTls(a: tls.TlsOptions | undefined, b: tls.TlsOptions | undefined): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
 
 /**

@@ -132,8 +132,29 @@ interface PendingRequest {
   bytes: number;
 }
 
+/** What the constructor and configure() take: any option left out has its default. */
+export type ClientSettings = Partial<Omit<ClientOptions, 'watch'>> & { watch?: string[] | string };
+
+/** Complete, checked options: defaults for what is missing or not a positive number. */
+function clientOptions(options: ClientSettings): ClientOptions {
+  const given = { ...DEFAULT_CLIENT_OPTIONS, ...options };
+  const d = DEFAULT_CLIENT_OPTIONS;
+  const retryMin = positive(given.retryMin, d.retryMin);
+  return {
+    host: String(given.host || d.host),
+    port: Number(given.port ?? d.port),
+    clientId: String(given.clientId ?? ''),
+    watch: [...new Set((typeof given.watch === 'string' ? listItems(given.watch) : (given.watch ?? []).map(String)).filter((id) => id !== ''))],
+    pollInterval: positive(given.pollInterval, d.pollInterval),
+    offlineAfterNones: Math.max(1, Math.round(positive(given.offlineAfterNones, d.offlineAfterNones))),
+    replyFormat: given.replyFormat === 'json' ? 'json' : 'text',
+    timeout: positive(given.timeout, d.timeout),
+    retryMin,
+    retryMax: Math.max(retryMin, positive(given.retryMax, d.retryMax)),
+  };
+}
+
 export class TcpmqClient extends SafeEmitter {
-  readonly options: ClientOptions;
   readonly counters: ClientCounters = {
     connections: 0,
     requests: 0,
@@ -143,6 +164,7 @@ export class TcpmqClient extends SafeEmitter {
     strayBytes: 0,
   };
 
+  private settings: ClientOptions;
   private readonly watched = new Map<string, WatchedId>();
   /** The payload element of every request, as JSON text. */
   private payloadJson: string;
@@ -162,27 +184,51 @@ export class TcpmqClient extends SafeEmitter {
   private warnedUndecodable = false;
   private currentStatus: ClientStatus;
 
-  constructor(options: Partial<Omit<ClientOptions, 'watch'>> & { watch?: string[] | string } = {}) {
+  constructor(options: ClientSettings = {}) {
     super();
-    const given = { ...DEFAULT_CLIENT_OPTIONS, ...options };
-    const d = DEFAULT_CLIENT_OPTIONS;
-    const retryMin = positive(given.retryMin, d.retryMin);
-    this.options = {
-      host: String(given.host || d.host),
-      port: Number(given.port ?? d.port),
-      clientId: String(given.clientId ?? ''),
-      watch: [...new Set((typeof given.watch === 'string' ? listItems(given.watch) : (given.watch ?? []).map(String)).filter((id) => id !== ''))],
-      pollInterval: positive(given.pollInterval, d.pollInterval),
-      offlineAfterNones: Math.max(1, Math.round(positive(given.offlineAfterNones, d.offlineAfterNones))),
-      replyFormat: given.replyFormat === 'json' ? 'json' : 'text',
-      timeout: positive(given.timeout, d.timeout),
-      retryMin,
-      retryMax: Math.max(retryMin, positive(given.retryMax, d.retryMax)),
-    };
-    for (const id of this.options.watch) this.watched.set(id, { id, online: undefined, nones: 0 });
+    this.settings = clientOptions(options);
+    for (const id of this.settings.watch) this.watched.set(id, { id, online: undefined, nones: 0 });
     this.payloadJson = this.emptyPayloadJson();
-    this.retryDelay = this.options.retryMin * 1000;
-    this.currentStatus = { state: 'stopped', host: this.options.host, port: this.options.port };
+    this.retryDelay = this.settings.retryMin * 1000;
+    this.currentStatus = { state: 'stopped', host: this.settings.host, port: this.settings.port };
+  }
+
+  /** The settings in force (configure() replaces them). */
+  get options(): ClientOptions {
+    return this.settings;
+  }
+
+  /**
+   * Applies new settings without dropping the connection: the next request
+   * uses them. Watched ids that stay keep their online state. A new host or
+   * port closes the connection and connects there at once.
+   */
+  configure(options: ClientSettings): void {
+    const previous = this.settings;
+    const next = clientOptions(options);
+    const emptyPayload = this.payloadJson === this.emptyPayloadJson();
+    this.settings = next;
+    if (emptyPayload) this.payloadJson = this.emptyPayloadJson();
+    const watched = new Map<string, WatchedId>();
+    for (const id of next.watch) watched.set(id, this.watched.get(id) ?? { id, online: undefined, nones: 0 });
+    this.watched.clear();
+    for (const [id, state] of watched) this.watched.set(id, state);
+    this.nextWant = 0;
+    // An empty client id stopped it before it connected: with an id it starts now.
+    const moved = next.host !== previous.host || next.port !== previous.port || previous.clientId === '';
+    if (!this.running) {
+      this.currentStatus = { ...this.currentStatus, host: next.host, port: next.port };
+      return;
+    }
+    if (!moved) return;
+    // Elsewhere now: drop the old connection, connect anew.
+    this.clearTimer();
+    this.pending = undefined;
+    const socket = this.socket;
+    this.socket = undefined;
+    socket?.destroy();
+    this.running = false;
+    this.start();
   }
 
   get status(): ClientStatus {

@@ -34,9 +34,14 @@ export class Devices {
    * @param onOffline called once for each device that goes offline
    */
   constructor(
-    private readonly offlineAfterMs: number,
+    private offlineAfterMs: number,
     private readonly onOffline: (device: DeviceRecord) => void,
   ) {}
+
+  /** A new offlineAfter: applies from the next sweep (restart sweeping for its new pace). */
+  setOfflineAfter(offlineAfterMs: number): void {
+    this.offlineAfterMs = offlineAfterMs;
+  }
 
   /** Records a valid request; returns the record if the device just came online. */
   heard(id: DeviceId, sender: Sender, value: unknown, now: number): DeviceRecord | undefined {

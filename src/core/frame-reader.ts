@@ -60,9 +60,13 @@ export class FrameReader {
   private held: Buffer | undefined;
   private heldBytes = 0;
 
+  /**
+   * @param maxFrameBytes the largest frame or line; may be changed at any time
+   *   (a broker's settings changed while the connection is open)
+   */
   constructor(
     private readonly sink: FrameSink,
-    private readonly maxFrameBytes: number,
+    public maxFrameBytes: number,
   ) {}
 
   /** What the connection speaks, once its first byte is known. */

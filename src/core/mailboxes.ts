@@ -55,6 +55,11 @@ export class Mailboxes {
     if (this.boxes.get(id)?.writer === 'device') this.boxes.delete(id);
   }
 
+  /** The reply dialect changed: every reply is encoded anew on its next read. */
+  forgetReplies(): void {
+    for (const mailbox of this.boxes.values()) mailbox.reply = undefined;
+  }
+
   get size(): number {
     return this.boxes.size;
   }

@@ -1,16 +1,18 @@
 /**
  * The client side of tcpmq-broker (mode "client"): joins a TCPMQ broker hosted
  * elsewhere, such as an ESP32 on its own Wi-Fi hotspot, as one more device.
+ * Given the client an earlier instance of the node ran (a deploy), it takes
+ * that one over with the new settings: the connection and polling go on.
  */
 
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import { TcpmqClient, type ClientStatus } from '../core/client';
+import { TcpmqClient, type ClientSettings, type ClientStatus } from '../core/client';
 import { REPLY_FORMATS } from '../core/reply';
-import type { BrokerDef, Endpoint } from './broker-user';
+import { attach, type BrokerDef, type Endpoint } from './broker-user';
 import { numberProperty } from './config';
 
-export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void): Endpoint {
-  const client = new TcpmqClient({
+export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, kept?: TcpmqClient): Endpoint {
+  const options: ClientSettings = {
     host: String(config.host ?? '').trim() || '192.168.4.1',
     port: numberProperty(config.port, 9999),
     clientId: String(config.clientId ?? '').trim(),
@@ -18,31 +20,36 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     pollInterval: numberProperty(config.pollInterval, 2),
     offlineAfterNones: numberProperty(config.offlineAfterNones, 8),
     replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
-  });
+  };
+  const client = kept ?? new TcpmqClient(options);
   let lastLoggedError: string | undefined;
 
-  client.on('state', (status: ClientStatus) => {
-    if (status.state === 'connected') {
-      lastLoggedError = undefined;
-      node.log(RED._('tcpmq-broker.log.connected', { host: status.host, port: status.port }));
-    } else if (status.state === 'error' && status.error !== lastLoggedError) {
-      // Reconnecting repeats the same failure: log it once.
-      lastLoggedError = status.error;
-      node.warn(RED._('tcpmq-broker.errors.connect', { error: status.error ?? '' }));
-    }
-    showStatus();
+  const detach = attach(client, {
+    state(status: ClientStatus) {
+      if (status.state === 'connected') {
+        lastLoggedError = undefined;
+        node.log(RED._('tcpmq-broker.log.connected', { host: status.host, port: status.port }));
+      } else if (status.state === 'error' && status.error !== lastLoggedError) {
+        // Reconnecting repeats the same failure: log it once.
+        lastLoggedError = status.error;
+        node.warn(RED._('tcpmq-broker.errors.connect', { error: status.error ?? '' }));
+      }
+      showStatus();
+    },
+    online: showStatus,
+    offline: showStatus,
+    warning: (message: string) => node.warn(message),
   });
-  client.on('online', showStatus);
-  client.on('offline', showStatus);
-  client.on('warning', (message: string) => node.warn(message));
+  // A kept one takes the new settings once this instance listens to it, so that what they change is logged.
+  if (kept) kept.configure(options);
 
   return {
     client,
     start() {
       client.start();
     },
-    stop() {
-      return client.stop();
+    async close() {
+      detach();
     },
     status(): NodeStatus {
       const status = client.status;

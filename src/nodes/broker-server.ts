@@ -1,14 +1,15 @@
 /**
  * The server side of tcpmq-broker: runs a TcpmqBroker with the node's settings,
  * TLS from a tls-config node, rate-limited logs, and `persist` through the
- * node's context.
+ * node's context. Given the broker an earlier instance of the node ran (a
+ * deploy), it takes that one over with the new settings instead of a new one.
  */
 
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import { TcpmqBroker, type BrokerSnapshot, type BrokerStatus, type RejectEvent } from '../core/broker';
+import { TcpmqBroker, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type RejectEvent } from '../core/broker';
 import { REPLY_FORMATS } from '../core/reply';
-import type { BrokerDef, Endpoint } from './broker-user';
+import { attach, type BrokerDef, type Endpoint } from './broker-user';
 import { numberProperty } from './config';
 import { RateLimit } from './rate-limit';
 
@@ -25,8 +26,8 @@ const SNAPSHOT_KEY = 'tcpmq';
 /** How often a changed snapshot is saved while running (it is saved on close too). */
 const SAVE_EVERY_MS = 5000;
 
-export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void): Endpoint {
-  const broker = new TcpmqBroker({
+export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, kept?: TcpmqBroker): Endpoint {
+  const options: Partial<BrokerOptions> = {
     host: String(config.host ?? '').trim() || '0.0.0.0',
     port: numberProperty(config.port, 9999),
     replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
@@ -37,7 +38,8 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     allowFrom: config.allowFrom ?? '',
     allowDevices: config.allowDevices ?? '',
     tls: tlsOptions(),
-  });
+  };
+  const broker = kept ?? new TcpmqBroker(options);
   const rejectLogs = new RateLimit(REJECT_LOGS_PER_MINUTE);
   let lastLoggedError: string | undefined;
 
@@ -51,11 +53,12 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
   }
 
-  // persist: mailboxes and devices come back from the context store before listening.
+  // persist: mailboxes and devices come back from the context store before listening
+  // (a broker kept through a deploy has them already, newer).
   let savedChanges = broker.changes;
   /** A snapshot that could not be read is not overwritten: it may still be fixed by hand. */
   let restoreFailed = false;
-  const restored = config.persist ? restoreSnapshot() : Promise.resolve();
+  const restored = config.persist && !kept ? restoreSnapshot() : Promise.resolve();
   const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
 
   function restoreSnapshot(): Promise<void> {
@@ -86,43 +89,44 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     });
   }
 
-  broker.on('state', (status: BrokerStatus) => {
-    if (status.state === 'listening') {
-      lastLoggedError = undefined;
-      node.log(RED._('tcpmq-broker.log.listening', { host: status.host, port: status.port }));
-    } else if (status.state === 'error' && status.error !== lastLoggedError) {
-      // Retries repeat the same failure every few seconds: log it once.
-      lastLoggedError = status.error;
-      node.error(RED._('tcpmq-broker.errors.listen', { error: status.error ?? '', seconds: broker.options.retryInterval / 1000 }));
-    }
-    showStatus();
+  const detach = attach(broker, {
+    state(status: BrokerStatus) {
+      if (status.state === 'listening') {
+        lastLoggedError = undefined;
+        node.log(RED._('tcpmq-broker.log.listening', { host: status.host, port: status.port }));
+      } else if (status.state === 'error' && status.error !== lastLoggedError) {
+        // Retries repeat the same failure every few seconds: log it once.
+        lastLoggedError = status.error;
+        node.error(RED._('tcpmq-broker.errors.listen', { error: status.error ?? '', seconds: broker.options.retryInterval / 1000 }));
+      }
+      showStatus();
+    },
+    online: showStatus,
+    offline: showStatus,
+    warning: (message: string) => node.warn(message),
+    rejected(event: RejectEvent) {
+      if (!rejectLogs.take(Date.now(), (count) => node.warn(RED._('tcpmq-broker.log.unlogged', { count })))) return;
+      node.warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: `${event.remoteAddress}:${event.remotePort}`, reason: event.reason }));
+    },
   });
-  broker.on('online', showStatus);
-  broker.on('offline', showStatus);
-  broker.on('warning', (message: string) => node.warn(message));
-  broker.on('rejected', (event: RejectEvent) => {
-    if (!rejectLogs.take(Date.now(), (count) => node.warn(RED._('tcpmq-broker.log.unlogged', { count })))) return;
-    node.warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: `${event.remoteAddress}:${event.remotePort}`, reason: event.reason }));
-  });
+  // A kept one takes the new settings once this instance listens to it, so that what they change is logged.
+  if (kept) kept.configure(options);
 
   return {
     broker,
     start() {
       restored.then(() => broker.start()).catch((err: Error) => node.error(err.message));
     },
-    async stop() {
+    async close() {
       if (saveTimer) clearInterval(saveTimer);
-      try {
-        if (config.persist) await restored.then(saveSnapshot);
-      } finally {
-        await broker.stop();
-      }
+      detach();
+      if (config.persist) await restored.then(saveSnapshot);
     },
     status(): NodeStatus {
       const status = broker.status;
       switch (status.state) {
         case 'listening':
-          return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.devices.online }) };
+          return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.onlineCount }) };
         case 'starting':
           return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.starting', { port: status.port }) };
         case 'error':

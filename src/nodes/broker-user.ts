@@ -1,5 +1,6 @@
 /** What the in, out and status nodes share: finding their broker and following its status. */
 
+import type { EventEmitter } from 'node:events';
 import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import type { TcpmqBroker } from '../core/broker';
 import type { TcpmqClient } from '../core/client';
@@ -28,12 +29,17 @@ export interface BrokerDef extends NodeDef {
   offlineAfterNones?: number | string;
 }
 
-/** What a tcpmq-broker node runs: a broker (server mode) or a device on another broker (client mode). */
+/**
+ * One tcpmq-broker node instance's hold on what it runs: a broker (server
+ * mode) or a device on another broker (client mode). The broker or client
+ * outlives the instance (see running-brokers.ts); the endpoint does not.
+ */
 export interface Endpoint {
   broker?: TcpmqBroker;
   client?: TcpmqClient;
   start(): void;
-  stop(): Promise<void>;
+  /** Lets go of the broker or client, which goes on running: listeners and timers removed, `persist` saved. */
+  close(): Promise<void>;
   /** The status dot its user nodes show. */
   status(): NodeStatus;
 }
@@ -48,7 +54,15 @@ export interface BrokerConfigNode extends Node {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each event has its own argument type
-type Listeners = Record<string, (event: any) => void>;
+export type Listeners = Record<string, (event: any) => void>;
+
+/** Subscribes `listeners` to `source`'s events; returns the function that unsubscribes them. */
+export function attach(source: EventEmitter, listeners: Listeners): () => void {
+  for (const [event, listener] of Object.entries(listeners)) source.on(event, listener);
+  return () => {
+    for (const [event, listener] of Object.entries(listeners)) source.off(event, listener);
+  };
+}
 
 /**
  * Attaches `node` to the broker config node `brokerId`: subscribes `listeners`
@@ -68,12 +82,11 @@ export function useBroker(
     node.error(RED._(`${node.type}.errors.no-broker`));
     return undefined;
   }
-  const source = (brokerNode.broker ?? brokerNode.client)!;
-  for (const [event, listener] of Object.entries(listeners)) source.on(event, listener);
+  const detach = attach((brokerNode.broker ?? brokerNode.client)!, listeners);
   brokerNode.register(node);
   // Two declared parameters: the runtime then passes `removed` and waits for `done`.
   node.on('close', (_removed: boolean, done: () => void) => {
-    for (const [event, listener] of Object.entries(listeners)) source.off(event, listener);
+    detach();
     brokerNode.deregister(node, done);
   });
   return brokerNode;

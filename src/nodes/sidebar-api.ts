@@ -95,7 +95,8 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
 /**
  * Publishes the broker's summary to open editors (topic `tcpmq/broker/<id>`)
  * when it changed, at most every PUBLISH_EVERY_MS: a thousand devices reporting
- * every 2 s make four updates a second, not five hundred. Returns the stop function.
+ * every 2 s make four updates a second, not five hundred. Returns the stop
+ * function (a deploy stops it and the node's next instance publishes on).
  */
 export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void {
   const topic = `tcpmq/broker/${node.id}`;
@@ -107,8 +108,10 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
     RED.comms.publish(topic, summarize(node), true);
   };
   const timer = setInterval(publish, PUBLISH_EVERY_MS);
-  return () => {
-    clearInterval(timer);
-    RED.comms.publish(topic, { id: node.id, removed: true }, true);
-  };
+  return () => clearInterval(timer);
+}
+
+/** Tells open editors that broker `id` is gone (deleted, or stopped with no new instance to take it over). */
+export function publishRemoved(RED: NodeAPI, id: string): void {
+  RED.comms.publish(`tcpmq/broker/${id}`, { id, removed: true }, true);
 }

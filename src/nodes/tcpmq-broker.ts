@@ -3,18 +3,26 @@
  * this Node-RED's device on a broker hosted elsewhere (mode "client"). In, out
  * and status nodes register with it (as users of Node-RED's MQTT broker node
  * do); it starts when the first one registers and fans its status out to all.
+ *
+ * What it runs outlives the node instance: a deploy that closes the node and
+ * creates it again hands the running broker or client (socket, connections,
+ * mailboxes, devices) to the new instance (see running-brokers.ts).
  */
 
 import type { Node, NodeAPI } from 'node-red';
+import { TcpmqBroker } from '../core/broker';
+import { TcpmqClient } from '../core/client';
 import { clientEndpoint } from './broker-client';
 import { serverEndpoint } from './broker-server';
 import type { BrokerConfigNode, BrokerDef } from './broker-user';
-import { publishUpdates, registerSidebarApi } from './sidebar-api';
+import { runningBrokers } from './running-brokers';
+import { publishRemoved, publishUpdates, registerSidebarApi } from './sidebar-api';
 
 export = function (RED: NodeAPI) {
   /** The deployed broker nodes, for the editor's sidebar. */
   const brokers = new Map<string, BrokerConfigNode>();
   registerSidebarApi(RED, brokers);
+  const running = runningBrokers(RED.events);
 
   function TcpmqBrokerNode(this: BrokerConfigNode, config: BrokerDef) {
     RED.nodes.createNode(this, config);
@@ -22,13 +30,21 @@ export = function (RED: NodeAPI) {
     const users = new Map<string, Node>();
     let closed = false;
     const showStatus = () => {
+      if (users.size === 0) return;
       const status = endpoint.status();
       for (const user of users.values()) user.status(status);
     };
-    const endpoint = config.mode === 'client' ? clientEndpoint(RED, node, config, showStatus) : serverEndpoint(RED, node, config, showStatus);
     node.mode = config.mode === 'client' ? 'client' : 'server';
+    // What the previous instance of this node ran, if a deploy just closed it.
+    const kept = running.claim(node.id);
+    const keptBroker = kept instanceof TcpmqBroker && node.mode === 'server' ? kept : undefined;
+    const keptClient = kept instanceof TcpmqClient && node.mode === 'client' ? kept : undefined;
+    // Switched between server and client: the old one goes.
+    if (kept && !keptBroker && !keptClient) kept.stop().catch(() => undefined);
+    const endpoint = node.mode === 'client' ? clientEndpoint(RED, node, config, showStatus, keptClient) : serverEndpoint(RED, node, config, showStatus, keptBroker);
     node.broker = endpoint.broker;
     node.client = endpoint.client;
+    const runtime = (endpoint.broker ?? endpoint.client)!;
     brokers.set(node.id, node);
     const stopPublishing = publishUpdates(RED, node);
 
@@ -45,14 +61,20 @@ export = function (RED: NodeAPI) {
       done();
     };
 
-    node.on('close', (_removed: boolean, done: () => void) => {
+    // Two declared parameters: the runtime passes `removed` (deleted by the deploy) and waits for `done`.
+    node.on('close', (removed: boolean, done: () => void) => {
       closed = true;
-      brokers.delete(node.id);
+      if (brokers.get(node.id) === node) brokers.delete(node.id);
       stopPublishing();
-      endpoint.stop().then(
-        () => done(),
-        () => done(),
-      );
+      const release = () => runtime.stop().then(() => publishRemoved(RED, node.id));
+      endpoint
+        .close()
+        .catch((err: Error) => node.warn(err.message))
+        .then(() => (removed ? release() : running.park(node.id, runtime, release)))
+        .then(
+          () => done(),
+          () => done(),
+        );
     });
   }
 
