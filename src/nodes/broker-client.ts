@@ -11,7 +11,7 @@ import { REPLY_FORMATS } from '../core/reply';
 import { attach, type BrokerDef, type Endpoint } from './broker-user';
 import { numberProperty } from './config';
 
-export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, kept?: TcpmqClient): Endpoint {
+export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqClient): Endpoint {
   const options: ClientSettings = {
     host: String(config.host ?? '').trim() || '192.168.4.1',
     port: numberProperty(config.port, 9999),
@@ -40,8 +40,8 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     offline: showStatus,
     warning: (message: string) => node.warn(message),
   });
-  // A kept one takes the new settings once this instance listens to it, so that what they change is logged.
-  if (kept) kept.configure(options);
+  // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
+  if (kept) later(() => kept.configure(options));
 
   return {
     client,

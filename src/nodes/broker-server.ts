@@ -26,7 +26,7 @@ const SNAPSHOT_KEY = 'tcpmq';
 /** How often a changed snapshot is saved while running (it is saved on close too). */
 const SAVE_EVERY_MS = 5000;
 
-export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, kept?: TcpmqBroker): Endpoint {
+export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqBroker): Endpoint {
   const options: Partial<BrokerOptions> = {
     host: String(config.host ?? '').trim() || '0.0.0.0',
     port: numberProperty(config.port, 9999),
@@ -109,8 +109,8 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       node.warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: `${event.remoteAddress}:${event.remotePort}`, reason: event.reason }));
     },
   });
-  // A kept one takes the new settings once this instance listens to it, so that what they change is logged.
-  if (kept) kept.configure(options);
+  // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
+  if (kept) later(() => kept.configure(options));
 
   return {
     broker,

@@ -28,6 +28,8 @@ interface Parked {
 
 export class RunningBrokers {
   private readonly parked = new Map<string, Parked>();
+  /** Callbacks for the next 'flows:started'. */
+  private readonly whenStarted: (() => void)[] = [];
 
   /** Keeps `runtime` for the next instance of node `id`; `release` stops it if none claims it. */
   park(id: string, runtime: Runtime, release: () => Promise<void>): void {
@@ -43,6 +45,33 @@ export class RunningBrokers {
     clearTimeout(parked.timer);
     this.parked.delete(id);
     return parked.runtime;
+  }
+
+  /**
+   * Runs `callback` once the flows being started now have started: by then
+   * every node of the deploy exists and listens (new settings applied then are
+   * reported to the tcpmq-status nodes of the same deploy).
+   */
+  afterStart(callback: () => void): void {
+    this.whenStarted.push(callback);
+  }
+
+  /** The flows have started: new settings apply, and what nobody claimed stops. */
+  flowsStarted(): Promise<void> {
+    for (const callback of this.whenStarted.splice(0)) {
+      try {
+        callback();
+      } catch {
+        // A callback reports its own failures (configure() never throws).
+      }
+    }
+    return this.releaseAll();
+  }
+
+  /** The flows stopped with no deploy to follow (shutdown, "stop flows"): everything parked stops now. */
+  flowsStopped(): Promise<void> {
+    this.whenStarted.length = 0;
+    return this.releaseAll();
   }
 
   /** Stops every runtime nobody claimed; resolves when they are stopped. */
@@ -78,9 +107,9 @@ export function runningBrokers(events: EventEmitter): RunningBrokers {
   const created = new RunningBrokers();
   registry = created;
   registries.set(events, created);
-  events.on('flows:started', () => created.releaseAll());
+  events.on('flows:started', () => created.flowsStarted());
   events.on('runtime-event', (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
-    if (event?.id === 'runtime-state' && event.payload?.state === 'stop' && !event.payload.deploy) created.releaseAll();
+    if (event?.id === 'runtime-state' && event.payload?.state === 'stop' && !event.payload.deploy) created.flowsStopped();
   });
   return created;
 }

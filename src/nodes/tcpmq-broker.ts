@@ -41,7 +41,9 @@ export = function (RED: NodeAPI) {
     const keptClient = kept instanceof TcpmqClient && node.mode === 'client' ? kept : undefined;
     // Switched between server and client: the old one goes.
     if (kept && !keptBroker && !keptClient) kept.stop().catch(() => undefined);
-    const endpoint = node.mode === 'client' ? clientEndpoint(RED, node, config, showStatus, keptClient) : serverEndpoint(RED, node, config, showStatus, keptBroker);
+    const later = (apply: () => void) => running.afterStart(() => closed || apply());
+    const endpoint =
+      node.mode === 'client' ? clientEndpoint(RED, node, config, showStatus, later, keptClient) : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
     node.broker = endpoint.broker;
     node.client = endpoint.client;
     const runtime = (endpoint.broker ?? endpoint.client)!;

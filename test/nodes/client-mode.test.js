@@ -76,6 +76,28 @@ describe('tcpmq-broker in client mode', function () {
       assert.deepEqual(warnings.filter((text) => /listener failed/.test(text)), [], 'no listener failed');
     });
 
+    it('keeps its connection and polling through full deploys, with no repeated online or connected', async function () {
+      await helper.load(require('./flow').NODES, clientFlow());
+      broker.writeMailbox(1, '26.5');
+      let statuses = messagesOf('statuses');
+      await waitFor(() => statuses.some((m) => m.topic === '1' && m.payload === 'online'), 'id 1 online');
+      const reported = [...statuses];
+      for (let round = 0; round < 5; round++) {
+        await helper.setFlows(clientFlow({ name: `round ${round}`, pollInterval: 0.04 + round / 100 }), 'full');
+        statuses = messagesOf('statuses');
+        const news = messagesOf('news');
+        broker.writeMailbox(1, `r${round}`);
+        await waitFor(() => news.some((m) => m.payload === `r${round}`), `round ${round}: news of id 1`);
+        reported.push(...statuses.filter((m) => m.payload !== 'offline'));
+      }
+      assert.equal(broker.counters.connections, 1, 'one connection to the remote broker in all');
+      assert.equal(helper.getNode('remote').client.counters.connections, 1);
+      assert.deepEqual(
+        reported.map((m) => `${m.topic} ${m.payload}`).sort(),
+        ['1 online', `127.0.0.1:${port} connected`],
+      );
+    });
+
     it('reports the remote broker disconnected and carries on once it is back', async function () {
       await helper.load(require('./flow').NODES, clientFlow());
       const statuses = messagesOf('statuses');

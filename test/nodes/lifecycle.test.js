@@ -1,5 +1,6 @@
 'use strict';
-// Deploys, redeploys and closes: no EADDRINUSE, no lost device connections, nothing left open.
+// Deploys, redeploys and closes: the running broker is handed from one node instance to the next;
+// no EADDRINUSE, no lost device connection or mailbox, nothing left open.
 const assert = require('node:assert/strict');
 const { Device, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
 const { helper, brokerConfig, deploy, listening, messagesOf, nodeRedFixture } = require('./flow');
@@ -57,18 +58,102 @@ describe('deploying and closing tcpmq flows', function () {
     assert.deepEqual(received.map((m) => m.payload), ['after']);
   });
 
-  it('restarts on the same port in a full deploy without EADDRINUSE', async function () {
-    await deploy(flow());
-    const first = await connect();
-    await first.request('[1,1,"a"]');
-    for (let round = 0; round < 3; round++) {
-      await helper.setFlows(flow({ name: `round ${round}` }), 'full');
-      await listening();
-      const device = await connect();
-      assert.equal(await device.request(`[1,1,"r${round}"]`), `r${round}`);
+  it('keeps every device connection, mailbox and device record through full deploys', async function () {
+    const fullFlow = (brokerSettings = {}) => [
+      brokerConfig(port, { offlineAfter: 5, ...brokerSettings }),
+      { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] },
+      { id: 'out', type: 'tcpmq-out', broker: 'broker', device: 'cmd', wires: [] },
+      { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['events']] },
+      { id: 'sink', type: 'helper' },
+      { id: 'events', type: 'helper' },
+    ];
+    await deploy(fullFlow());
+    let events = messagesOf('events');
+    const device = await connect();
+    assert.equal(await device.request('[1,1,"a"]'), 'a');
+    helper.getNode('out').receive({ payload: 'led on' });
+    await waitFor(() => helper.getNode('broker').broker.readMailbox('cmd') === 'led on', 'the flow to write cmd');
+    await waitFor(() => events.length === 1, 'device 1 online');
+    const onlineEvents = [...events];
+    for (let round = 0; round < 5; round++) {
+      await helper.setFlows(fullFlow({ name: `round ${round}` }), 'full');
+      events = messagesOf('events');
+      const received = messagesOf('sink');
+      assert.equal(await device.request(`[1,"cmd","r${round}"]`), 'led on', `round ${round}: the flow's mailbox survives`);
+      assert.equal(await device.request(`[2,1,"r${round}"]`), `r${round}`, `round ${round}: device 1's news survives`);
+      await waitFor(() => received.length === 2, `round ${round}: both requests reach the flow`);
+      await sleep(20);
+      onlineEvents.push(...events.filter((m) => m.payload !== 'online' || m.topic !== '2'));
     }
+    assert.equal(device.closed, false, 'the connection was never closed');
+    const broker = helper.getNode('broker').broker;
+    assert.equal(broker.counters.connections, 1, 'one connection in all');
+    assert.deepEqual(
+      broker.deviceTable().map((d) => [d.id, d.messages, d.online]),
+      [
+        ['1', 6, true],
+        ['2', 5, true],
+      ],
+    );
+    assert.deepEqual(
+      onlineEvents.map((m) => `${m.topic} ${m.payload}`),
+      ['1 online'],
+      'device 1 came online once',
+    );
     const errors = helper.log().args.filter(([entry]) => entry.level === helper.log().ERROR);
     assert.deepEqual(errors.map(([entry]) => entry.msg), []);
+  });
+
+  it('applies changed settings to the running broker: reply dialect at once, a refused device closed and reported', async function () {
+    const settingsFlow = (brokerSettings) => [
+      brokerConfig(port, brokerSettings),
+      { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['events']] },
+      { id: 'events', type: 'helper' },
+    ];
+    await deploy(settingsFlow({}));
+    const one = await connect();
+    const two = await connect();
+    assert.equal(await one.request('[1,1,"a"]'), 'a');
+    assert.equal(await two.request('[2,9,"b"]'), 'None');
+    await helper.setFlows(settingsFlow({ replyFormat: 'json', allowDevices: '1' }), 'full');
+    const events = messagesOf('events');
+    assert.equal(await two.closedWithin(1000), true, 'device 2 is not in allowDevices any more');
+    assert.equal(await one.request('[1,1,"a"]'), '"a"', 'json replies on the same connection');
+    await waitFor(() => events.some((m) => m.payload === 'error'), 'an error message on tcpmq-status');
+    const error = events.find((m) => m.payload === 'error');
+    assert.deepEqual([error.kind, error.topic], ['unknown-device', '2']);
+    assert.match(error.error, /no longer in allowDevices/);
+    assert.equal(one.closed, false);
+  });
+
+  it('frees the port at once when a deploy deletes the broker', async function () {
+    await deploy(flow());
+    const device = await connect();
+    await device.request('[1,1,"a"]');
+    await helper.setFlows([{ id: 'other', type: 'helper' }], 'full');
+    assert.equal(await device.closedWithin(1000), true, 'the deleted broker closes its connections');
+    await waitFor(async () => {
+      try {
+        (await Device.connect(port)).close();
+        return false;
+      } catch {
+        return true;
+      }
+    }, 'the port to be free', 1000);
+  });
+
+  it('stops a broker no new instance takes over once the flows have started (its tab disabled)', async function () {
+    const onTab = (disabled) => [
+      { id: 'tab', type: 'tab', label: 'hall', disabled },
+      { ...brokerConfig(port), z: 'tab' },
+      { id: 'in', type: 'tcpmq-in', z: 'tab', broker: 'broker', wires: [[]] },
+    ];
+    await deploy(onTab(false));
+    const device = await connect();
+    await device.request('[1,1,"a"]');
+    await helper.setFlows(onTab(true), 'full');
+    assert.equal(await device.closedWithin(1000), true, 'nobody took the broker over: it stopped');
+    await assert.rejects(Device.connect(port), /ECONNREFUSED/);
   });
 
   it('redeploys 20 times while devices keep sending: no EADDRINUSE, no duplicates, nothing left open', async function () {
@@ -77,22 +162,18 @@ describe('deploying and closing tcpmq flows', function () {
     const timers = trackOwnTimers();
     await deploy(flow());
     let replies = 0;
+    let wrong = 0;
     let sending = true;
-    // Two devices that reconnect whenever a full deploy drops them, as a good client does.
+    // Two devices that, like the published ESP8266 client, stop for good if their connection closes.
     const talk = async (id) => {
-      while (sending) {
-        let device;
-        try {
-          device = await Device.connect(port);
-          while (sending) {
-            await device.request(`[${id},${id},"${id}"]`, 2000);
-            replies++;
-          }
-        } catch {
-          await sleep(20);
-        } finally {
-          device?.close();
+      const device = await Device.connect(port);
+      try {
+        for (let n = 0; sending; n++) {
+          if ((await device.request(`[${id},${id},"${id}-${n}"]`, 2000)) !== `${id}-${n}`) wrong++;
+          replies++;
         }
+      } finally {
+        device.close();
       }
     };
     const talkers = [talk(1), talk(2)];
@@ -108,7 +189,9 @@ describe('deploying and closing tcpmq flows', function () {
       assert.ok(counted <= replies - repliesBefore + 2, `round ${round}: ${counted} messages for ${replies - repliesBefore} replies`);
     }
     sending = false;
-    await Promise.all(talkers);
+    await Promise.all(talkers); // a dropped connection rejects here
+    assert.equal(wrong, 0, 'wrong replies');
+    assert.equal(helper.getNode('broker').broker.counters.connections, 2, 'two connections in all: none was dropped');
     const errors = helper.log().args.filter(([entry]) => entry.level === helper.log().ERROR);
     assert.deepEqual(errors.map(([entry]) => entry.msg), []);
     await helper.unload();
@@ -123,15 +206,22 @@ describe('deploying and closing tcpmq flows', function () {
     await deploy(flow());
   });
 
-  it('moves to a new port when the broker port changes', async function () {
+  it('moves to a new port when the broker port changes, mailboxes and devices with it', async function () {
     await deploy(flow());
+    const before = await connect();
+    await before.request('[1,1,"26.5"]');
+    helper.getNode('broker').broker.writeMailbox('cmd', 'led on');
     const oldPort = port;
     port = fixture.port = await freePort();
     await helper.setFlows(flow(), 'full');
     await listening();
     assert.equal(helper.getNode('broker').broker.status.port, port);
+    assert.equal(await before.closedWithin(1000), true, 'connections to the old port close');
     const device = await connect();
+    assert.equal(await device.request('[2,"cmd","x"]'), 'led on');
+    assert.equal(await device.request('[2,1,"x"]'), '26.5');
     assert.equal(await device.request('[1,1,"moved"]'), 'moved');
     await assert.rejects(Device.connect(oldPort), /ECONNREFUSED/);
+    assert.equal(helper.getNode('broker').broker.counters.connections, 2);
   });
 });
