@@ -17,6 +17,8 @@ export interface BrokerSummary {
   /** Server: every device heard. Client: the watched ids (id, online). */
   devices: (DeviceRecord | { id: string; online: boolean })[];
   connections: ConnectionRecord[];
+  /** What the broker (or the client) has counted since it started, deploys included. */
+  counters: Record<string, number>;
 }
 
 /** Updates go out at most this often per broker, and only when something changed. */
@@ -25,8 +27,14 @@ const PUBLISH_EVERY_MS = 250;
 export function summarize(node: BrokerConfigNode): BrokerSummary {
   const { broker, client } = node;
   const base = { id: node.id, name: node.name ?? '', mode: node.mode };
-  if (broker) return { ...base, status: broker.status, devices: broker.deviceTable(), connections: broker.connectionTable() };
-  return { ...base, status: client!.status, devices: client!.watchState().map(({ id, online }) => ({ id, online: online === true })), connections: [] };
+  if (broker) return { ...base, status: broker.status, devices: broker.deviceTable(), connections: broker.connectionTable(), counters: { ...broker.counters } };
+  return {
+    ...base,
+    status: client!.status,
+    devices: client!.watchState().map(({ id, online }) => ({ id, online: online === true })),
+    connections: [],
+    counters: { ...client!.counters },
+  };
 }
 
 /** What has changed since the last update: compared, not sent. */

@@ -3,12 +3,9 @@
 // anonymous 401, a read-only user can read but not write (401 too), an admin can write.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
-const { Device, freePort, waitFor } = require('../support');
-
-const root = path.join(__dirname, '..', '..');
+const { Device, freePort } = require('../support');
+const { linkedUserDir, settingsText, startNodeRed, stopNodeRed } = require('./node-red-process');
 // Node-RED's own bcrypt, to write the password hashes settings.js expects.
 const bcrypt = require(require.resolve('bcryptjs', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
 
@@ -40,41 +37,21 @@ describe('sidebar admin API with adminAuth', function () {
   }
 
   before(async function () {
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-admin-'));
-    const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
-    fs.mkdirSync(path.dirname(link), { recursive: true });
-    fs.symlinkSync(root, link, 'dir');
-    editorPort = await freePort();
     tcpmqPort = await freePort();
     const users = [
       { username: 'admin', password: bcrypt.hashSync('admin-secret', 8), permissions: '*' },
       { username: 'viewer', password: bcrypt.hashSync('viewer-secret', 8), permissions: 'read' },
     ];
-    fs.writeFileSync(
-      path.join(userDir, 'settings.js'),
-      `module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, adminAuth: { type: 'credentials', users: ${JSON.stringify(users)} } };\n`,
-    );
-    fs.writeFileSync(
-      path.join(userDir, 'flows.json'),
-      JSON.stringify([
-        { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text' },
-        { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
-      ]),
-    );
-    nodeRed = spawn(process.execPath, [require.resolve('node-red/red.js'), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    nodeRed.output = '';
-    nodeRed.stdout.on('data', (chunk) => (nodeRed.output += chunk));
-    nodeRed.stderr.on('data', (chunk) => (nodeRed.output += chunk));
-    await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(nodeRed.output), 'the broker to listen', 30000);
+    userDir = linkedUserDir('tcpmq-admin-', settingsText(`adminAuth: { type: 'credentials', users: ${JSON.stringify(users)} }`), [
+      { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text' },
+      { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
+    ]);
+    nodeRed = await startNodeRed(userDir);
+    editorPort = nodeRed.editorPort;
   });
 
   after(async function () {
-    if (nodeRed && nodeRed.exitCode === null) {
-      nodeRed.kill('SIGINT');
-      await new Promise((resolve) => nodeRed.on('exit', resolve));
-    }
+    await stopNodeRed(nodeRed);
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 

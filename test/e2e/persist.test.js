@@ -3,12 +3,9 @@
 // store is localfilesystem (SIGTERM, start again, a device reads what was written before).
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 const { Device, freePort, waitFor } = require('../support');
-
-const root = path.join(__dirname, '..', '..');
+const { linkedUserDir, settingsText, startNodeRed, stopNodeRed } = require('./node-red-process');
 
 describe('persist: mailboxes through a Node-RED restart', function () {
   this.timeout(60000);
@@ -31,56 +28,28 @@ describe('persist: mailboxes through a Node-RED restart', function () {
     fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
   }
 
-  async function startNodeRed() {
-    const editorPort = await freePort();
-    const child = spawn(process.execPath, [require.resolve('node-red/red.js'), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.output = '';
-    child.stdout.on('data', (chunk) => (child.output += chunk));
-    child.stderr.on('data', (chunk) => (child.output += chunk));
-    child.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-    await waitFor(() => {
-      if (child.exitCode !== null) throw new Error(`node-red exited:\n${child.output}`);
-      return /listening on 127\.0\.0\.1:\d+/.test(child.output);
-    }, 'the broker to listen', 30000);
-    return child;
-  }
-
-  async function stopNodeRed() {
-    nodeRed.kill('SIGTERM');
-    await nodeRed.exited;
-  }
-
   before(async function () {
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-persist-'));
-    const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
-    fs.mkdirSync(path.dirname(link), { recursive: true });
-    fs.symlinkSync(root, link, 'dir');
-    fs.writeFileSync(
-      path.join(userDir, 'settings.js'),
-      "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, contextStorage: { default: { module: 'localfilesystem' } } };\n",
-    );
+    userDir = linkedUserDir('tcpmq-persist-', settingsText("contextStorage: { default: { module: 'localfilesystem' } }"));
     tcpmqPort = await freePort();
   });
 
   after(async function () {
-    if (nodeRed && nodeRed.exitCode === null) await stopNodeRed();
+    await stopNodeRed(nodeRed, 'SIGTERM');
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 
   it('serves after a restart what devices and flows wrote before it', async function () {
     writeFlows(true);
-    nodeRed = await startNodeRed();
+    nodeRed = await startNodeRed(userDir);
     const sensor = await Device.connect(tcpmqPort);
     assert.equal(await sensor.request('[1,1,"26.5 before the restart"]'), '26.5 before the restart');
     await waitFor(async () => (await sensor.request('[1,"cmd","26.5 before the restart"]')) === 'written by the flow', 'the flow to write mailbox cmd');
     sensor.close();
-    await stopNodeRed();
+    await stopNodeRed(nodeRed, 'SIGTERM');
     assert.ok(fs.existsSync(path.join(userDir, 'context')), 'localfilesystem wrote the context to disk');
 
     writeFlows(false); // the flow no longer writes cmd: what a device reads comes from the saved copy
-    nodeRed = await startNodeRed();
+    nodeRed = await startNodeRed(userDir);
     const reader = await Device.connect(tcpmqPort);
     try {
       assert.equal(await reader.request('[2,1,"after"]'), '26.5 before the restart');

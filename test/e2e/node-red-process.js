@@ -1,0 +1,77 @@
+'use strict';
+// A real node-red process in a temporary user directory, for the end-to-end tests:
+// deploys through the admin API, restarts, kills.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn } = require('node:child_process');
+const { freePort, waitFor } = require('../support');
+
+const root = path.join(__dirname, '..', '..');
+
+/** settings.js for a test: flows.json, no credential secret, no telemetry, plus `extra` (JS object text). */
+function settingsText(extra = '') {
+  return `module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }${extra ? `, ${extra}` : ''} };\n`;
+}
+
+/**
+ * A new user directory with this package installed as a link (as `npm link`
+ * would) and the given settings.js text and flows. Returns its path.
+ */
+function linkedUserDir(prefix, settings = settingsText(), flows = []) {
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
+  fs.mkdirSync(path.dirname(link), { recursive: true });
+  fs.symlinkSync(root, link, 'dir');
+  fs.writeFileSync(path.join(userDir, 'settings.js'), settings);
+  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
+  return userDir;
+}
+
+/**
+ * Starts node-red (`redJs`: Node-RED 4 by default) on a free editor port in
+ * `userDir`, and waits until its output matches `ready`. The child carries
+ * `output`, `exited` (a promise of the exit code) and `editorPort`.
+ */
+async function startNodeRed(userDir, { ready = /listening on 127\.0\.0\.1:\d+/, redJs = require.resolve('node-red/red.js'), ms = 30000 } = {}) {
+  const editorPort = await freePort();
+  const child = spawn(process.execPath, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.editorPort = editorPort;
+  child.output = '';
+  child.stdout.on('data', (chunk) => (child.output += chunk));
+  child.stderr.on('data', (chunk) => (child.output += chunk));
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
+  await waitFor(() => {
+    if (child.exitCode !== null) throw new Error(`node-red exited:\n${child.output}`);
+    return ready.test(child.output);
+  }, `node-red to be ready (${ready}); output so far:\n${child.output}`, ms);
+  return child;
+}
+
+/** Stops `child` with `signal` if it still runs; resolves with its exit code. */
+async function stopNodeRed(child, signal = 'SIGINT') {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
+  return child?.exited;
+}
+
+/** One admin API call; resolves with the parsed JSON answer (undefined for none). */
+async function api(editorPort, method, route, body, headers = {}) {
+  const response = await fetch(`http://127.0.0.1:${editorPort}${route}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${route}: HTTP ${response.status} ${text}`);
+  return text === '' ? undefined : JSON.parse(text);
+}
+
+/** Deploys `flows` as the editor's Deploy button does (a full deploy unless `type` says otherwise). */
+function deploy(editorPort, flows, type = 'full') {
+  return api(editorPort, 'POST', '/flows', flows, { 'Node-RED-Deployment-Type': type });
+}
+
+module.exports = { root, settingsText, linkedUserDir, startNodeRed, stopNodeRed, api, deploy };
