@@ -91,63 +91,98 @@ function makeDevices(sockets) {
 }
 
 /**
- * Runs lockstep for warmupMs, then measures for measureMs. A reply that is not
- * one of the values the peer wrote while the request was in flight (or `None`
- * once the peer's first value was stored) counts as an error.
+ * Devices in lockstep on `sockets` until stop(). While `measuring`, each reply
+ * is timed and checked: a reply that is not one of the values the peer wrote
+ * while the request was in flight (or `None` once the peer's first value was
+ * stored) counts as an error. A connection the server closes counts as dropped.
  */
-async function lockstep({ port, connections, warmupMs, measureMs, spreadSources }) {
-  const sockets = await connectAll(port, connections, spreadSources);
-  const devices = makeDevices(sockets);
-  const histogram = new Histogram();
-  let measuring = false;
-  let running = true;
-  let requests = 0;
-  let errors = 0;
-  let firstError;
+class Lockstep {
+  constructor(sockets) {
+    this.sockets = sockets;
+    this.devices = makeDevices(sockets);
+    this.histogram = new Histogram();
+    this.measuring = false;
+    this.running = true;
+    this.requests = 0;
+    this.errors = 0;
+    this.firstError = undefined;
+    this.dropped = 0;
+    this.longestWait = 0;
+    for (const device of this.devices) {
+      device.socket.on('data', (chunk) => this.replied(device, chunk));
+      device.socket.on('close', () => this.running && this.dropped++);
+    }
+    for (const device of this.devices) this.send(device);
+  }
 
-  function send(device) {
+  send(device) {
     device.seq++;
-    device.oldestValid = devices[device.want - 1].storedSeq;
+    device.oldestValid = this.devices[device.want - 1].storedSeq;
     device.sentAt = performance.now();
     device.socket.write(`[${device.id},${device.want},"p${device.seq}"]`);
   }
 
-  for (const device of devices) {
-    device.socket.on('data', (chunk) => {
-      const now = performance.now();
-      device.storedSeq = device.seq;
-      if (measuring) {
-        histogram.record(now - device.sentAt);
-        requests++;
-        const seq = replySeq(chunk);
-        const peer = devices[device.want - 1];
-        const valid = seq === NONE ? device.oldestValid === 0 : seq >= device.oldestValid && seq <= peer.seq;
-        if (!valid) {
-          errors++;
-          firstError ??= `device ${device.id} read "${chunk.toString('latin1')}" from device ${peer.id} (expected p${device.oldestValid}..p${peer.seq})`;
-        }
+  replied(device, chunk) {
+    const now = performance.now();
+    device.storedSeq = device.seq;
+    if (this.measuring) {
+      const wait = now - device.sentAt;
+      this.histogram.record(wait);
+      if (wait > this.longestWait) this.longestWait = wait;
+      this.requests++;
+      const seq = replySeq(chunk);
+      const peer = this.devices[device.want - 1];
+      const valid = seq === NONE ? device.oldestValid === 0 : seq >= device.oldestValid && seq <= peer.seq;
+      if (!valid) {
+        this.errors++;
+        this.firstError ??= `device ${device.id} read "${chunk.toString('latin1')}" from device ${peer.id} (expected p${device.oldestValid}..p${peer.seq})`;
       }
-      if (running) send(device);
-    });
+    }
+    if (this.running) this.send(device);
   }
-  for (const device of devices) send(device);
+
+  async stop() {
+    this.measuring = false;
+    this.running = false;
+    await sleep(50);
+    for (const socket of this.sockets) socket.destroy();
+  }
+}
+
+/** Runs lockstep for warmupMs, then measures for measureMs. */
+async function lockstep({ port, connections, warmupMs, measureMs, spreadSources }) {
+  const run = new Lockstep(await connectAll(port, connections, spreadSources));
   await sleep(warmupMs);
-  measuring = true;
+  run.measuring = true;
   const started = performance.now();
   await sleep(measureMs);
-  measuring = false;
   const seconds = (performance.now() - started) / 1000;
-  running = false;
-  await sleep(50);
-  for (const socket of sockets) socket.destroy();
+  await run.stop();
   return {
     connections,
-    requestsPerSecond: Math.round(requests / seconds),
-    p50: histogram.percentile(50),
-    p99: histogram.percentile(99),
-    errors,
-    firstError,
+    requestsPerSecond: Math.round(run.requests / seconds),
+    p50: run.histogram.percentile(50),
+    p99: run.histogram.percentile(99),
+    errors: run.errors,
+    firstError: run.firstError,
   };
+}
+
+/** Lockstep measured from now until lockstepStop (the bench deploys meanwhile). */
+let session;
+async function lockstepStart({ port, connections }) {
+  session = new Lockstep(await connectAll(port, connections, false));
+  session.measuring = true;
+  await sleep(200);
+  return { connected: connections, dropped: session.dropped };
+}
+
+async function lockstepStop() {
+  const run = session;
+  session = undefined;
+  await run.stop();
+  const { requests, errors, firstError, dropped, longestWait } = run;
+  return { requests, errors, firstError, dropped, longestWait, p99: run.histogram.percentile(99) };
 }
 
 /** The scale run's phase one: many devices connect and each is answered once. */
@@ -209,7 +244,7 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-const commands = { lockstep, connectDevices, report, closeAll };
+const commands = { lockstep, lockstepStart, lockstepStop, connectDevices, report, closeAll };
 process.on('message', async ({ command, options }) => {
   try {
     process.send({ ok: true, result: await commands[command](options) });

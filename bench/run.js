@@ -3,7 +3,7 @@
 // broker alone and the broker inside a spawned Node-RED, each in its own process,
 // driven by a load generator in another process, all on loopback. Prints figures.
 //
-//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale]
+//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale] [--only deploys]
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -17,6 +17,7 @@ const { values: options } = parseArgs({
     seconds: { type: 'string', default: '10' },
     scale: { type: 'string', default: '10000' },
     'skip-scale': { type: 'boolean', default: false },
+    only: { type: 'string', default: '' },
   },
 });
 const MEASURE_MS = Number(options.seconds) * 1000;
@@ -81,7 +82,17 @@ async function startCore(port) {
   return startProcess(...withFileLimit(process.execPath, [path.join(__dirname, 'server.js'), 'core', String(port)]), /ready/);
 }
 
-/** A real node-red with this package installed, a broker, and tcpmq-in -> a counting node. */
+/** The bench's flow: a broker on `port`, and tcpmq-in -> a counting node. */
+function benchFlows(port, name = '') {
+  return [
+    { id: 'bench', type: 'tab', label: 'bench' },
+    { id: 'broker', type: 'tcpmq-broker', name, host: '0.0.0.0', port, replyFormat: 'text', offlineAfter: 30, idleTimeout: 120, maxConnections: 20000, maxFrameBytes: 65536 },
+    { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, wires: [['count']] },
+    { id: 'count', type: 'bench-counter', z: 'bench', wires: [] },
+  ];
+}
+
+/** A real node-red with this package installed, running benchFlows(port). */
 async function startNodeRed(port) {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-bench-'));
   const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
@@ -89,15 +100,7 @@ async function startNodeRed(port) {
   fs.symlinkSync(root, link, 'dir');
   fs.mkdirSync(path.join(userDir, 'nodes'));
   for (const file of ['counter-node.js', 'counter-node.html']) fs.copyFileSync(path.join(__dirname, file), path.join(userDir, 'nodes', file));
-  fs.writeFileSync(
-    path.join(userDir, 'flows.json'),
-    JSON.stringify([
-      { id: 'bench', type: 'tab', label: 'bench' },
-      { id: 'broker', type: 'tcpmq-broker', host: '0.0.0.0', port, replyFormat: 'text', offlineAfter: 30, idleTimeout: 120, maxConnections: 20000, maxFrameBytes: 65536 },
-      { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, wires: [['count']] },
-      { id: 'count', type: 'bench-counter', z: 'bench', wires: [] },
-    ]),
-  );
+  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(benchFlows(port)));
   fs.writeFileSync(
     path.join(userDir, 'settings.js'),
     "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, logging: { console: { level: 'info' } } };\n",
@@ -118,6 +121,15 @@ async function startNodeRed(port) {
     if (ok) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+  /** A full deploy of the bench's flow, with the broker renamed: the editor's Deploy button, as a user presses it. */
+  child.deploy = async (name) => {
+    const response = await fetch(`http://127.0.0.1:${editorPort}/flows`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
+      body: JSON.stringify(benchFlows(port, name)),
+    });
+    if (!response.ok) throw new Error(`deploy: HTTP ${response.status}`);
+  };
   child.messagesCounted = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
   child.cleanup = () => fs.rmSync(userDir, { recursive: true, force: true });
   return child;
@@ -207,13 +219,62 @@ async function scaleRun(name, start, devices) {
   }
 }
 
+/** `connections` lockstep devices on the broker in Node-RED while `deploys` full deploys run, one every 500 ms. */
+async function deployRun(connections, deploys) {
+  const port = await freePort();
+  const server = await startNodeRed(port);
+  const generator = startGenerator();
+  try {
+    await generator.call('lockstepStart', { port, connections });
+    const deployMs = [];
+    for (let round = 1; round <= deploys; round++) {
+      const started = performance.now();
+      await server.deploy(`round ${round}`);
+      deployMs.push(performance.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const result = await generator.call('lockstepStop', {});
+    console.log(
+      `  ${connections} lockstep devices, ${deploys} full deploys (${Math.round(Math.min(...deployMs))}-${Math.round(Math.max(...deployMs))} ms each): ` +
+        `${result.requests} replies, ${result.dropped} connections dropped, ${result.errors} wrong replies, ` +
+        `longest reply wait ${result.longestWait.toFixed(1)} ms, p99 ${result.p99.toFixed(2)} ms` +
+        (result.firstError ? `\n    first error: ${result.firstError}` : ''),
+    );
+    return result;
+  } finally {
+    generator.kill();
+    await stopProcess(server);
+    server.cleanup?.();
+  }
+}
+
 function verdict(ok) {
   return ok ? 'holds' : 'MISSED';
+}
+
+/** The targets of the deploy run. */
+function deployChecks(deploys) {
+  return [
+    ['200 devices through 10 full deploys: 0 connections dropped', deploys.dropped === 0, `${deploys.dropped} dropped`],
+    ['200 devices through 10 full deploys: 0 wrong replies', deploys.errors === 0, `${deploys.errors} wrong`],
+    ['200 devices through 10 full deploys: longest reply wait <= 250 ms', deploys.longestWait <= 250, `${deploys.longestWait.toFixed(1)} ms`],
+  ];
+}
+
+function report(checks) {
+  console.log('\nTargets:');
+  for (const [what, ok, figure] of checks) console.log(`  ${verdict(ok).padEnd(6)} ${what} (${figure})`);
+  process.exitCode = checks.every(([, ok]) => ok) ? 0 : 1;
 }
 
 async function main() {
   console.log(`TCPMQ benchmark, ${new Date().toISOString()}`);
   console.log(`${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run\n`);
+  if (options.only === 'deploys') {
+    console.log('Full deploys while devices exchange (Deploy pressed in the editor, as users do):');
+    report(deployChecks(await deployRun(200, 10)));
+    return;
+  }
   console.log('Lockstep round trips (each connection: send a frame, wait for the reply, repeat):');
   const reference = await measure('reference net server', startReference, [50, 500, 5000], false);
   const core = await measure('core broker', startCore, [50, 500, 5000], true);
@@ -230,6 +291,9 @@ async function main() {
     );
   }
 
+  console.log('\nFull deploys while devices exchange (Deploy pressed in the editor, as users do):');
+  const deploys = await deployRun(200, 10);
+
   let scale;
   if (!options['skip-scale']) {
     console.log(`\nScale run (devices connect from distinct 127.0.x.y addresses; the reference server shows the floor):`);
@@ -237,7 +301,6 @@ async function main() {
     scale = await scaleRun('core broker', startCore, Number(options.scale));
   }
 
-  console.log('\nTargets:');
   const checks = [];
   for (const connections of [50, 500]) {
     const row = core.find((r) => r.connections === connections);
@@ -251,13 +314,13 @@ async function main() {
   const core5000 = core.find((r) => r.connections === 5000);
   checks.push(['core broker throughput from 50 to 5,000 connections falls <= 20%', core5000.requestsPerSecond >= 0.8 * core50.requestsPerSecond, `${((1 - core5000.requestsPerSecond / core50.requestsPerSecond) * 100).toFixed(0)}% drop`]);
   checks.push(['no wrong replies (core and Node-RED)', [...core, ...nodeRed].every((r) => r.errors === 0), `${[...core, ...nodeRed].reduce((n, r) => n + r.errors, 0)} errors`]);
+  checks.push(...deployChecks(deploys));
   if (scale) {
     checks.push([`${scale.connected} connected devices: <= 8 KB broker RSS per connection`, scale.rssPerConnection <= 8192, `${(scale.rssPerConnection / 1024).toFixed(2)} KB`]);
     checks.push([`${scale.connected} connected devices: every device answered`, scale.answered === scale.connected && scale.connected === Number(options.scale), `${scale.answered}/${Number(options.scale)}`]);
     checks.push([`${scale.reporters} reporting every 2 s: broker CPU <= 5% of one core`, scale.cpu <= 0.05, `${(scale.cpu * 100).toFixed(2)}%`]);
   }
-  for (const [what, ok, figure] of checks) console.log(`  ${verdict(ok).padEnd(6)} ${what} (${figure})`);
-  process.exitCode = checks.every(([, ok]) => ok) ? 0 : 1;
+  report(checks);
 }
 
 main().catch((err) => {
