@@ -273,6 +273,29 @@ describe('in a browser: the TCPMQ sidebar', function () {
     await page.context().close();
   });
 
+  it("keeps a board's connection and its row through full deploys from the editor's Deploy button, without a page reload", async function () {
+    const page = await openSidebar('en-US');
+    const board = await Device.connect(tcpmqPort);
+    try {
+      await board.request('[7,7,"before"]');
+      const row = '.tcpmq-sidebar-device[data-device="7"]';
+      await page.waitForFunction((selector) => /before/.test(document.querySelector(selector)?.textContent ?? ''), row, { timeout: 5000 });
+      for (let round = 1; round <= 3; round++) {
+        // Nothing changed, so the editor is told it has: Deploy is then the full deploy users press.
+        await page.evaluate(() => RED.nodes.dirty(true));
+        const deployed = page.waitForResponse((response) => response.url().endsWith('/flows') && response.request().method() === 'POST');
+        await page.click('#red-ui-header-button-deploy');
+        assert.equal((await deployed).request().headers()['node-red-deployment-type'], 'full');
+        assert.equal(await board.request(`[7,7,"after ${round}"]`), `after ${round}`, `round ${round}: the board is still served on its connection`);
+        await page.waitForFunction(([selector, text]) => document.querySelector(selector)?.textContent.includes(text), [row, `after ${round}`], { timeout: 5000 });
+      }
+      assert.equal(board.closed, false);
+    } finally {
+      board.close();
+      await page.context().close();
+    }
+  });
+
   it('shows the sidebar and the nodes\' help in Chinese when the editor language is zh-CN', async function () {
     const page = await openSidebar('zh-CN');
     const device = await Device.connect(tcpmqPort);
