@@ -91,10 +91,18 @@ describe('full deploys of a real node-red process keep every board connected', f
 
   const brokers = () => api(nodeRed.editorPort, 'GET', '/tcpmq/brokers');
 
-  /** Deploys round `round` and waits until its broker node runs (the runtime answers a deploy before the flows start). */
-  async function deployRound(round, onPort = port) {
-    await deploy(nodeRed.editorPort, flows(round, onPort));
-    await waitFor(async () => (await brokers()).some((b) => b.name === `round ${round}` && b.status.state === 'listening'), `round ${round} to run`, 10000);
+  const flowStarts = () => nodeRed.output.split('Started flows').length;
+
+  /**
+   * Deploys round `round` (as the Deploy button does: `full`, or `reload` for
+   * "Restart Flows") and waits until its flows have started: the runtime
+   * answers a deploy before it starts them.
+   */
+  async function deployRound(round, onPort = port, type = 'full') {
+    const starts = flowStarts();
+    await deploy(nodeRed.editorPort, flows(round, onPort), type);
+    await waitFor(() => flowStarts() > starts, `round ${round} (${type}) to start`, 10000);
+    await waitFor(async () => (await brokers())[0]?.status.state === 'listening', `round ${round}: the broker to listen`);
   }
 
   /** What a fresh device reads from mailbox `id`. */
@@ -119,7 +127,7 @@ describe('full deploys of a real node-red process keep every board connected', f
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 
-  it(`runs devices that never reconnect through ${DEPLOYS} full deploys with no drop and every reply right`, async function () {
+  it(`runs devices that never reconnect through ${DEPLOYS} full deploys and restarts of the flows with no drop and every reply right`, async function () {
     await deployRound(0);
     await waitFor(async () => (await read('cmd')) === 'led on', 'the first deploy to write cmd');
     // The ESP8266 sensor of the blog reads device 1; device 1 reads the command mailbox.
@@ -129,7 +137,8 @@ describe('full deploys of a real node-red process keep every board connected', f
     const deployTimes = [];
     for (let round = 1; round <= DEPLOYS; round++) {
       const started = performance.now();
-      await deployRound(round);
+      // Every fifth is "Restart Flows", which reloads the flows from storage.
+      await deployRound(round, port, round % 5 === 0 ? 'reload' : 'full');
       deployTimes.push(performance.now() - started);
       const before = sensor.requests + reader.requests;
       await waitFor(() => sensor.requests + reader.requests >= before + 4 || sensor.dropped || reader.dropped, `round ${round}: exchanges go on`);
@@ -143,7 +152,7 @@ describe('full deploys of a real node-red process keep every board connected', f
     const missed = broker.counters.requests - 1 - messages;
     const unheard = broker.counters.unheardRequests;
     console.log(
-      `      ${DEPLOYS} full deploys (${Math.round(Math.min(...deployTimes))}-${Math.round(Math.max(...deployTimes))} ms each): ` +
+      `      ${DEPLOYS} deploys, every fifth a restart of the flows (${Math.round(Math.min(...deployTimes))}-${Math.round(Math.max(...deployTimes))} ms each): ` +
         `${sensor.requests + reader.requests} device requests, longest reply wait ${Math.max(sensor.longestWait, reader.longestWait).toFixed(1)} ms; ` +
         `flow messages missed: ${missed} of ${broker.counters.requests - 1} (${unheard} while no tcpmq-in listened, ${missed - unheard} in flight as the old flow closed)`,
     );
