@@ -33,7 +33,7 @@ export class RunningBrokers {
 
   /** Keeps `runtime` for the next instance of node `id`; `release` stops it if none claims it. */
   park(id: string, runtime: Runtime, release: () => Promise<void>): void {
-    this.parked.get(id)?.release();
+    this.release(id); // an earlier one nobody claimed
     const timer = setTimeout(() => this.release(id), GRACE_MS);
     this.parked.set(id, { runtime, release, timer });
   }
