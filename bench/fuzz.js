@@ -38,9 +38,11 @@ process.on('uncaughtException', (err) => uncaught.push(err));
 process.on('unhandledRejection', (err) => uncaught.push(err));
 
 function firstLine(err) {
-  return String(err && err.message ? err.message : err).split('\n').slice(0, 3).join(' | ');
+  return String(err && err.message ? err.message : err)
+    .split('\n')
+    .slice(0, 3)
+    .join(' | ');
 }
-
 
 async function startBroker() {
   // A short offlineAfter, so that the fuzzed devices go offline (and their

@@ -305,19 +305,35 @@ async function main() {
   for (const connections of [50, 500]) {
     const row = core.find((r) => r.connections === connections);
     const base = ref(connections);
-    checks.push([`core broker, ${connections} connections: >= 0.85 x reference req/s`, row.requestsPerSecond / base.requestsPerSecond >= 0.85, (row.requestsPerSecond / base.requestsPerSecond).toFixed(2)]);
+    checks.push([
+      `core broker, ${connections} connections: >= 0.85 x reference req/s`,
+      row.requestsPerSecond / base.requestsPerSecond >= 0.85,
+      (row.requestsPerSecond / base.requestsPerSecond).toFixed(2),
+    ]);
     checks.push([`core broker, ${connections} connections: p99 <= 1.25 x reference p99`, row.p99 <= 1.25 * base.p99, (row.p99 / base.p99).toFixed(2)]);
   }
   const nr50 = nodeRed.find((r) => r.connections === 50);
-  checks.push(['broker in Node-RED, 50 connections: >= 0.5 x reference req/s', nr50.requestsPerSecond / ref(50).requestsPerSecond >= 0.5, (nr50.requestsPerSecond / ref(50).requestsPerSecond).toFixed(2)]);
+  checks.push([
+    'broker in Node-RED, 50 connections: >= 0.5 x reference req/s',
+    nr50.requestsPerSecond / ref(50).requestsPerSecond >= 0.5,
+    (nr50.requestsPerSecond / ref(50).requestsPerSecond).toFixed(2),
+  ]);
   const core50 = core.find((r) => r.connections === 50);
   const core5000 = core.find((r) => r.connections === 5000);
-  checks.push(['core broker throughput from 50 to 5,000 connections falls <= 20%', core5000.requestsPerSecond >= 0.8 * core50.requestsPerSecond, `${((1 - core5000.requestsPerSecond / core50.requestsPerSecond) * 100).toFixed(0)}% drop`]);
+  checks.push([
+    'core broker throughput from 50 to 5,000 connections falls <= 20%',
+    core5000.requestsPerSecond >= 0.8 * core50.requestsPerSecond,
+    `${((1 - core5000.requestsPerSecond / core50.requestsPerSecond) * 100).toFixed(0)}% drop`,
+  ]);
   checks.push(['no wrong replies (core and Node-RED)', [...core, ...nodeRed].every((r) => r.errors === 0), `${[...core, ...nodeRed].reduce((n, r) => n + r.errors, 0)} errors`]);
   checks.push(...deployChecks(deploys));
   if (scale) {
     checks.push([`${scale.connected} connected devices: <= 8 KB broker RSS per connection`, scale.rssPerConnection <= 8192, `${(scale.rssPerConnection / 1024).toFixed(2)} KB`]);
-    checks.push([`${scale.connected} connected devices: every device answered`, scale.answered === scale.connected && scale.connected === Number(options.scale), `${scale.answered}/${Number(options.scale)}`]);
+    checks.push([
+      `${scale.connected} connected devices: every device answered`,
+      scale.answered === scale.connected && scale.connected === Number(options.scale),
+      `${scale.answered}/${Number(options.scale)}`,
+    ]);
     checks.push([`${scale.reporters} reporting every 2 s: broker CPU <= 5% of one core`, scale.cpu <= 0.05, `${(scale.cpu * 100).toFixed(2)}%`]);
   }
   report(checks);

@@ -31,8 +31,12 @@ function checkFree(port, what) {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', (err) =>
-      reject(new Error(`port ${port} (${what}) is ${err.code === 'EADDRINUSE' ? 'already in use by another program' : `not available: ${err.code}`}. ` +
-        `Stop that program or pick another port: npm start -- --port <editor port> --tcpmq-port <device port>`)),
+      reject(
+        new Error(
+          `port ${port} (${what}) is ${err.code === 'EADDRINUSE' ? 'already in use by another program' : `not available: ${err.code}`}. ` +
+            `Stop that program or pick another port: npm start -- --port <editor port> --tcpmq-port <device port>`,
+        ),
+      ),
     );
     probe.listen(port, () => probe.close(resolve));
   });

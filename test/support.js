@@ -34,6 +34,17 @@ function trackOwnTimers() {
   };
 }
 
+/**
+ * Skips the suite of mocha context `suite` because `tool` is missing, saying
+ * so; under CI=true a missing tool is a failure instead, never a silent pass.
+ */
+function skipWithout(suite, tool, hint = '') {
+  const message = `${tool} is missing${hint ? `; ${hint}` : ''}`;
+  if (process.env.CI === 'true' || process.env.CI === '1') throw new Error(`${message} (CI=true: a suite may not skip)`);
+  console.log(`      (skipped: ${message})`);
+  suite.skip();
+}
+
 /** A free TCP port on loopback (the OS picks it; closed again before use). */
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -197,4 +208,4 @@ function exampleFlow(file, port) {
   return flow;
 }
 
-module.exports = { Device, freePort, waitFor, sleep, trackOwnTimers, exampleFiles, exampleFlow, TEST_VECTORS, NOT_REQUESTS };
+module.exports = { Device, skipWithout, freePort, waitFor, sleep, trackOwnTimers, exampleFiles, exampleFlow, TEST_VECTORS, NOT_REQUESTS };

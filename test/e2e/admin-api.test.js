@@ -73,7 +73,10 @@ describe('sidebar admin API with adminAuth', function () {
     const [broker] = await response.json();
     assert.equal(broker.id, 'b1');
     assert.equal(broker.status.state, 'listening');
-    assert.deepEqual(broker.devices.map((d) => [d.id, d.lastValue]), [['7', 'hello']]);
+    assert.deepEqual(
+      broker.devices.map((d) => [d.id, d.lastValue]),
+      [['7', 'hello']],
+    );
     // Node-RED answers a permission it does not grant with 401, as it does for no login.
     assert.equal((await call('POST', '/tcpmq/brokers/b1/mailbox', viewer, { device: 'cmd', payload: 'x' })).status, 401);
     const reader = await Device.connect(tcpmqPort);

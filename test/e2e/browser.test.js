@@ -7,7 +7,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
-const { Device, exampleFiles, exampleFlow, freePort, waitFor } = require('../support');
+const { Device, exampleFiles, exampleFlow, freePort, skipWithout, waitFor } = require('../support');
 
 const root = path.join(__dirname, '..', '..');
 const CHROMIUM = '/usr/bin/chromium';
@@ -73,8 +73,7 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
 
   before(async function () {
     if (!fs.existsSync(CHROMIUM)) {
-      console.log(`      (skipped: ${CHROMIUM} is missing; .ci/run installs Debian's chromium)`);
-      this.skip();
+      skipWithout(this, CHROMIUM, ".ci/run installs Debian's chromium");
     }
     fs.mkdirSync(SCREENSHOTS, { recursive: true });
     nodeRed = await startNodeRed('browser', { offlineAfter: OFFLINE_AFTER });
@@ -177,7 +176,7 @@ describe('in a browser: the network assistant example', function () {
   let board;
 
   before(async function () {
-    if (!fs.existsSync(CHROMIUM)) this.skip();
+    if (!fs.existsSync(CHROMIUM)) skipWithout(this, CHROMIUM, ".ci/run installs Debian's chromium");
     nodeRed = await startNodeRed('assistant', { exampleFile: 'network-assistant.json' });
     ({ editorPort, tcpmqPort } = nodeRed);
     browser = await launchBrowser();
@@ -216,7 +215,7 @@ describe('in a browser: the TCPMQ sidebar', function () {
   let browser;
 
   before(async function () {
-    if (!fs.existsSync(CHROMIUM)) this.skip();
+    if (!fs.existsSync(CHROMIUM)) skipWithout(this, CHROMIUM, ".ci/run installs Debian's chromium");
     nodeRed = await startNodeRed('sidebar', { offlineAfter: OFFLINE_AFTER });
     ({ editorPort, tcpmqPort } = nodeRed);
     browser = await launchBrowser();
@@ -296,7 +295,7 @@ describe('in a browser: the TCPMQ sidebar', function () {
     }
   });
 
-  it('shows the sidebar and the nodes\' help in Chinese when the editor language is zh-CN', async function () {
+  it("shows the sidebar and the nodes' help in Chinese when the editor language is zh-CN", async function () {
     const page = await openSidebar('zh-CN');
     const device = await Device.connect(tcpmqPort);
     await device.request('[5,5,"26.5"]');

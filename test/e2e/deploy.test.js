@@ -20,7 +20,18 @@ const DEPLOYS = 20;
 function flows(round, port) {
   const flow = [
     { id: 'tab', type: 'tab', label: `deploy ${round}` },
-    { id: 'broker', type: 'tcpmq-broker', name: `round ${round}`, host: '127.0.0.1', port, replyFormat: 'text', offlineAfter: 30, idleTimeout: 60, maxConnections: 100, maxFrameBytes: 65536 },
+    {
+      id: 'broker',
+      type: 'tcpmq-broker',
+      name: `round ${round}`,
+      host: '127.0.0.1',
+      port,
+      replyFormat: 'text',
+      offlineAfter: 30,
+      idleTimeout: 60,
+      maxConnections: 100,
+      maxFrameBytes: 65536,
+    },
     { id: 'in', type: 'tcpmq-in', z: 'tab', broker: 'broker', device: '', numbers: false, wires: [['count-messages']] },
     {
       id: 'count-messages',
@@ -131,8 +142,16 @@ describe('full deploys of a real node-red process keep every board connected', f
     await deployRound(0);
     await waitFor(async () => (await read('cmd')) === 'led on', 'the first deploy to write cmd');
     // The ESP8266 sensor of the blog reads device 1; device 1 reads the command mailbox.
-    const sensor = fieldDevice(port, (n) => `[1,"cmd","26.${n}"]`, (reply) => reply === 'led on');
-    const reader = fieldDevice(port, (n) => `[-1,1,"60${n % 8}"]`, (reply) => /^26\.\d+$/.test(reply));
+    const sensor = fieldDevice(
+      port,
+      (n) => `[1,"cmd","26.${n}"]`,
+      (reply) => reply === 'led on',
+    );
+    const reader = fieldDevice(
+      port,
+      (n) => `[-1,1,"60${n % 8}"]`,
+      (reply) => /^26\.\d+$/.test(reply),
+    );
     await waitFor(() => sensor.requests > 5 && reader.requests > 5, 'both devices exchanging');
     const deployTimes = [];
     for (let round = 1; round <= DEPLOYS; round++) {
@@ -186,7 +205,10 @@ describe('full deploys of a real node-red process keep every board connected', f
     assert.equal(await read('cmd'), 'led on');
     assert.equal(await read(1), '26.9');
     const [broker] = await brokers();
-    assert.ok(broker.devices.some((d) => d.id === '1' && d.online), 'device 1 still in the table, online');
+    assert.ok(
+      broker.devices.some((d) => d.id === '1' && d.online),
+      'device 1 still in the table, online',
+    );
   });
 
   it('frees the port at once when a deploy deletes the broker', async function () {

@@ -44,10 +44,14 @@ async function startNodeRed(userDir, { ready = /listening on 127\.0\.0\.1:\d+/, 
   child.stdout.on('data', (chunk) => (child.output += chunk));
   child.stderr.on('data', (chunk) => (child.output += chunk));
   child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
-  await waitFor(() => {
-    if (child.exitCode !== null) throw new Error(`node-red exited:\n${child.output}`);
-    return ready.test(child.output);
-  }, `node-red to be ready (${ready}); output so far:\n${child.output}`, ms);
+  await waitFor(
+    () => {
+      if (child.exitCode !== null) throw new Error(`node-red exited:\n${child.output}`);
+      return ready.test(child.output);
+    },
+    `node-red to be ready (${ready}); output so far:\n${child.output}`,
+    ms,
+  );
   return child;
 }
 

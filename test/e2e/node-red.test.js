@@ -50,15 +50,19 @@ describe('npm start: a real node-red process', function () {
   async function deployFlow(flow, listens = true) {
     await api(editorPort, 'POST', '/flows', flow, { 'Node-RED-Deployment-Type': 'full' });
     if (!listens) return;
-    await waitFor(async () => {
-      try {
-        const probe = await Device.connect(tcpmqPort);
-        probe.close();
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'the broker to listen again', 10000);
+    await waitFor(
+      async () => {
+        try {
+          const probe = await Device.connect(tcpmqPort);
+          probe.close();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      'the broker to listen again',
+      10000,
+    );
   }
 
   before(async function () {

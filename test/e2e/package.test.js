@@ -53,9 +53,13 @@ for (const runtime of ['node-red', 'node-red-3']) {
         ]),
       );
       fs.writeFileSync(path.join(userDir, 'settings.js'), "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n");
-      nodeRed = spawn(process.execPath, [require.resolve(`${runtime}/red.js`), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      nodeRed = spawn(
+        process.execPath,
+        [require.resolve(`${runtime}/red.js`), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       nodeRed.stdout.on('data', (chunk) => (output += chunk));
       nodeRed.stderr.on('data', (chunk) => (output += chunk));
       await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(output), `the installed broker to listen; output so far:\n${output}`, 40000);

@@ -16,12 +16,34 @@ describe('persist: mailboxes through a Node-RED restart', function () {
   function writeFlows(withCommand) {
     const flows = [
       { id: 'tab', type: 'tab', label: 'persist' },
-      { id: 'broker', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text', offlineAfter: 30, idleTimeout: 60, maxConnections: 100, maxFrameBytes: 65536, persist: true },
+      {
+        id: 'broker',
+        type: 'tcpmq-broker',
+        host: '127.0.0.1',
+        port: tcpmqPort,
+        replyFormat: 'text',
+        offlineAfter: 30,
+        idleTimeout: 60,
+        maxConnections: 100,
+        maxFrameBytes: 65536,
+        persist: true,
+      },
       { id: 'in', type: 'tcpmq-in', z: 'tab', broker: 'broker', device: '', numbers: true, wires: [[]] },
     ];
     if (withCommand) {
       flows.push(
-        { id: 'writer', type: 'inject', z: 'tab', props: [{ p: 'payload' }], once: true, onceDelay: 0.1, repeat: '', payload: 'written by the flow', payloadType: 'str', wires: [['out']] },
+        {
+          id: 'writer',
+          type: 'inject',
+          z: 'tab',
+          props: [{ p: 'payload' }],
+          once: true,
+          onceDelay: 0.1,
+          repeat: '',
+          payload: 'written by the flow',
+          payloadType: 'str',
+          wires: [['out']],
+        },
         { id: 'out', type: 'tcpmq-out', z: 'tab', broker: 'broker', device: 'cmd', ttl: 0, wires: [] },
       );
     }

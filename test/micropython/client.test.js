@@ -5,7 +5,7 @@
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
 const path = require('node:path');
-const { freePort, waitFor, sleep } = require('../support');
+const { freePort, skipWithout, waitFor, sleep } = require('../support');
 const { helper, brokerConfig, deploy, messagesOf } = require('../nodes/flow');
 
 const SCENARIOS = path.join(__dirname, 'scenarios.py');
@@ -81,8 +81,7 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
   before(function () {
     const probe = spawnSync(PYTHON, ['-c', 'import sys; assert sys.version_info >= (3, 6)']);
     if (probe.error || probe.status !== 0) {
-      console.log(`      (skipped: no ${PYTHON} 3.6 or later)`);
-      this.skip();
+      skipWithout(this, `${PYTHON} 3.6 or later`);
     }
   });
 
@@ -130,18 +129,24 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
     const run = await runScenario('ids', port);
     assertPassed(run, 'ids');
     // What went on the wire (read by the scenario's own loopback server).
-    assert.deepEqual(run.result.frames.map((frame) => JSON.parse(frame)), [
-      [1, -1, 'x'],
-      [1, 2.5, '温度'],
-      [1, 'kitchen', null],
-    ]);
+    assert.deepEqual(
+      run.result.frames.map((frame) => JSON.parse(frame)),
+      [
+        [1, -1, 'x'],
+        [1, 2.5, '温度'],
+        [1, 'kitchen', null],
+      ],
+    );
     // What the broker made of the same ids.
     await waitFor(() => received.length === 3, 'three requests');
-    assert.deepEqual(received.map((m) => [m.topic, m.want, m.payload]), [
-      ['1', '1', 'news of 1'],
-      ['-1', '1', 'news of -1'],
-      ['kitchen', '-1', 'news of kitchen'],
-    ]);
+    assert.deepEqual(
+      received.map((m) => [m.topic, m.want, m.payload]),
+      [
+        ['1', '1', 'news of 1'],
+        ['-1', '1', 'news of -1'],
+        ['kitchen', '-1', 'news of kitchen'],
+      ],
+    );
     assert.equal(broker().readMailbox('1'), 'news of 1');
     assert.equal(broker().readMailbox(-1), 'news of -1');
   });
@@ -153,11 +158,7 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
   });
 
   it('counts None replies per peer: offline after offline_after, online again at the next reply', async function () {
-    await deploy([
-      brokerConfig(port, { offlineAfter: 0.5 }),
-      { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['sink']] },
-      { id: 'sink', type: 'helper' },
-    ]);
+    await deploy([brokerConfig(port, { offlineAfter: 0.5 }), { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
     const statuses = messagesOf('sink');
     const run = await runScenario('offline', port);
     assertPassed(run, 'offline');
@@ -173,7 +174,8 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
     const result = await runScenario('restart', port, {
       ms: 15000,
       onEvent: (event) => {
-        if (event.event === 'ready') stopping = helper.unload(); // the Python client keeps calling
+        if (event.event === 'ready')
+          stopping = helper.unload(); // the Python client keeps calling
         else if (event.event === 'down' && stopping) {
           restarting = stopping.then(() => sleep(200)).then(() => deploy(flow()));
           restarting.catch(() => {}); // awaited below
@@ -191,7 +193,11 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
     await deploy(brokerFlow({ idleTimeout: 0.3 }));
     const run = await runScenario('idle', port);
     assertPassed(run, 'idle');
-    assert.ok(broker().deviceTable().find((d) => d.id === '6')?.messages === 3);
+    assert.ok(
+      broker()
+        .deviceTable()
+        .find((d) => d.id === '6')?.messages === 3,
+    );
   });
 
   it('backs off between connection attempts when nothing listens', async function () {

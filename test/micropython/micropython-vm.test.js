@@ -8,6 +8,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
+const { skipWithout } = require('../support');
 
 const EXAMPLES = path.join(__dirname, '..', '..', 'examples', 'micropython');
 
@@ -28,8 +29,7 @@ describe('MicroPython client (examples/micropython/tcpmq.py) in a MicroPython VM
   before(async function () {
     const entry = wasmEntry();
     if (!entry || !fs.existsSync(entry)) {
-      console.log('      (skipped: @micropython/micropython-webassembly-pyscript is not installed)');
-      this.skip();
+      skipWithout(this, '@micropython/micropython-webassembly-pyscript', 'npm ci installs it');
     }
     const { loadMicroPython } = await import(pathToFileURL(entry).href);
     mp = await loadMicroPython({ stdout: (line) => output.push(line), stderr: (line) => output.push(line) });

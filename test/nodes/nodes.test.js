@@ -1,7 +1,7 @@
 'use strict';
 // What each node does in a flow: messages, statuses, errors, offline alerts.
 const assert = require('node:assert/strict');
-const { Device, waitFor, sleep } = require('../support');
+const { waitFor, sleep } = require('../support');
 const { helper, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 describe('tcpmq nodes in a flow', function () {

@@ -76,16 +76,44 @@ function caseSeed(seed, index) {
 // ---- valid frames ----------------------------------------------------------
 
 const B = (text) => Buffer.from(text, 'utf8');
-const LF = 0x0a;
 const OPEN_BRACKET = 0x5b;
 const OPEN_BRACE = 0x7b;
 const QUOTE = 0x22;
 
 /** Characters a payload string is made of: JSON specials, brackets, controls, CJK, astral, a lone surrogate. */
 const STRING_CHARS = [
-  'a', 'b', 'x', '0', '7', ' ', '.', '-', ',', ':',
-  '[', ']', '{', '}', '"', '\\', '/', '\n', '\r', '\t', '\u0000', '\u001f',
-  'é', 'ñ', '温', '度', '中', '文', 'Ω', '😀', '\ud800', '\u2028',
+  'a',
+  'b',
+  'x',
+  '0',
+  '7',
+  ' ',
+  '.',
+  '-',
+  ',',
+  ':',
+  '[',
+  ']',
+  '{',
+  '}',
+  '"',
+  '\\',
+  '/',
+  '\n',
+  '\r',
+  '\t',
+  '\u0000',
+  '\u001f',
+  'é',
+  'ñ',
+  '温',
+  '度',
+  '中',
+  '文',
+  'Ω',
+  '😀',
+  '\ud800',
+  '\u2028',
 ];
 
 function genString(rng, maxLength = 12) {
@@ -223,18 +251,7 @@ function mutate(rng, bytes) {
   return out;
 }
 
-const HOSTILE_KINDS = [
-  'valid',
-  'random-bytes',
-  'deep-nesting',
-  'huge-string',
-  'invalid-utf8',
-  'unbalanced',
-  'nul-bytes',
-  'mutated',
-  'control-in-string',
-  'separator',
-];
+const HOSTILE_KINDS = ['valid', 'random-bytes', 'deep-nesting', 'huge-string', 'invalid-utf8', 'unbalanced', 'nul-bytes', 'mutated', 'control-in-string', 'separator'];
 
 /** One segment of hostile input of the given (or a random) kind. */
 function genHostile(rng, maxFrameBytes, kind = rng.pick(HOSTILE_KINDS)) {
@@ -257,7 +274,11 @@ function genHostile(rng, maxFrameBytes, kind = rng.pick(HOSTILE_KINDS)) {
       return rng.chance(0.3) ? frame.subarray(0, frame.length - 2) : frame;
     }
     case 'invalid-utf8':
-      return Buffer.concat([B('[1,1,"'), Buffer.from(rng.pick([[0xff], [0xfe, 0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe6, 0xb8], [0xf8, 0x88, 0x80, 0x80, 0x80]])), B(rng.pick(['"]', '', '"', '\n']))]);
+      return Buffer.concat([
+        B('[1,1,"'),
+        Buffer.from(rng.pick([[0xff], [0xfe, 0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe6, 0xb8], [0xf8, 0x88, 0x80, 0x80, 0x80]])),
+        B(rng.pick(['"]', '', '"', '\n'])),
+      ]);
     case 'unbalanced':
       return B(rng.pick([']]]', '[[[', '}}', '{{', '[1,1,"a"]]', '[[1,1,"a"]', '"', '\\', '[1,1,"a\\', '"]"]', '[', '{']));
     case 'nul-bytes':
@@ -336,7 +357,10 @@ const PROPERTIES = {
       const three = feed([bytes.subarray(0, cut), bytes.subarray(cut, second), bytes.subarray(second)], 65536).events;
       assert.deepEqual(frameTexts(three), expected, `seed ${seed}: cuts at ${cut} and ${second}`);
     }
-    const oneByteReads = feed([...bytes].map((byte) => Buffer.from([byte])), 65536);
+    const oneByteReads = feed(
+      [...bytes].map((byte) => Buffer.from([byte])),
+      65536,
+    );
     assert.deepEqual(frameTexts(oneByteReads.events), expected, `seed ${seed}: one byte per read`);
     assert.equal(oneByteReads.reader.bufferedBytes, 0);
     return { bytes: bytes.length * bytes.length * 2 };

@@ -64,13 +64,19 @@ describe('robustness: fuzzing (fixed seed)', function () {
 
     it('10,000 open brackets, one byte per read, are held within maxFrameBytes and never throw', function () {
       const deep = Buffer.from('['.repeat(10000));
-      const { events, reader } = kit.feed([...deep].map((byte) => Buffer.from([byte])), 65536);
+      const { events, reader } = kit.feed(
+        [...deep].map((byte) => Buffer.from([byte])),
+        65536,
+      );
       assert.deepEqual(events, []);
       assert.equal(reader.bufferedBytes, 10000);
       assert.ok(reader.held.length <= 2 * 10000, `held buffer of ${reader.held.length} bytes`);
       // ...and closed: one frame (not a request, the parser's business), nothing held.
       const closed = kit.feed([deep, Buffer.from(']'.repeat(10000))], 65536);
-      assert.deepEqual(closed.events.map((e) => [e.kind, e.bytes.length]), [['frame', 20000]]);
+      assert.deepEqual(
+        closed.events.map((e) => [e.kind, e.bytes.length]),
+        [['frame', 20000]],
+      );
       assert.equal(closed.reader.bufferedBytes, 0);
     });
 
@@ -79,7 +85,10 @@ describe('robustness: fuzzing (fixed seed)', function () {
       for (const oneByteReads of [false, true]) {
         const cut = (bytes) => (oneByteReads ? [...bytes].map((byte) => Buffer.from([byte])) : [bytes]);
         const atLimit = kit.feed(cut(kit.frameOfSize(max)), max);
-        assert.deepEqual(atLimit.events.map((e) => [e.kind, e.bytes.length]), [['frame', max]]);
+        assert.deepEqual(
+          atLimit.events.map((e) => [e.kind, e.bytes.length]),
+          [['frame', max]],
+        );
         const over = kit.feed(cut(Buffer.concat([kit.frameOfSize(max + 1), kit.frameOfSize(20)])), max);
         assert.deepEqual(over.events, [{ kind: 'oversize', size: max + 1 }]);
         assert.equal(over.reader.bufferedBytes, 0);
@@ -90,7 +99,13 @@ describe('robustness: fuzzing (fixed seed)', function () {
     // bytes that reached the end of a read ended there, so a `"` or `{` at the
     // start of the next read opened a frame that swallowed the valid frames after it.
     it('the frames read do not depend on where TCP cuts stray bytes', function () {
-      const reads = (...chunks) => kit.requestFrameTexts(kit.feed(chunks.map((c) => Buffer.from(c)), 65536).events);
+      const reads = (...chunks) =>
+        kit.requestFrameTexts(
+          kit.feed(
+            chunks.map((c) => Buffer.from(c)),
+            65536,
+          ).events,
+        );
       assert.deepEqual(reads('[1,1,"a"]xx{\n[1,1,"b"]'), ['[1,1,"a"]', '[1,1,"b"]']);
       assert.deepEqual(reads('[1,1,"a"]xx', '{\n[1,1,"b"]'), ['[1,1,"a"]', '[1,1,"b"]']);
       assert.deepEqual(reads('[1,1,"a"]xx"[1,1,"b"]'), ['[1,1,"a"]', '[1,1,"b"]']);
@@ -245,10 +260,7 @@ describe('robustness: fuzzing (fixed seed)', function () {
       const trickleMs = Date.now() - started;
       const expected = (i) => Buffer.byteLength(prefixes[i]) + BODY;
       const index = new Map(sockets.map((socket, i) => [socket.localPort, i]));
-      await waitFor(
-        () => connections.every((c) => c.reader.bufferedBytes === expected(index.get(c.remotePort))),
-        'every connection to hold its whole unfinished frame',
-      );
+      await waitFor(() => connections.every((c) => c.reader.bufferedBytes === expected(index.get(c.remotePort))), 'every connection to hold its whole unfinished frame');
       const during = process.memoryUsage();
       let held = 0;
       for (const connection of connections) {
