@@ -116,6 +116,19 @@ export interface RejectEvent extends ConnectionInfo {
   deviceId?: DeviceId;
 }
 
+/** What each of the broker's events carries (see the top of this file). */
+export interface BrokerEvents {
+  state: BrokerStatus;
+  request: RequestEvent;
+  raw: RawEvent;
+  online: DeviceRecord;
+  offline: DeviceRecord;
+  rejected: RejectEvent;
+  connection: ConnectionInfo;
+  disconnect: ConnectionInfo;
+  warning: string;
+}
+
 /** What survives a restart (see snapshot() and restore()): plain JSON. */
 export interface BrokerSnapshot {
   version: 1;
@@ -202,7 +215,7 @@ class Connection implements FrameSink, ConnectionInfo {
   }
 }
 
-export class TcpmqBroker extends SafeEmitter {
+export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   readonly mailboxes = new Mailboxes();
   readonly devices: Devices;
   readonly counters: BrokerCounters = {
@@ -743,6 +756,11 @@ export class TcpmqBroker extends SafeEmitter {
     this.safeEmit('state', status);
   }
 
+}
+
+/** `address:port`: the name of a connection, and of a plain-text board (which has no id). */
+export function connectionName({ remoteAddress, remotePort }: { remoteAddress: string; remotePort: number }): string {
+  return `${remoteAddress}:${remotePort}`;
 }
 
 /** A listening server and the sockets it accepted (closed with it when it is replaced). */

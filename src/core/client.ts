@@ -125,6 +125,15 @@ export function wireId(id: string): number | string {
   return Number.isFinite(value) && JSON.stringify(value) === id ? value : id;
 }
 
+/** What each of the client's events carries (see the top of this file). */
+export interface ClientEvents {
+  state: ClientStatus;
+  reply: ClientReply;
+  online: { id: string };
+  offline: { id: string };
+  warning: string;
+}
+
 interface PendingRequest {
   want: string;
   sentAt: number;
@@ -154,7 +163,7 @@ function clientOptions(options: ClientSettings): ClientOptions {
   };
 }
 
-export class TcpmqClient extends SafeEmitter {
+export class TcpmqClient extends SafeEmitter<ClientEvents> {
   readonly counters: ClientCounters = {
     connections: 0,
     requests: 0,

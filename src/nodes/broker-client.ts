@@ -1,17 +1,18 @@
 /**
  * The client side of tcpmq-broker (mode "client"): joins a TCPMQ broker hosted
- * elsewhere, such as an ESP32 on its own Wi-Fi hotspot, as one more device.
- * Given the client an earlier instance of the node ran (a deploy), it takes
+ * elsewhere, such as an ESP32 on its own Wi-Fi hotspot, as one more device,
+ * behind the Endpoint its user nodes see. Given the client an earlier instance of the node ran (a deploy), it takes
  * that one over with the new settings: the connection and polling go on.
  */
 
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import { TcpmqClient, type ClientSettings, type ClientStatus } from '../core/client';
 import { REPLY_FORMATS } from '../core/reply';
-import { attach, type BrokerDef, type Endpoint } from './broker-user';
+import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
+import type { Endpoint, EndpointEvent, EndpointEvents, LinkEvent, NewsEvent } from './endpoint';
 
-export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqClient): Endpoint {
+export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqClient): { endpoint: Endpoint; client: TcpmqClient } {
   const options: ClientSettings = {
     host: String(config.host ?? '').trim() || '192.168.4.1',
     port: numberProperty(config.port, 9999),
@@ -24,7 +25,7 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   const client = kept ?? new TcpmqClient(options);
   let lastLoggedError: string | undefined;
 
-  const detach = attach(client, {
+  const detach = client.listen({
     state(status: ClientStatus) {
       if (status.state === 'connected') {
         lastLoggedError = undefined;
@@ -43,8 +44,42 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));
 
-  return {
-    client,
+  /** The client's events behind the endpoint's; 'link' is derived from its state, 'raw' and 'rejected' never come. */
+  function subscribe<E extends EndpointEvent>(event: E, listener: (event: EndpointEvents[E]) => void): () => void {
+    switch (event) {
+      case 'news': {
+        const news = listener as (news: NewsEvent) => void;
+        return client.listen({ reply: (reply) => news({ from: reply.id, payload: reply.payload }) });
+      }
+      case 'online':
+        return client.listen({ online: listener as (device: { id: string }) => void });
+      case 'offline':
+        return client.listen({ offline: listener as (device: { id: string }) => void });
+      case 'link': {
+        const link = listener as (link: LinkEvent) => void;
+        // Reported on a change only: a node deployed while the client is connected starts from there.
+        let connected = client.status.state === 'connected';
+        return client.listen({
+          state(status) {
+            if ((status.state === 'connected') === connected) return;
+            connected = !connected;
+            link({ topic: `${status.host}:${status.port}`, payload: connected ? 'connected' : 'disconnected', broker: status });
+          },
+        });
+      }
+      default:
+        return () => undefined;
+    }
+  }
+
+  /** Sending to connections is a server's; a client writes only its own mailbox. */
+  const serverOnly = (action: string) => () => {
+    throw new Error(RED._('tcpmq-broker.errors.client-action', { action }));
+  };
+
+  const endpoint: Endpoint = {
+    mode: 'client',
+    on: subscribe,
     start() {
       client.start();
     },
@@ -67,5 +102,15 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
           return {};
       }
     },
+    state: () => client.status,
+    changes: () => `${client.counters.replies}:${client.counters.emptyReplies}:${client.status.state}`,
+    table: () => ({ devices: client.watchState(), counters: { ...client.counters } }),
+    writeMailbox(_target, value) {
+      // Its own mailbox: what it sends with every request.
+      client.setPayload(value === null ? undefined : value);
+    },
+    send: serverOnly('send'),
+    closeConnections: serverOnly('close'),
   };
+  return { endpoint, client };
 }

@@ -1,16 +1,20 @@
 /**
  * The server side of tcpmq-broker: runs a TcpmqBroker with the node's settings,
  * TLS from a tls-config node, rate-limited logs, and `persist` through the
- * node's context. Given the broker an earlier instance of the node ran (a
- * deploy), it takes that one over with the new settings instead of a new one.
+ * node's context, behind the Endpoint its user nodes see. Given the broker an
+ * earlier instance of the node ran (a deploy), it takes that one over with the
+ * new settings instead of a new one.
  */
 
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import { TcpmqBroker, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type RejectEvent } from '../core/broker';
+import { TcpmqBroker, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../core/broker';
 import { REPLY_FORMATS } from '../core/reply';
-import { attach, type BrokerDef, type Endpoint } from './broker-user';
+import { canonicalId } from '../core/request';
+import { describe, type EventListeners } from '../core/safe-emitter';
+import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
+import type { ConnectionChoice, Endpoint, EndpointEvent } from './endpoint';
 import { RateLimit } from './rate-limit';
 
 /** Node-RED's tls-config node, as far as a server needs it. */
@@ -25,8 +29,10 @@ const REJECT_LOGS_PER_MINUTE = 20;
 const SNAPSHOT_KEY = 'tcpmq';
 /** How often a changed snapshot is saved while running (it is saved on close too). */
 const SAVE_EVERY_MS = 5000;
+/** The broker's event behind each endpoint event, carrying the same (a server has no remote broker: no 'link'). */
+const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = { news: 'request', raw: 'raw', online: 'online', offline: 'offline', rejected: 'rejected' };
 
-export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqBroker): Endpoint {
+export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
   const options: Partial<BrokerOptions> = {
     host: String(config.host ?? '').trim() || '0.0.0.0',
     port: numberProperty(config.port, 9999),
@@ -70,7 +76,7 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
           if (saved) broker.restore(saved as BrokerSnapshot);
         } catch (failure) {
           restoreFailed = true;
-          node.warn(RED._('tcpmq-broker.errors.restore', { error: (failure as Error).message }));
+          node.warn(RED._('tcpmq-broker.errors.restore', { error: describe(failure) }));
         }
         savedChanges = broker.changes;
         resolve();
@@ -89,7 +95,7 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     });
   }
 
-  const detach = attach(broker, {
+  const detach = broker.listen({
     state(status: BrokerStatus) {
       if (status.state === 'listening') {
         lastLoggedError = undefined;
@@ -112,8 +118,22 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));
 
-  return {
-    broker,
+  /** The connections a message chose: msg.connectionId, else the device's. */
+  function connectionTarget({ connectionId, device }: ConnectionChoice): ConnectionTarget {
+    const number = numberProperty(connectionId, NaN);
+    if (Number.isInteger(number)) return { connectionId: number };
+    const id = canonicalId(device);
+    if (id === undefined || id === '') throw new Error(RED._('tcpmq-broker.errors.no-connection'));
+    return { device: id };
+  }
+
+  const endpoint: Endpoint = {
+    mode: 'server',
+    on(event, listener) {
+      const brokerEvent = BROKER_EVENTS[event];
+      if (!brokerEvent) return () => undefined;
+      return broker.listen({ [brokerEvent]: listener } as EventListeners<BrokerEvents>);
+    },
     start() {
       restored.then(() => broker.start()).catch((err: Error) => node.error(err.message));
     },
@@ -135,5 +155,24 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
           return {};
       }
     },
+    state: () => broker.status,
+    changes() {
+      const { connections, rawMessages, protocolErrors } = broker.counters;
+      return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.onlineCount}:${broker.status.state}`;
+    },
+    table: () => ({
+      devices: broker.deviceTable(),
+      connections: broker.connectionTable(),
+      counters: { ...broker.counters, openConnections: broker.connectionCount },
+    }),
+    writeMailbox(target, value, ttlSeconds) {
+      if (target === undefined || target === null || target === '') throw new Error(RED._('tcpmq-broker.errors.no-target'));
+      if (!(ttlSeconds >= 0)) throw new Error(RED._('tcpmq-broker.errors.bad-ttl', { ttl: String(ttlSeconds) }));
+      if (value === undefined || value === null) broker.clearMailbox(target);
+      else broker.writeMailbox(target, value, ttlSeconds);
+    },
+    send: (choice, data) => broker.send(connectionTarget(choice), data),
+    closeConnections: (choice) => broker.closeConnections(connectionTarget(choice)),
   };
+  return { endpoint, broker };
 }

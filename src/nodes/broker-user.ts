@@ -1,10 +1,10 @@
 /** What the in, out and status nodes share: finding their broker and following its status. */
 
-import type { EventEmitter } from 'node:events';
-import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
+import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { TcpmqBroker } from '../core/broker';
 import type { TcpmqClient } from '../core/client';
 import type { ReplyFormat } from '../core/reply';
+import type { Endpoint, EndpointEvent, Listeners } from './endpoint';
 
 /** The tcpmq-broker node's properties, as the editor saves them (numbers may be text). */
 export interface BrokerDef extends NodeDef {
@@ -29,52 +29,29 @@ export interface BrokerDef extends NodeDef {
   offlineAfterNones?: number | string;
 }
 
-/**
- * One tcpmq-broker node instance's hold on what it runs: a broker (server
- * mode) or a device on another broker (client mode). The broker or client
- * outlives the instance (see running-brokers.ts); the endpoint does not.
- */
-export interface Endpoint {
-  broker?: TcpmqBroker;
-  client?: TcpmqClient;
-  start(): void;
-  /** Lets go of the broker or client, which goes on running: listeners and timers removed, `persist` saved. */
-  close(): Promise<void>;
-  /** The status dot its user nodes show. */
-  status(): NodeStatus;
-}
-
-/** The config node as its user nodes see it (see tcpmq-broker.ts): exactly one of broker and client is set. */
+/** The config node as its user nodes see it (see tcpmq-broker.ts). */
 export interface BrokerConfigNode extends Node {
-  mode: 'server' | 'client';
+  /** What user nodes talk to, in either mode. */
+  endpoint: Endpoint;
+  /** What runs behind it (for tests and tools): exactly one is set. */
   broker?: TcpmqBroker;
   client?: TcpmqClient;
   register(user: Node): void;
   deregister(user: Node, done: () => void): void;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each event has its own argument type
-export type Listeners = Record<string, (event: any) => void>;
-
-/** Subscribes `listeners` to `source`'s events; returns the function that unsubscribes them. */
-export function attach(source: EventEmitter, listeners: Listeners): () => void {
-  for (const [event, listener] of Object.entries(listeners)) source.on(event, listener);
-  return () => {
-    for (const [event, listener] of Object.entries(listeners)) source.off(event, listener);
-  };
-}
-
 /**
  * Attaches `node` to the broker config node `brokerId`: subscribes `listeners`
- * to the broker's events, registers for status, and undoes both on close.
- * Returns undefined (with a red status and a log line) if there is no broker.
+ * to its endpoint's events, registers for status, and undoes both on close.
+ * Returns the endpoint, or undefined (with a red status and a log line) if
+ * there is no broker.
  */
 export function useBroker(
   RED: NodeAPI,
   node: Node,
   brokerId: string,
   listeners: Listeners = {},
-): BrokerConfigNode | undefined {
+): Endpoint | undefined {
   const brokerNode = RED.nodes.getNode(brokerId) as BrokerConfigNode | null;
   if (!brokerNode) {
     // Each node's own catalogue (locales/en-US/<type>.json) carries this key.
@@ -82,12 +59,18 @@ export function useBroker(
     node.error(RED._(`${node.type}.errors.no-broker`));
     return undefined;
   }
-  const detach = attach((brokerNode.broker ?? brokerNode.client)!, listeners);
+  const { endpoint } = brokerNode;
+  const unsubscribe: (() => void)[] = [];
+  const subscribe = <E extends EndpointEvent>(event: E) => {
+    const listener = listeners[event];
+    if (listener) unsubscribe.push(endpoint.on(event, listener));
+  };
+  for (const event of Object.keys(listeners) as EndpointEvent[]) subscribe(event);
   brokerNode.register(node);
   // Two declared parameters: the runtime then passes `removed` and waits for `done`.
   node.on('close', (_removed: boolean, done: () => void) => {
-    detach();
+    for (const off of unsubscribe) off();
     brokerNode.deregister(node, done);
   });
-  return brokerNode;
+  return endpoint;
 }

@@ -6,7 +6,8 @@
 import type { NodeAPI } from 'node-red';
 import type { BrokerStatus, ConnectionRecord } from '../core/broker';
 import type { ClientStatus } from '../core/client';
-import type { DeviceRecord } from '../core/devices';
+import { canonicalId } from '../core/request';
+import { describe } from '../core/safe-emitter';
 import type { BrokerConfigNode } from './broker-user';
 
 export interface BrokerSummary {
@@ -14,8 +15,8 @@ export interface BrokerSummary {
   name: string;
   mode: 'server' | 'client';
   status: BrokerStatus | ClientStatus;
-  /** Server: every device heard. Client: the watched ids (id, online). */
-  devices: (DeviceRecord | { id: string; online: boolean })[];
+  /** Server: every device heard. Client: the watched ids (id, online, nones). */
+  devices: object[];
   connections: ConnectionRecord[];
   /** What the broker (or the client) has counted since it started, deploys included. */
   counters: Record<string, number>;
@@ -25,32 +26,9 @@ export interface BrokerSummary {
 const PUBLISH_EVERY_MS = 250;
 
 export function summarize(node: BrokerConfigNode): BrokerSummary {
-  const { broker, client } = node;
-  const base = { id: node.id, name: node.name ?? '', mode: node.mode };
-  if (broker) return { ...base, status: broker.status, devices: broker.deviceTable(), connections: broker.connectionTable(), counters: { ...broker.counters } };
-  return {
-    ...base,
-    status: client!.status,
-    devices: client!.watchState().map(({ id, online }) => ({ id, online: online === true })),
-    connections: [],
-    counters: { ...client!.counters },
-  };
-}
-
-/** What has changed since the last update: compared, not sent. */
-function signature(node: BrokerConfigNode): string {
-  const { broker, client } = node;
-  if (broker) {
-    const { connections, rawMessages, protocolErrors } = broker.counters;
-    return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.devices.online}:${broker.status.state}`;
-  }
-  return `${client!.counters.replies}:${client!.counters.emptyReplies}:${client!.status.state}`;
-}
-
-/** The server-mode broker of a node, for writing: a client has no mailboxes or connections of its own. */
-function serverOf(node: BrokerConfigNode) {
-  if (!node.broker) throw new Error('this tcpmq-broker is a client: it has no mailboxes or connections to write to');
-  return node.broker;
+  const { endpoint } = node;
+  const { devices, connections = [], counters } = endpoint.table();
+  return { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), devices, connections, counters };
 }
 
 interface Request {
@@ -75,7 +53,7 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
     try {
       res.json(handler(node, req.body ?? {}));
     } catch (err) {
-      res.status(400).json({ error: (err as Error).message });
+      res.status(400).json({ error: describe(err) });
     }
   };
   RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) => res.json([...brokers.values()].map(summarize)));
@@ -83,10 +61,8 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
     '/tcpmq/brokers/:id/mailbox',
     write,
     withBroker((node, body) => {
-      const payload = body.payload;
-      const broker = serverOf(node);
-      const device = payload === null || payload === undefined ? broker.clearMailbox(body.device) : broker.writeMailbox(body.device, payload);
-      return { device };
+      node.endpoint.writeMailbox(body.device, body.payload, 0);
+      return { device: canonicalId(body.device) };
     }),
   );
   RED.httpAdmin.post(
@@ -95,7 +71,7 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
     withBroker((node, body) => {
       const connectionId = typeof body.connectionId === 'number' ? body.connectionId : undefined;
       const device = typeof body.device === 'string' ? body.device : undefined;
-      return { sent: serverOf(node).send({ connectionId, device }, String(body.text ?? '')) };
+      return { sent: node.endpoint.send({ connectionId, device }, String(body.text ?? '')) };
     }),
   );
 }
@@ -110,7 +86,7 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
   const topic = `tcpmq/broker/${node.id}`;
   let published = '';
   const publish = () => {
-    const now = signature(node);
+    const now = node.endpoint.changes();
     if (now === published) return;
     published = now;
     RED.comms.publish(topic, summarize(node), true);

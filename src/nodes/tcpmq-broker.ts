@@ -34,19 +34,18 @@ export = function (RED: NodeAPI) {
       const status = endpoint.status();
       for (const user of users.values()) user.status(status);
     };
-    node.mode = config.mode === 'client' ? 'client' : 'server';
+    const mode = config.mode === 'client' ? 'client' : 'server';
     // What the previous instance of this node ran, if a deploy just closed it.
     const kept = running.claim(node.id);
-    const keptBroker = kept instanceof TcpmqBroker && node.mode === 'server' ? kept : undefined;
-    const keptClient = kept instanceof TcpmqClient && node.mode === 'client' ? kept : undefined;
+    const keptBroker = kept instanceof TcpmqBroker && mode === 'server' ? kept : undefined;
+    const keptClient = kept instanceof TcpmqClient && mode === 'client' ? kept : undefined;
     // Switched between server and client: the old one goes.
     if (kept && !keptBroker && !keptClient) kept.stop().catch(() => undefined);
     const later = (apply: () => void) => running.afterStart(() => closed || apply());
-    const endpoint =
-      node.mode === 'client' ? clientEndpoint(RED, node, config, showStatus, later, keptClient) : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
-    node.broker = endpoint.broker;
-    node.client = endpoint.client;
-    const runtime = (endpoint.broker ?? endpoint.client)!;
+    const role = mode === 'client' ? clientEndpoint(RED, node, config, showStatus, later, keptClient) : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
+    const { endpoint } = role;
+    node.endpoint = endpoint;
+    const runtime = 'broker' in role ? (node.broker = role.broker) : (node.client = role.client);
     brokers.set(node.id, node);
     const stopPublishing = publishUpdates(RED, node);
 

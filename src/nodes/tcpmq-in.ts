@@ -1,10 +1,10 @@
 /** tcpmq-in: every request a device sends (and every line of plain text) becomes a flow message. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { RawEvent, RequestEvent } from '../core/broker';
-import type { ClientReply } from '../core/client';
+import { connectionName, type RawEvent } from '../core/broker';
 import { useBroker } from './broker-user';
 import { deviceFilter } from './config';
+import type { NewsEvent } from './endpoint';
 
 interface TcpmqInDef extends NodeDef {
   broker: string;
@@ -26,24 +26,14 @@ export = function (RED: NodeAPI) {
     const asNumber = (payload: unknown) => (numbers && typeof payload === 'string' && DECIMAL.test(payload) ? Number(payload) : payload);
 
     useBroker(RED, node, config.broker, {
-      request(event: RequestEvent) {
+      news(event: NewsEvent) {
         if (!wanted(event.from)) return;
-        node.send({
-          topic: event.from,
-          payload: asNumber(event.payload),
-          want: event.want,
-          remoteAddress: event.remoteAddress,
-          remotePort: event.remotePort,
-          connectionId: event.connectionId,
-        } as Record<string, unknown>);
-      },
-      /** Client mode: a watched id's news, read from the remote broker. */
-      reply(event: ClientReply) {
-        if (!wanted(event.id)) return;
-        node.send({ topic: event.id, payload: asNumber(event.payload) } as Record<string, unknown>);
+        // Where the device spoke from (server mode) goes along.
+        const { from, payload, ...where } = event;
+        node.send({ topic: from, payload: asNumber(payload), ...where } as Record<string, unknown>);
       },
       raw(event: RawEvent) {
-        const topic = `${event.remoteAddress}:${event.remotePort}`;
+        const topic = connectionName(event);
         // Bytes that are not text only reach flows that asked for them (binary).
         if (!wanted(topic) || (!event.isText && !binary)) return;
         node.send({

@@ -4,9 +4,6 @@
  */
 
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import type { ConnectionTarget, TcpmqBroker } from '../core/broker';
-import type { TcpmqClient } from '../core/client';
-import { canonicalId } from '../core/request';
 import { useBroker } from './broker-user';
 import { numberProperty } from './config';
 
@@ -30,44 +27,19 @@ export = function (RED: NodeAPI) {
     const fixedDevice = String(config.device ?? '').trim();
     const defaultTtl = numberProperty(config.ttl, 0);
     const action: Action = ACTIONS.includes(config.action as Action) ? (config.action as Action) : 'mailbox';
-    const brokerNode = useBroker(RED, node, config.broker);
-
-    /** The connections to write to or close: msg.connectionId, else the device's. */
-    function connectionTarget(msg: OutMessage): ConnectionTarget {
-      const connectionId = numberProperty(msg.connectionId, NaN);
-      if (Number.isInteger(connectionId)) return { connectionId };
-      const device = canonicalId(fixedDevice !== '' ? fixedDevice : msg.topic);
-      if (device === undefined || device === '') throw new Error(RED._('tcpmq-out.errors.no-connection'));
-      return { device };
-    }
-
-    function writeMailbox(broker: TcpmqBroker, msg: OutMessage): void {
-      const target = fixedDevice !== '' ? fixedDevice : msg.topic;
-      if (target === undefined || target === null || target === '') throw new Error(RED._('tcpmq-out.errors.no-target'));
-      const ttl = numberProperty(msg.ttl, defaultTtl);
-      if (ttl < 0) throw new Error(RED._('tcpmq-out.errors.bad-ttl', { ttl: String(msg.ttl) }));
-      if (msg.payload === undefined || msg.payload === null) broker.clearMailbox(target);
-      else broker.writeMailbox(target, msg.payload, ttl);
-    }
-
-    /** Client mode: its own mailbox is what it sends with every request. */
-    function writeOwnMailbox(client: TcpmqClient, msg: OutMessage): void {
-      if (action !== 'mailbox') throw new Error(RED._('tcpmq-out.errors.client-action', { action }));
-      client.setPayload(msg.payload === null ? undefined : msg.payload);
-    }
+    const endpoint = useBroker(RED, node, config.broker);
 
     node.on('input', (msg, _send, done) => {
-      if (!brokerNode) {
+      if (!endpoint) {
         done(new Error(RED._('tcpmq-out.errors.no-broker')));
         return;
       }
       const message = msg as OutMessage;
-      const { broker, client } = brokerNode;
+      const target = fixedDevice !== '' ? fixedDevice : message.topic;
       try {
-        if (!broker) writeOwnMailbox(client!, message);
-        else if (action === 'mailbox') writeMailbox(broker, message);
-        else if (action === 'send') broker.send(connectionTarget(message), bytesOf(message.payload));
-        else broker.closeConnections(connectionTarget(message));
+        if (action === 'mailbox') endpoint.writeMailbox(target, message.payload, numberProperty(message.ttl, defaultTtl));
+        else if (action === 'send') endpoint.send({ connectionId: message.connectionId, device: target }, bytesOf(message.payload));
+        else endpoint.closeConnections({ connectionId: message.connectionId, device: target });
         done();
       } catch (err) {
         done(err as Error);

@@ -1,9 +1,8 @@
 /** tcpmq-status: devices coming online and going offline become flow messages; any input asks for the device table. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { BrokerStatus, RejectEvent } from '../core/broker';
-import type { ClientStatus } from '../core/client';
-import { useBroker, type BrokerConfigNode } from './broker-user';
+import { connectionName, type RejectEvent } from '../core/broker';
+import { useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import { RateLimit } from './rate-limit';
 
@@ -31,7 +30,7 @@ export = function (RED: NodeAPI) {
       const dropped = (count: number) => node.send({ topic: 'errors', payload: 'error', error: RED._('tcpmq-status.errors.dropped', { count }), kind: 'dropped' } as Record<string, unknown>);
       if (!errors.take(now, dropped)) return;
       node.send({
-        topic: event.deviceId ?? `${event.remoteAddress}:${event.remotePort}`,
+        topic: event.deviceId ?? connectionName(event),
         payload: 'error',
         error: event.reason,
         kind: event.kind,
@@ -39,39 +38,24 @@ export = function (RED: NodeAPI) {
         remotePort: event.remotePort,
       } as Record<string, unknown>);
     };
-    // Client mode: the remote broker as a whole comes and goes.
-    let connected = false;
-    // Declared before useBroker: a client reports its first state while this node registers.
-    let brokerNode: BrokerConfigNode | undefined;
-    const reportConnection = (status: ClientStatus) => {
-      if ((status.state === 'connected') === connected) return;
-      connected = !connected;
-      node.send({ topic: `${status.host}:${status.port}`, payload: connected ? 'connected' : 'disconnected', broker: status } as Record<string, unknown>);
-    };
-    brokerNode = useBroker(RED, node, config.broker, {
-      online: (device: { id: string }) => report(device, 'online'),
-      offline: (device: { id: string }) => report(device, 'offline'),
+    const endpoint = useBroker(RED, node, config.broker, {
+      online: (device) => report(device, 'online'),
+      offline: (device) => report(device, 'offline'),
       rejected: reportError,
-      state: (status: ClientStatus | BrokerStatus) => brokerNode?.mode === 'client' && reportConnection(status as ClientStatus),
+      // Client mode: the remote broker as a whole comes and goes.
+      link: (link) => node.send({ ...link } as Record<string, unknown>),
     });
-    // A node deployed while its client is already connected starts from there.
-    connected = brokerNode?.client?.status.state === 'connected';
 
     node.on('input', (msg, send, done) => {
-      if (!brokerNode) {
+      if (!endpoint) {
         done(new Error(RED._('tcpmq-status.errors.no-broker')));
         return;
       }
       const reply = msg as typeof msg & Record<string, unknown>;
-      const { broker, client } = brokerNode;
-      if (broker) {
-        reply.payload = broker.deviceTable();
-        reply.connections = broker.connectionTable();
-        reply.counters = { ...broker.counters, openConnections: broker.connectionCount };
-      } else {
-        reply.payload = client!.watchState();
-        reply.counters = { ...client!.counters };
-      }
+      const { devices, connections, counters } = endpoint.table();
+      reply.payload = devices;
+      if (connections) reply.connections = connections;
+      reply.counters = counters;
       send(reply);
       done();
     });

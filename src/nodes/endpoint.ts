@@ -1,0 +1,88 @@
+/**
+ * What the in, out and status nodes (and the sidebar) see of a tcpmq-broker,
+ * in either mode: a broker of its own (server, broker-server.ts) or a device on
+ * a broker hosted elsewhere (client, broker-client.ts). User nodes talk to this
+ * role object only, never to the mode behind it.
+ */
+
+import type { NodeStatus } from 'node-red';
+import type { BrokerStatus, ConnectionRecord, RawEvent, RejectEvent } from '../core/broker';
+import type { ClientStatus } from '../core/client';
+
+/** A device's news: a request it sent (server), or a watched id's mailbox read (client). */
+export interface NewsEvent {
+  /** The device id. */
+  from: string;
+  payload: unknown;
+  /** Server: what the device asked for, and where it spoke from. */
+  want?: string;
+  remoteAddress?: string;
+  remotePort?: number;
+  connectionId?: number;
+}
+
+/** The remote broker came or went (client mode). */
+export interface LinkEvent {
+  /** `host:port` of the remote broker. */
+  topic: string;
+  payload: 'connected' | 'disconnected';
+  broker: ClientStatus;
+}
+
+/** What each event carries. */
+export interface EndpointEvents {
+  news: NewsEvent;
+  /** A line or chunk from a plain-text connection (server). */
+  raw: RawEvent;
+  online: { id: string };
+  offline: { id: string };
+  /** Bad input, a refused or closed connection (server). */
+  rejected: RejectEvent;
+  link: LinkEvent;
+}
+
+export type EndpointEvent = keyof EndpointEvents;
+
+/** Listeners for some of the events. */
+export type Listeners = { [E in EndpointEvent]?: (event: EndpointEvents[E]) => void };
+
+/** The device table, as tcpmq-status sends it and the sidebar shows it. */
+export interface DeviceTable {
+  /** Server: every device heard. Client: the watched ids. */
+  devices: object[];
+  /** Server: every open connection. */
+  connections?: ConnectionRecord[];
+  counters: Record<string, number>;
+}
+
+/** Which connections a flow writes to or closes, as the message gives them (parsed by the endpoint). */
+export interface ConnectionChoice {
+  connectionId?: unknown;
+  device?: unknown;
+}
+
+export interface Endpoint {
+  readonly mode: 'server' | 'client';
+  /** Subscribes `listener`; returns the function that unsubscribes it. */
+  on<E extends EndpointEvent>(event: E, listener: (event: EndpointEvents[E]) => void): () => void;
+  /** Starts serving (or connecting); what it runs may already be running (a deploy). */
+  start(): void;
+  /** Lets go of what it runs, which goes on: listeners and timers removed, `persist` saved. */
+  close(): Promise<void>;
+  /** The status dot its user nodes show. */
+  status(): NodeStatus;
+  /** The listening or connection state, for the sidebar. */
+  state(): BrokerStatus | ClientStatus;
+  /** Changes whenever what the sidebar shows may have changed. */
+  changes(): string;
+  table(): DeviceTable;
+  /**
+   * Writes mailbox `target` (server) or this device's own mailbox (client);
+   * `value` null or undefined clears it. Throws with a message for the flow.
+   */
+  writeMailbox(target: unknown, value: unknown, ttlSeconds: number): void;
+  /** Writes `data` to the chosen connections; returns how many. Throws if there is none, or in client mode. */
+  send(choice: ConnectionChoice, data: string | Buffer): number;
+  /** Closes the chosen connections; returns how many. Throws as send() does. */
+  closeConnections(choice: ConnectionChoice): number;
+}
