@@ -1,5 +1,5 @@
 /**
- * The device role (protocol section 6): joins a TCPMQ broker hosted elsewhere
+ * The device role (docs/PROTOCOL.md, client mode): joins a TCPMQ broker hosted elsewhere
  * (an ESP32 on its own Wi-Fi hotspot, a PC broker, another copy of this
  * project) as one more device. In lockstep, every pollInterval: one request
  * `[clientId, want, payload]`, one reply, then `want` moves on to the next
@@ -17,7 +17,8 @@
 
 import * as net from 'node:net';
 import { listItems } from './access';
-import type { ReplyFormat } from './reply';
+import { decodeReply, type ReplyFormat } from './reply';
+import { wireId } from './request';
 import { SafeEmitter } from './safe-emitter';
 
 export interface ClientOptions {
@@ -111,19 +112,6 @@ const REPLY_SETTLE_MS = 20;
 
 /** A reply longer than this is not a mailbox: the connection is dropped. */
 const MAX_REPLY_BYTES = 1024 * 1024;
-
-/**
- * The id as it goes on the wire: a number if the text is exactly the JSON text
- * of a number (`1`, `-1`, `2.5`), else the text itself (`01`, `1.0`, `+1`,
- * `cmd`). Field brokers key mailboxes by the JSON value, so `1` and `"1"` are
- * different mailboxes there (protocol section 6); this project's broker reads
- * both back as the same text.
- */
-export function wireId(id: string): number | string {
-  if (id === '') return id;
-  const value = Number(id);
-  return Number.isFinite(value) && JSON.stringify(value) === id ? value : id;
-}
 
 /** What each of the client's events carries (see the top of this file). */
 export interface ClientEvents {
@@ -268,9 +256,9 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.retryDelay = this.options.retryMin * 1000;
-    if (this.options.clientId === '') {
-      this.setStatus({ state: 'error', host: this.options.host, port: this.options.port, code: 'EINVAL', error: 'the client id is empty: give this device an id' });
+    this.retryDelay = this.settings.retryMin * 1000;
+    if (this.settings.clientId === '') {
+      this.setStatus({ state: 'error', host: this.settings.host, port: this.settings.port, code: 'EINVAL', error: 'the client id is empty: give this device an id' });
       return;
     }
     this.connect();
@@ -291,7 +279,7 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     );
     return Promise.all(closing).then(() => {
       if (!this.running && this.currentStatus.state !== 'stopped') {
-        this.setStatus({ state: 'stopped', host: this.options.host, port: this.options.port });
+        this.setStatus({ state: 'stopped', host: this.settings.host, port: this.settings.port });
       }
     });
   }
@@ -299,7 +287,7 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
   // ---- connection ---------------------------------------------------------
 
   private connect(): void {
-    const { host, port } = this.options;
+    const { host, port } = this.settings;
     this.lastError = undefined;
     this.setStatus({ state: 'connecting', host, port });
     if (!this.running) return; // a 'state' listener stopped the client
@@ -333,15 +321,15 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
       if (socket === this.socket) this.sendRequest();
     });
     this.setTimer(() => {
-      this.fail(withCode(new Error(`cannot connect to ${host}:${port} within ${this.options.timeout} s`), 'ETIMEDOUT'));
-    }, this.options.timeout * 1000);
+      this.fail(withCode(new Error(`cannot connect to ${host}:${port} within ${this.settings.timeout} s`), 'ETIMEDOUT'));
+    }, this.settings.timeout * 1000);
   }
 
   /** The broker closed the connection, or the connection failed. */
   private connectionClosed(): void {
     // A reply that came just before the close is still a reply.
     if (this.pending && this.pending.bytes > 0) this.finishReply(false);
-    const { host, port } = this.options;
+    const { host, port } = this.settings;
     this.fail(this.lastError ?? withCode(new Error(`connection closed by ${host}:${port}`), 'ECLOSED'));
   }
 
@@ -353,9 +341,9 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     this.socket = undefined;
     socket?.destroy();
     if (!this.running) return;
-    const { host, port } = this.options;
+    const { host, port } = this.settings;
     const retryIn = this.retryDelay;
-    this.retryDelay = Math.min(this.retryDelay * 2, this.options.retryMax * 1000);
+    this.retryDelay = Math.min(this.retryDelay * 2, this.settings.retryMax * 1000);
     this.setTimer(() => this.connect(), retryIn);
     this.setStatus({ state: 'error', host, port, error: connectError(host, port, err), code: err.code, retryIn });
   }
@@ -365,7 +353,7 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
   private sendRequest(): void {
     const socket = this.socket;
     if (!socket || socket.destroyed || !this.running) return;
-    const { clientId, watch, timeout } = this.options;
+    const { clientId, watch, timeout } = this.settings;
     const want = watch.length === 0 ? clientId : watch[this.nextWant % watch.length];
     this.nextWant = watch.length === 0 ? 0 : (this.nextWant + 1) % watch.length;
     const frame = `[${JSON.stringify(wireId(clientId))},${JSON.stringify(wireId(want))},${this.payloadJson}]`;
@@ -375,7 +363,7 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     socket.write(Buffer.from(frame, 'utf8'));
     this.setTimer(() => {
       this.counters.timeouts++;
-      const { host, port } = this.options;
+      const { host, port } = this.settings;
       this.fail(withCode(new Error(`no reply from ${host}:${port} within ${timeout} s (asked for "${want}")`), 'ETIMEDOUT'));
     }, timeout * 1000);
   }
@@ -384,13 +372,13 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     const pending = this.pending;
     if (!pending) {
       this.counters.strayBytes += chunk.length;
-      this.warn(`${chunk.length} bytes from ${this.options.host}:${this.options.port} with no request waiting: dropped`);
+      this.warn(`${chunk.length} bytes from ${this.settings.host}:${this.settings.port} with no request waiting: dropped`);
       return;
     }
     pending.chunks.push(chunk);
     pending.bytes += chunk.length;
     if (pending.bytes > MAX_REPLY_BYTES) {
-      this.fail(withCode(new Error(`a reply over ${MAX_REPLY_BYTES} bytes from ${this.options.host}:${this.options.port}`), 'EMSGSIZE'));
+      this.fail(withCode(new Error(`a reply over ${MAX_REPLY_BYTES} bytes from ${this.settings.host}:${this.settings.port}`), 'EMSGSIZE'));
       return;
     }
     // Wait a moment for the rest of a reply that TCP split.
@@ -403,25 +391,31 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     if (!pending) return;
     this.pending = undefined;
     this.clearTimer();
-    this.retryDelay = this.options.retryMin * 1000; // the broker works: back to quick retries
+    this.retryDelay = this.settings.retryMin * 1000; // the broker works: back to quick retries
     this.handleReply(pending.want, Buffer.concat(pending.chunks, pending.bytes));
     if (!next || !this.running || !this.socket) return;
-    const wait = Math.max(0, pending.sentAt + this.options.pollInterval * 1000 - Date.now());
+    const wait = Math.max(0, pending.sentAt + this.settings.pollInterval * 1000 - Date.now());
     this.setTimer(() => this.sendRequest(), wait);
   }
 
   private handleReply(want: string, raw: Buffer): void {
-    const payload = this.decode(raw);
+    const reply = decodeReply(raw, this.settings.replyFormat);
     const watched = this.watched.get(want);
-    if (payload === NOTHING) {
+    if (reply.empty) {
       this.counters.emptyReplies++;
       if (!watched) return;
       watched.nones++;
-      if (watched.nones >= this.options.offlineAfterNones && watched.online !== false) {
+      if (watched.nones >= this.settings.offlineAfterNones && watched.online !== false) {
         watched.online = false;
         this.safeEmit('offline', { id: want });
       }
       return;
+    }
+    if ('notJson' in reply && !this.warnedUndecodable) {
+      this.warnedUndecodable = true;
+      this.warn(
+        `a reply from ${this.settings.host}:${this.settings.port} is not JSON (${JSON.stringify(reply.value.slice(0, 24))}): passed on as text; does the broker use text replies?`,
+      );
     }
     this.counters.replies++;
     if (!watched) return; // its own mailbox, read back when nothing is watched
@@ -430,31 +424,13 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
       watched.online = true;
       this.safeEmit('online', { id: want });
     }
-    this.safeEmit('reply', { id: want, payload, raw } satisfies ClientReply);
-  }
-
-  /** A reply's content, or NOTHING for `None` (either dialect) or `null` (json). */
-  private decode(raw: Buffer): unknown {
-    const text = raw.toString('utf8');
-    if (text === 'None') return NOTHING;
-    if (this.options.replyFormat === 'text') return text;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      if (!this.warnedUndecodable) {
-        this.warnedUndecodable = true;
-        this.warn(`a reply from ${this.options.host}:${this.options.port} is not JSON (${JSON.stringify(text.slice(0, 24))}): passed on as text; does the broker use text replies?`);
-      }
-      return text;
-    }
-    return value === null ? NOTHING : value;
+    this.safeEmit('reply', { id: want, payload: reply.value, raw } satisfies ClientReply);
   }
 
   // ---- plumbing -------------------------------------------------------------
 
   private emptyPayloadJson(): string {
-    return this.options.replyFormat === 'json' ? 'null' : '""';
+    return this.settings.replyFormat === 'json' ? 'null' : '""';
   }
 
   private setTimer(callback: () => void, ms: number): void {
@@ -476,9 +452,6 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
   }
 
 }
-
-/** What decode() returns for an empty reply. */
-const NOTHING = Symbol('nothing');
 
 function positive(value: unknown, fallback: number): number {
   const number = Number(value);

@@ -1,5 +1,6 @@
-/** Device registry: who has spoken, from where, and who has gone silent (protocol section 4). */
+/** Device registry: who has spoken, from where, and who has gone silent (docs/PROTOCOL.md, online and offline). */
 
+import type { ConnectionInfo } from './connection';
 import type { DeviceId } from './request';
 
 export interface DeviceRecord {
@@ -16,12 +17,6 @@ export interface DeviceRecord {
   online: boolean;
   /** The last payload the device sent: kept after it goes offline, for dashboards. */
   lastValue: unknown;
-}
-
-export interface Sender {
-  remoteAddress: string;
-  remotePort: number;
-  connectionId: number;
 }
 
 export class Devices {
@@ -44,7 +39,7 @@ export class Devices {
   }
 
   /** Records a valid request; returns the record if the device just came online. */
-  heard(id: DeviceId, sender: Sender, value: unknown, now: number): DeviceRecord | undefined {
+  heard(id: DeviceId, sender: ConnectionInfo, value: unknown, now: number): DeviceRecord | undefined {
     let device = this.records.get(id);
     if (device === undefined) {
       device = {

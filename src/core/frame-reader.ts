@@ -1,5 +1,5 @@
 /**
- * Bytes in, frames out (protocol sections 1 and 5).
+ * Bytes in, frames out (docs/PROTOCOL.md, frames and plain text).
  *
  * Scans each byte once and keeps only the bytes of an unfinished frame, so a
  * frame split over reads, several frames in one read and UTF-8 split across
@@ -45,7 +45,7 @@ const BROKEN = -2;
 export class FrameReader {
   private mode = Mode.BetweenFrames;
   /**
-   * Decided by the connection's first byte (protocol section 5): JSON frames
+   * Decided by the connection's first byte (docs/PROTOCOL.md, plain text): JSON frames
    * when it is `[` (or `{` or `"`, to be rejected as protocol errors), plain
    * text otherwise, whatever comes later.
    */

@@ -1,5 +1,6 @@
 /** The TCPMQ protocol core, usable without Node-RED. */
 export * from './broker';
+export * from './snapshot';
 export * from './client';
 export * from './devices';
 export * from './frame-reader';

@@ -1,5 +1,6 @@
-/** Mailbox store: device id -> latest news (protocol sections 2 and 4). */
+/** Mailbox store: device id -> latest news, and the reply bytes that serve it (docs/PROTOCOL.md, mailboxes). */
 
+import { emptyReply, encodeReply, type ReplyFormat } from './reply';
 import type { DeviceId } from './request';
 
 /** Who wrote a mailbox: a device's own news expires when it goes silent; a flow's does not. */
@@ -11,18 +12,25 @@ export interface Mailbox {
   writer: Writer;
   /** Time (ms since epoch) after which the mailbox reads as empty; Infinity for never. */
   expiresAt: number;
-  /** The reply bytes for `value`, encoded once on first read. */
+  /** The reply bytes for `value`, encoded once on first read (owned by Mailboxes). */
   reply?: Buffer;
 }
 
 export class Mailboxes {
   private readonly boxes = new Map<DeviceId, Mailbox>();
 
-  write(id: DeviceId, value: unknown, writer: Writer, now: number, ttlMs = 0): Mailbox {
+  /** @param format the reply dialect the cached replies are in */
+  constructor(private format: ReplyFormat = 'text') {}
+
+  /**
+   * Writes mailbox `id`. `reply`: the value's reply bytes if the caller has
+   * encoded them already (a flow's value is checked that way before it is written).
+   */
+  write(id: DeviceId, value: unknown, writer: Writer, now: number, ttlMs = 0, reply?: Buffer): Mailbox {
     const expiresAt = ttlMs > 0 ? now + ttlMs : Infinity;
     let mailbox = this.boxes.get(id);
     if (mailbox === undefined) {
-      mailbox = { value, writtenAt: now, writer, expiresAt, reply: undefined };
+      mailbox = { value, writtenAt: now, writer, expiresAt, reply };
       this.boxes.set(id, mailbox);
     } else {
       // Updated in place: a device writes its mailbox every few seconds, for as long as it runs.
@@ -30,7 +38,7 @@ export class Mailboxes {
       mailbox.writtenAt = now;
       mailbox.writer = writer;
       mailbox.expiresAt = expiresAt;
-      mailbox.reply = undefined;
+      mailbox.reply = reply;
     }
     return mailbox;
   }
@@ -55,8 +63,17 @@ export class Mailboxes {
     if (this.boxes.get(id)?.writer === 'device') this.boxes.delete(id);
   }
 
-  /** The reply dialect changed: every reply is encoded anew on its next read. */
-  forgetReplies(): void {
+  /** The bytes a device asking for `id` gets now: the content's reply, or the empty reply. */
+  replyTo(id: DeviceId, now: number): Buffer {
+    const mailbox = this.read(id, now);
+    if (mailbox === undefined) return emptyReply(this.format);
+    return (mailbox.reply ??= encodeReply(mailbox.value, this.format));
+  }
+
+  /** A new reply dialect: every reply is encoded anew on its next read. */
+  setFormat(format: ReplyFormat): void {
+    if (format === this.format) return;
+    this.format = format;
     for (const mailbox of this.boxes.values()) mailbox.reply = undefined;
   }
 
@@ -67,4 +84,13 @@ export class Mailboxes {
   entries(): IterableIterator<[DeviceId, Mailbox]> {
     return this.boxes.entries();
   }
+}
+
+/**
+ * Payloads are stored as parsed and handed to flows: each side gets its own
+ * copy of an object, so a flow changing msg.payload cannot change a mailbox.
+ */
+export function copyOf<T>(value: T): T {
+  if (Buffer.isBuffer(value)) return Buffer.from(value) as T;
+  return typeof value === 'object' && value !== null ? structuredClone(value) : value;
 }

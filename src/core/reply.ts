@@ -1,4 +1,4 @@
-/** Mailbox content -> the bytes of one reply, per dialect (protocol section 3). */
+/** Mailbox content <-> the bytes of one reply, per dialect (docs/PROTOCOL.md, replies): the broker encodes, the client decodes. */
 
 export type ReplyFormat = 'text' | 'json';
 
@@ -32,4 +32,27 @@ export function encodeReply(value: unknown, format: ReplyFormat): Buffer {
   const json = JSON.stringify(value);
   // undefined, functions and symbols have no JSON text: the mailbox reads as empty.
   return json === undefined ? EMPTY_REPLY[format] : Buffer.from(json, 'utf8');
+}
+
+/** What a reply holds, read the way its dialect wrote it. */
+export type DecodedReply =
+  /** `None` (either dialect) or `null` (json): the mailbox is empty. */
+  | { empty: true }
+  /** text: the reply's UTF-8 text; json: its JSON value. */
+  | { empty: false; value: unknown }
+  /** json, but the bytes are not JSON: the text as it came. */
+  | { empty: false; value: string; notJson: true };
+
+/** The inverse of encodeReply(), as a device reads a reply. */
+export function decodeReply(bytes: Buffer, format: ReplyFormat): DecodedReply {
+  const text = bytes.toString('utf8');
+  if (text === 'None') return { empty: true };
+  if (format === 'text') return { empty: false, value: text };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { empty: false, value: text, notJson: true };
+  }
+  return value === null ? { empty: true } : { empty: false, value };
 }

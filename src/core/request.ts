@@ -1,4 +1,4 @@
-/** A frame's meaning: `[from, want, payload]` (protocol section 1). */
+/** A frame's meaning: `[from, want, payload]` (docs/PROTOCOL.md, frames and ids). */
 
 /** A device id in its canonical text: `1` and `"1"` are both "1". */
 export type DeviceId = string;
@@ -9,7 +9,7 @@ export interface Request {
   payload: unknown;
 }
 
-/** A frame that is not a request, and why (protocol section 5). */
+/** A frame that is not a request, and why (docs/PROTOCOL.md, what is not a request). */
 export interface NotARequest {
   reason: string;
 }
@@ -23,6 +23,19 @@ export function canonicalId(value: unknown): DeviceId | undefined {
   // String() of a finite number is its JSON text (1, -1, 2.5, 1e+21), and cheaper.
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   return undefined;
+}
+
+/**
+ * The id as it goes on the wire from a device (the inverse of canonicalId): a
+ * number if the text is exactly the JSON text of a number (`1`, `-1`, `2.5`),
+ * else the text itself (`01`, `1.0`, `+1`, `cmd`). Field brokers key mailboxes
+ * by the JSON value, so `1` and `"1"` are different mailboxes there
+ * (docs/PROTOCOL.md, client mode); this project's broker reads both as "1".
+ */
+export function wireId(id: string): number | string {
+  if (id === '') return id;
+  const value = Number(id);
+  return Number.isFinite(value) && JSON.stringify(value) === id ? value : id;
 }
 
 /**

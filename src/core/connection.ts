@@ -1,0 +1,124 @@
+/**
+ * One TCP connection of the broker: its frame reader, what the connection
+ * table lists about it, and writes that drop a device which never reads.
+ */
+
+import type * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { FrameReader } from './frame-reader';
+import type { DeviceId } from './request';
+
+/** Which connection something came from. */
+export interface ConnectionInfo {
+  connectionId: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+/** An open connection, as the device table lists it (like a desktop network assistant). */
+export interface ConnectionRecord extends ConnectionInfo {
+  /** The id last seen on it (TCPMQ connections). */
+  deviceId: DeviceId | undefined;
+  /** 'tcpmq' (JSON frames), 'raw' (plain text) or 'unknown' (nothing received yet). */
+  kind: 'tcpmq' | 'raw' | 'unknown';
+  connectedAt: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** `address:port`: the name of a connection, and of a plain-text board (which has no id). */
+export function connectionName({ remoteAddress, remotePort }: { remoteAddress: string; remotePort: number }): string {
+  return `${remoteAddress}:${remotePort}`;
+}
+
+/** `::ffff:192.168.4.2` -> `192.168.4.2`, as people know their boards' addresses. */
+export function plainAddress(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/** What a connection's bytes turn into, handed to its owner with the connection. */
+export interface ConnectionHandlers {
+  /** A complete JSON frame. */
+  frame(connection: Connection, frame: Buffer): void;
+  /** A line or chunk of plain text (docs/PROTOCOL.md, plain text). */
+  raw(connection: Connection, bytes: Buffer): void;
+  /** Bytes between frames that start no frame. */
+  stray(connection: Connection, bytes: Buffer): void;
+  /** A frame beyond maxFrameBytes: the connection closes. */
+  oversize(connection: Connection, size: number): void;
+  /** The device leaves `unread` bytes of replies unread: the connection closes. */
+  backlog(connection: Connection, unread: number): void;
+}
+
+/** Replies that a client leaves unread beyond this are a client that does not read: drop it. */
+const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
+
+export class Connection implements ConnectionInfo {
+  readonly reader: FrameReader;
+  readonly connectedAt = Date.now();
+  /** When it last sent anything (a monotonic clock): the idle sweep closes it after idleTimeout of silence. */
+  lastHeard = performance.now();
+  deviceId: DeviceId | undefined;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly connectionId: number,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+    maxFrameBytes: number,
+    private readonly handlers: ConnectionHandlers,
+  ) {
+    this.reader = new FrameReader(
+      {
+        onFrame: (frame) => handlers.frame(this, frame),
+        onRaw: (bytes) => handlers.raw(this, bytes),
+        onStray: (bytes) => handlers.stray(this, bytes),
+        onOversize: (size) => handlers.oversize(this, size),
+      },
+      maxFrameBytes,
+    );
+  }
+
+  get name(): string {
+    return connectionName(this);
+  }
+
+  get open(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  info(): ConnectionInfo {
+    return { connectionId: this.connectionId, remoteAddress: this.remoteAddress, remotePort: this.remotePort };
+  }
+
+  record(): ConnectionRecord {
+    const { connectionId, remoteAddress, remotePort, deviceId, connectedAt, bytesIn, bytesOut } = this;
+    return { connectionId, remoteAddress, remotePort, deviceId, kind: this.reader.kind, connectedAt, bytesIn, bytesOut };
+  }
+
+  /** Bytes from the socket. */
+  received(chunk: Buffer): void {
+    this.lastHeard = performance.now();
+    this.bytesIn += chunk.length;
+    this.reader.push(chunk);
+  }
+
+  write(reply: Buffer): void {
+    if (reply.length === 0 || this.socket.destroyed) return;
+    this.bytesOut += reply.length;
+    this.socket.write(reply);
+    if (this.socket.writableLength > MAX_UNREAD_REPLY_BYTES) {
+      this.handlers.backlog(this, this.socket.writableLength);
+      this.close();
+    }
+  }
+
+  /** Closes it now: nothing more it sent is read. */
+  close(): void {
+    this.reader.stop();
+    this.socket.destroy();
+  }
+}
