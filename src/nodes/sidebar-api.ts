@@ -1,6 +1,7 @@
 /**
- * What the editor's TCPMQ sidebar reads and writes: admin HTTP endpoints
- * (behind Node-RED's own permissions) and live updates over RED.comms.
+ * What the editor's TCPMQ sidebar (the tcpmq-sidebar plugin) reads and writes:
+ * admin HTTP endpoints (behind Node-RED's own permissions) and live updates
+ * over RED.comms.
  */
 
 import type { NodeAPI } from 'node-red';
@@ -40,8 +41,11 @@ interface Response {
   status(code: number): Response;
 }
 
-/** Registers the endpoints once per runtime; they serve whichever broker nodes are deployed. */
-export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConfigNode>): void {
+/** The deployed tcpmq-broker nodes by id: the broker nodes keep it, the sidebar plugin reads it. */
+export const deployedBrokers = new Map<string, BrokerConfigNode>();
+
+/** Registers the endpoints (the sidebar plugin does, once per runtime); they serve whichever broker nodes are deployed. */
+export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConfigNode> = deployedBrokers): void {
   const read = RED.auth.needsPermission('tcpmq.read');
   const write = RED.auth.needsPermission('tcpmq.write');
   const withBroker = (handler: (node: BrokerConfigNode, body: Record<string, unknown>) => unknown) => (req: Request, res: Response) => {

@@ -16,12 +16,11 @@ import { clientEndpoint } from './broker-client';
 import { serverEndpoint } from './broker-server';
 import type { BrokerConfigNode, BrokerDef } from './broker-user';
 import { runningBrokers } from './running-brokers';
-import { publishRemoved, publishUpdates, registerSidebarApi } from './sidebar-api';
+import { deployedBrokers, publishRemoved, publishUpdates } from './sidebar-api';
 
 export = function (RED: NodeAPI) {
-  /** The deployed broker nodes, for the editor's sidebar. */
-  const brokers = new Map<string, BrokerConfigNode>();
-  registerSidebarApi(RED, brokers);
+  /** The deployed broker nodes, for the editor's sidebar (the tcpmq-sidebar plugin). */
+  const brokers = deployedBrokers;
   const running = runningBrokers(RED.events);
 
   function TcpmqBrokerNode(this: BrokerConfigNode, config: BrokerDef) {

@@ -231,8 +231,11 @@ describe('in a browser: the TCPMQ sidebar', function () {
     const context = await browser.newContext({ viewport: { width: 1500, height: 820 }, locale });
     const page = await context.newPage();
     await page.goto(`http://127.0.0.1:${editorPort}/`);
-    // The tab is registered with the editor (it may sit in the sidebar's overflow menu).
+    // The tab is registered with the editor (it may sit in the sidebar's overflow menu); the
+    // plugin adds it before the nodes load, and the editor shows its own tab once they have.
     await page.waitForSelector('#red-ui-tab-tcpmq', { state: 'attached', timeout: 30000 });
+    await page.waitForSelector('.red-ui-palette-node[data-palette-type="tcpmq-in"]', { timeout: 30000 });
+    await page.waitForFunction(() => !document.querySelector('#red-ui-loader') || getComputedStyle(document.querySelector('#red-ui-loader')).display === 'none');
     await page.evaluate(() => RED.sidebar.show('tcpmq'));
     await page.waitForSelector('.tcpmq-sidebar', { state: 'visible' });
     return page;

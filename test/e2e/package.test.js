@@ -93,6 +93,20 @@ for (const runtime of ['node-red', 'node-red-3']) {
       }
     });
 
+    it('loads the sidebar plugin with its catalogue and its admin API', async function () {
+      const plugins = await get('/plugins');
+      assert.deepEqual(
+        plugins.filter((p) => p.module === '@tcpmq/node-red-tcpmq').map((p) => [p.id, p.enabled, p.err ?? 'no error']),
+        [['@tcpmq/node-red-tcpmq/tcpmq-sidebar', true, 'no error']],
+      );
+      const catalogues = await get('/plugins/messages?lng=zh-CN');
+      assert.match(catalogues['@tcpmq/node-red-tcpmq/tcpmq-sidebar']['tcpmq-sidebar'].title, /TCPMQ/);
+      const html = await (await fetch(`http://127.0.0.1:${editorPort}/plugins`, { headers: { accept: 'text/html' } })).text();
+      assert.match(html, /registerPlugin\('tcpmq-sidebar'/);
+      const [broker] = await get('/tcpmq/brokers');
+      assert.equal(broker.id, 'b1');
+    });
+
     it('lists every example in the Import menu', async function () {
       for (const file of exampleFiles()) {
         // The menu lists one folder at a time: examples/micropython/ is a sub-menu.
