@@ -127,6 +127,28 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
     const label = await page.textContent('label[for="node-config-input-offlineAfter"]');
     assert.match(label, /Offline after/, 'labels come from the message catalogue');
     await page.screenshot({ path: path.join(SCREENSHOTS, 'editor-broker-dialog.png') });
+    // A bad value is marked, and the validators say what is wrong from the catalogue.
+    await page.fill('#node-config-input-port', '70000');
+    await page.fill('#node-config-input-allowFrom', 'kitchen');
+    await page.waitForSelector('#node-config-input-port.input-error', { timeout: 5000 });
+    const messages = await page.evaluate(() => {
+      const broker = RED.nodes.getType('tcpmq-broker').defaults;
+      const ttl = RED.nodes.getType('tcpmq-out').defaults.ttl;
+      const opt = { label: 'x' };
+      return [
+        broker.port.validate.call({ mode: 'server' }, '70000', opt),
+        broker.allowFrom.validate.call({}, 'kitchen', opt),
+        ttl.validate.call({}, '-1', opt),
+        broker.port.validate.call({}, '9999', opt),
+      ];
+    });
+    assert.deepEqual(messages, [
+      'a whole number from 1 to 65535',
+      'comma-separated IP addresses or CIDR ranges, such as 192.168.4.0/24, fd00::/8',
+      'a number of seconds, 0 or more (0 = never)',
+      true,
+    ]);
+    await page.click('#node-config-dialog-cancel');
   });
 
   it('shows a simulated device value on the dashboard gauge', async function () {
@@ -306,6 +328,8 @@ describe('in a browser: the TCPMQ sidebar', function () {
     await page.waitForSelector('.tcpmq-sidebar-device', { timeout: 5000 });
     const sidebar = await page.textContent('.tcpmq-sidebar');
     assert.match(sidebar, /设备号/, `sidebar text: ${sidebar.slice(0, 200)}`);
+    const portMessage = await page.evaluate(() => RED.nodes.getType('tcpmq-broker').defaults.port.validate.call({}, '0', { label: 'x' }));
+    assert.equal(portMessage, '1 到 65535 之间的整数');
     await page.evaluate(() => RED.sidebar.help.show('tcpmq-in'));
     // The help panel (one of several .red-ui-help blocks) shows tcpmq-in's help, in Chinese.
     await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-help')].some((e) => /raw/.test(e.textContent) && /设备/.test(e.textContent)), null, { timeout: 10000 });
