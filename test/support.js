@@ -1,5 +1,6 @@
 'use strict';
 // Test support: a device that speaks TCPMQ over a real socket, and small waits.
+const assert = require('node:assert/strict');
 const asyncHooks = require('node:async_hooks');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -169,7 +170,7 @@ class Device {
   }
 }
 
-/** The protocol's test vectors (section 7): frames, then the replies in each dialect. */
+/** The protocol's test vectors (docs/PROTOCOL.md, test vectors): frames, then the replies in each dialect. */
 const TEST_VECTORS = [
   { name: 'a device reads its own mailbox back', before: [], send: '[1,1,"26.5"]', text: ['26.5'], json: ['"26.5"'] },
   { name: 'a device reads another device', before: ['[1,1,"26.5"]'], send: '[-1,1,"605"]', text: ['26.5'], json: ['"26.5"'] },
@@ -186,6 +187,73 @@ const NOT_REQUESTS = [
   { name: 'an object', send: '{"from":1}' },
   { name: 'plain text', send: 'hello\n' },
 ];
+
+/**
+ * The wire contract as mocha tests, in both dialects, against any broker:
+ * `target.start(format)` runs one with that reply format (in the test's own
+ * hooks) and resolves with `{ connect(), readMailbox(id) }`.
+ */
+function vectorSuite(target) {
+  for (const format of ['text', 'json']) {
+    describe(`test vectors, ${format} replies`, function () {
+      for (const vector of TEST_VECTORS) {
+        it(vector.name, async function () {
+          const broker = await target.start(format);
+          const device = await broker.connect();
+          for (const frame of vector.before) await device.request(frame);
+          device.send(vector.send);
+          const expected = vector[format].join('');
+          assert.equal(await device.readBytes(Buffer.byteLength(expected)), expected);
+        });
+      }
+
+      for (const vector of NOT_REQUESTS) {
+        it(`gives no reply to ${vector.name} and changes no mailbox`, async function () {
+          const broker = await target.start(format);
+          const device = await broker.connect();
+          await device.request('[1,1,"before"]');
+          device.send(vector.send);
+          // The next reply is the valid frame's: nothing came for the bad one.
+          assert.equal(await device.request('[2,1,"x"]'), format === 'text' ? 'before' : '"before"');
+          assert.equal(broker.readMailbox('1'), 'before');
+        });
+      }
+    });
+  }
+}
+
+/**
+ * The hooks of a test that runs core brokers (no Node-RED): `start(options)`
+ * starts one on a free loopback port and waits until it listens; `connect()`
+ * opens a device on it. After each test: devices closed, brokers stopped.
+ */
+function coreBrokerFixture() {
+  const { TcpmqBroker } = require('../core/broker');
+  const fixture = {
+    broker: undefined,
+    brokers: [],
+    devices: [],
+    async start(options = {}) {
+      const broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), ...options });
+      fixture.brokers.push(broker);
+      fixture.broker = broker;
+      broker.start();
+      await waitFor(() => broker.status.state === 'listening', 'the broker to listen');
+      return broker;
+    },
+    async connect(port = fixture.broker.status.port) {
+      const device = await Device.connect(port);
+      fixture.devices.push(device);
+      return device;
+    },
+  };
+  afterEach(async function () {
+    for (const device of fixture.devices.splice(0)) device.close();
+    await Promise.all(fixture.brokers.splice(0).map((broker) => broker.stop()));
+    fixture.broker = undefined;
+  });
+  return fixture;
+}
 
 const EXAMPLES = path.join(__dirname, '..', 'examples');
 
@@ -208,4 +276,4 @@ function exampleFlow(file, port) {
   return flow;
 }
 
-module.exports = { Device, skipWithout, freePort, waitFor, sleep, trackOwnTimers, exampleFiles, exampleFlow, TEST_VECTORS, NOT_REQUESTS };
+module.exports = { Device, skipWithout, vectorSuite, coreBrokerFixture, freePort, waitFor, sleep, trackOwnTimers, exampleFiles, exampleFlow, TEST_VECTORS, NOT_REQUESTS };

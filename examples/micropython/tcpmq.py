@@ -99,7 +99,7 @@ def _number(text):
 
 
 def wire_id(device_id):
-    """A device id as it goes on the wire (PROTOCOL.md section 6).
+    """A device id as it goes on the wire (docs/PROTOCOL.md, client mode).
 
     Text that looks like a number ("1", "-1", "2.5") becomes that number, any
     other text stays text; numbers go as they are. The brokers in the field key

@@ -2,61 +2,31 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { TcpmqBroker } = require('../../core/broker');
-const { Device, freePort, waitFor, sleep, TEST_VECTORS, NOT_REQUESTS } = require('../support');
+const { coreBrokerFixture, freePort, vectorSuite, waitFor, sleep } = require('../support');
 
 describe('broker core over TCP (no Node-RED)', function () {
+  const fixture = coreBrokerFixture();
   let broker;
-  let devices;
 
   async function startBroker(options = {}) {
-    broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), ...options });
-    broker.start();
-    await waitFor(() => broker.status.state === 'listening', 'the broker to listen');
+    broker = await fixture.start(options);
     return broker;
   }
 
-  async function connect() {
-    const device = await Device.connect(broker.status.port);
-    devices.push(device);
-    return device;
-  }
+  const connect = () => fixture.connect();
 
-  beforeEach(function () {
-    devices = [];
-  });
-
+  // Tests that make a broker of their own (a port in use, a stop while binding) leave it here.
   afterEach(async function () {
-    for (const device of devices) device.close();
     if (broker) await broker.stop();
     broker = undefined;
   });
 
-  for (const format of ['text', 'json']) {
-    describe(`test vectors, ${format} replies`, function () {
-      for (const vector of TEST_VECTORS) {
-        it(vector.name, async function () {
-          await startBroker({ replyFormat: format });
-          const device = await connect();
-          for (const frame of vector.before) await device.request(frame);
-          device.send(vector.send);
-          const expected = vector[format].join('');
-          assert.equal(await device.readBytes(Buffer.byteLength(expected)), expected);
-        });
-      }
-
-      for (const vector of NOT_REQUESTS) {
-        it(`no reply and no mailbox change for ${vector.name}`, async function () {
-          await startBroker({ replyFormat: format });
-          const device = await connect();
-          await device.request('[1,1,"before"]');
-          device.send(vector.send);
-          // The next reply is the valid frame's: nothing came for the bad one.
-          assert.equal(await device.request('[2,1,"x"]'), format === 'text' ? 'before' : '"before"');
-          assert.equal(broker.readMailbox(1), 'before');
-        });
-      }
-    });
-  }
+  vectorSuite({
+    async start(format) {
+      await startBroker({ replyFormat: format });
+      return { connect, readMailbox: (id) => broker.readMailbox(id) };
+    },
+  });
 
   it('counts protocol errors, replies to none of them, and keeps the connection open', async function () {
     await startBroker();

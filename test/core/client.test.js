@@ -1,5 +1,5 @@
 'use strict';
-// The device role (protocol section 6): TcpmqClient against this project's broker,
+// The device role (docs/PROTOCOL.md, client mode): TcpmqClient against this project's broker,
 // against a broker written like the field's ESP32 one, and against tiny test servers.
 const assert = require('node:assert/strict');
 const net = require('node:net');

@@ -3,30 +3,24 @@
 // next instance): open connections, mailboxes, devices and counters carry on.
 const assert = require('node:assert/strict');
 const { TcpmqBroker, TcpmqClient } = require('../../core');
-const { Device, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
+const { Device, coreBrokerFixture, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
 
 describe('configure(): a running broker takes new settings', function () {
+  const fixture = coreBrokerFixture();
   let broker;
-  const devices = [];
 
   async function startBroker(options = {}) {
-    broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), ...options });
-    broker.start();
-    await waitFor(() => broker.status.state === 'listening', 'the broker to listen');
+    broker = await fixture.start(options);
     return broker;
   }
 
-  async function connect(port = broker.status.port) {
-    const device = await Device.connect(port);
-    devices.push(device);
-    return device;
-  }
+  const connect = (port) => fixture.connect(port);
 
   /** Settings as the node passes them: every option, the changed ones from `changes`. */
   const settings = (changes = {}) => ({ ...broker.options, ...changes });
 
+  // Tests that make a broker of their own leave it here.
   afterEach(async function () {
-    for (const device of devices.splice(0)) device.close();
     if (broker) await broker.stop();
     broker = undefined;
   });

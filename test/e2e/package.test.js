@@ -5,8 +5,9 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { execFileSync, spawn } = require('node:child_process');
-const { Device, exampleFiles, freePort, waitFor } = require('../support');
+const { execFileSync } = require('node:child_process');
+const { Device, exampleFiles, freePort } = require('../support');
+const { startNodeRed, stopNodeRed } = require('./node-red-process');
 
 const root = path.join(__dirname, '..', '..');
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -27,7 +28,6 @@ for (const runtime of ['node-red', 'node-red-3']) {
     let editorPort;
     let tcpmqPort;
     let nodeRed;
-    let output = '';
 
     async function get(route) {
       const response = await fetch(`http://127.0.0.1:${editorPort}${route}`, { headers: { accept: 'application/json' } });
@@ -43,7 +43,6 @@ for (const runtime of ['node-red', 'node-red-3']) {
       const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8', env: cleanEnv }));
       const tarball = path.join(work, packed[0].filename);
       execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--offline', '--ignore-scripts', tarball], { cwd: userDir, stdio: 'ignore', env: cleanEnv });
-      editorPort = await freePort();
       tcpmqPort = await freePort();
       fs.writeFileSync(
         path.join(userDir, 'flows.json'),
@@ -53,23 +52,12 @@ for (const runtime of ['node-red', 'node-red-3']) {
         ]),
       );
       fs.writeFileSync(path.join(userDir, 'settings.js'), "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n");
-      nodeRed = spawn(
-        process.execPath,
-        [require.resolve(`${runtime}/red.js`), '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)],
-        {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        },
-      );
-      nodeRed.stdout.on('data', (chunk) => (output += chunk));
-      nodeRed.stderr.on('data', (chunk) => (output += chunk));
-      await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(output), `the installed broker to listen; output so far:\n${output}`, 40000);
+      nodeRed = await startNodeRed(userDir, { redJs: require.resolve(`${runtime}/red.js`), ms: 40000 });
+      editorPort = nodeRed.editorPort;
     });
 
     after(async function () {
-      if (nodeRed && nodeRed.exitCode === null) {
-        nodeRed.kill('SIGINT');
-        await new Promise((resolve) => nodeRed.on('exit', resolve));
-      }
+      await stopNodeRed(nodeRed);
       fs.rmSync(work, { recursive: true, force: true });
     });
 

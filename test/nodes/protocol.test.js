@@ -1,7 +1,7 @@
 'use strict';
 // The wire contract, through a broker loaded in Node-RED.
 const assert = require('node:assert/strict');
-const { TEST_VECTORS, NOT_REQUESTS } = require('../support');
+const { vectorSuite } = require('../support');
 const { helper, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 describe('TCPMQ wire contract in Node-RED', function () {
@@ -12,31 +12,12 @@ describe('TCPMQ wire contract in Node-RED', function () {
 
   const connect = () => fixture.connect();
 
-  for (const format of ['text', 'json']) {
-    describe(`protocol section 7, ${format} replies`, function () {
-      for (const vector of TEST_VECTORS) {
-        it(vector.name, async function () {
-          await deploy([brokerConfig(port, { replyFormat: format }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
-          const device = await connect();
-          for (const frame of vector.before) await device.request(frame);
-          device.send(vector.send);
-          const expected = vector[format].join('');
-          assert.equal(await device.readBytes(Buffer.byteLength(expected)), expected);
-        });
-      }
-
-      for (const vector of NOT_REQUESTS) {
-        it(`gives no reply to ${vector.name} and changes no mailbox`, async function () {
-          await deploy([brokerConfig(port, { replyFormat: format }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
-          const device = await connect();
-          await device.request('[1,1,"before"]');
-          device.send(vector.send);
-          assert.equal(await device.request('[2,1,"x"]'), format === 'text' ? 'before' : '"before"');
-          assert.equal(helper.getNode('broker').broker.readMailbox('1'), 'before');
-        });
-      }
-    });
-  }
+  vectorSuite({
+    async start(format) {
+      await deploy([brokerConfig(port, { replyFormat: format }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
+      return { connect, readMailbox: (id) => helper.getNode('broker').broker.readMailbox(id) };
+    },
+  });
 
   it('answers a MicroPython str send in one chunk that fits recv(20)', async function () {
     await deploy([brokerConfig(port), { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [[]] }]);

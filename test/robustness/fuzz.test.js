@@ -3,7 +3,7 @@
 // fixed seed and a small budget (a few seconds in all). bench/fuzz.js runs the
 // same generators (test/robustness/fuzz-kit.js) with any seed for longer.
 //
-// The resynchronisation rule tested over TCP (protocol sections 1 and 5, as
+// The resynchronisation rule tested over TCP (docs/PROTOCOL.md, frames and ids and what is not a request, as
 // src/core/frame-reader.ts implements them), once a connection has started
 // with a frame (it speaks TCPMQ, not plain text):
 //   - a frame is answered when the reader is between frames as its `[` comes;
@@ -19,8 +19,7 @@
 // Such connections ("chaos") are only checked for not harming the broker or
 // the other connections.
 const assert = require('node:assert/strict');
-const { TcpmqBroker } = require('../../core');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, coreBrokerFixture, waitFor, sleep } = require('../support');
 const kit = require('./fuzz-kit');
 
 /** The fixed seed of this file's cases: change it to explore, or use bench/fuzz.js. */
@@ -119,10 +118,10 @@ describe('robustness: fuzzing (fixed seed)', function () {
     let broker;
     let devices;
 
+    const fixture = coreBrokerFixture();
+
     async function startBroker(options = {}) {
-      broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), ...options });
-      broker.start();
-      await waitFor(() => broker.status.state === 'listening', 'the broker to listen');
+      broker = await fixture.start(options);
       return broker.status.port;
     }
 

@@ -5,8 +5,7 @@
 // well-behaved devices keep being served meanwhile; figures are printed.
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const { TcpmqBroker } = require('../../core');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, coreBrokerFixture, waitFor, sleep } = require('../support');
 const kit = require('./fuzz-kit');
 
 /** Replies a client leaves unread beyond this get it dropped (MAX_UNREAD_REPLY_BYTES in src/core/broker.ts). */
@@ -46,10 +45,10 @@ describe('robustness: hostile clients', function () {
   let uncaught;
   const guard = (err) => uncaught.push(err);
 
+  const fixture = coreBrokerFixture();
+
   async function startBroker(options = {}) {
-    broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), ...options });
-    broker.start();
-    await waitFor(() => broker.status.state === 'listening', 'the broker to listen');
+    broker = await fixture.start(options);
     return broker.status.port;
   }
 
