@@ -27,6 +27,7 @@ import { Devices, type DeviceRecord } from './devices';
 import { Listener, listenError, sameTls } from './listener';
 import { copyOf, Mailboxes } from './mailboxes';
 import { encodeReply, type ReplyFormat } from './reply';
+import { printable } from './printable';
 import { canonicalId, isRequest, parseRequest, type DeviceId } from './request';
 import { SafeEmitter, describe } from './safe-emitter';
 import { restoreSnapshot, takeSnapshot, type BrokerSnapshot } from './snapshot';
@@ -51,6 +52,8 @@ export interface BrokerOptions {
   allowFrom: string;
   /** Comma-separated device ids allowed to send; empty = any. */
   allowDevices: string;
+  /** Device records at most: an offline one makes room for a new id; when all are online, new ids are not recorded. */
+  maxDevices: number;
   /** Key, certificate (and CA to verify clients) to serve TLS instead of plain TCP. */
   tls?: tls.TlsOptions;
 }
@@ -66,6 +69,7 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   retryInterval: 5000,
   allowFrom: '',
   allowDevices: '',
+  maxDevices: 10000,
 };
 
 export type BrokerState = 'stopped' | 'starting' | 'listening' | 'error';
@@ -92,7 +96,7 @@ export interface RawEvent extends ConnectionInfo {
   isText: boolean;
 }
 
-export type RejectKind = 'protocol-error' | 'oversize' | 'refused' | 'forbidden' | 'unknown-device' | 'tls' | 'idle' | 'backlog';
+export type RejectKind = 'protocol-error' | 'oversize' | 'refused' | 'forbidden' | 'unknown-device' | 'capacity' | 'tls' | 'idle' | 'backlog';
 
 export interface RejectEvent extends ConnectionInfo {
   kind: RejectKind;
@@ -129,6 +133,8 @@ export interface BrokerCounters {
   unheardRequests: number;
   /** Connections closed because a changed allowFrom or allowDevices no longer admits them. */
   closedBySettings: number;
+  /** Requests from new ids answered but not recorded: maxDevices records, all online. */
+  capacityRefused: number;
 }
 
 export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
@@ -145,6 +151,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     idleClosed: 0,
     unheardRequests: 0,
     closedBySettings: 0,
+    capacityRefused: 0,
   };
 
   private settings: BrokerOptions;
@@ -192,7 +199,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     this.settings = { ...DEFAULT_OPTIONS, ...options };
     this.parseAccess();
     this.mailboxes = new Mailboxes(this.settings.replyFormat);
-    this.devices = new Devices(this.settings.offlineAfter * 1000, (device) => this.wentOffline(device));
+    this.devices = new Devices(this.settings.offlineAfter * 1000, (device) => this.wentOffline(device), this.settings.maxDevices);
     this.currentStatus = { state: 'stopped', host: this.settings.host, port: this.settings.port };
   }
 
@@ -302,6 +309,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     this.mailboxes.setFormat(next.replyFormat);
     this.connections.setMaxFrameBytes(next.maxFrameBytes);
     this.devices.setOfflineAfter(next.offlineAfter * 1000);
+    this.devices.setMaxDevices(next.maxDevices);
     if (!this.running) {
       this.currentStatus = { ...this.currentStatus, host: next.host, port: next.port };
       return;
@@ -508,7 +516,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       if (this.allowedAddresses && !isAllowedAddress(this.allowedAddresses, connection.remoteAddress)) {
         refusal = { kind: 'forbidden', reason: 'address no longer in allowFrom' };
       } else if (this.allowedDevices && connection.deviceId !== undefined && !this.allowedDevices.has(connection.deviceId)) {
-        refusal = { kind: 'unknown-device', reason: `device id "${connection.deviceId}" no longer in allowDevices` };
+        refusal = { kind: 'unknown-device', reason: `device id ${printable(connection.deviceId)} no longer in allowDevices` };
       }
       if (!refusal) continue;
       this.counters.closedBySettings++;
@@ -542,11 +550,19 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     if (this.allowedDevices && !this.allowedDevices.has(from)) {
       // Refused before it touches a mailbox; the connection goes, so nothing it queued is read.
       this.counters.unknownDevices++;
-      this.safeEmit('rejected', { ...connection.info(), kind: 'unknown-device', reason: `device id "${from}" not in allowDevices`, deviceId: from } satisfies RejectEvent);
+      this.safeEmit('rejected', { ...connection.info(), kind: 'unknown-device', reason: `device id ${printable(from)} not in allowDevices`, deviceId: from } satisfies RejectEvent);
       connection.close();
       return;
     }
     const now = Date.now();
+    if (!this.devices.admits(from)) {
+      // The table is full of devices that are all online: this one is served, not recorded.
+      this.counters.capacityRefused++;
+      connection.write(this.mailboxes.replyTo(want, now));
+      const reason = `device id ${printable(from)} not recorded: ${this.settings.maxDevices} devices (maxDevices), all online`;
+      this.safeEmit('rejected', { ...connection.info(), kind: 'capacity', reason, deviceId: from } satisfies RejectEvent);
+      return;
+    }
     this.counters.requests++;
     this.mailboxes.write(from, payload, 'device', now);
     const cameOnline = this.devices.heard(from, connection, payload, now);
@@ -576,7 +592,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       this.mailboxes.expireDeviceNews(device.id);
       this.safeEmit('offline', copyOf(device));
     } catch (err) {
-      this.warn(`reporting device ${device.id} offline failed: ${describe(err)}`);
+      this.warn(`reporting device ${printable(device.id)} offline failed: ${describe(err)}`);
     }
   }
 
@@ -607,7 +623,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
 
 /** The first bytes of `bytes`, printable, for a log line. */
 function preview(bytes: Buffer): string {
-  const text = JSON.stringify(bytes.subarray(0, 24).toString('latin1'));
+  const text = printable(bytes.subarray(0, 24).toString('latin1'));
   return bytes.length > 24 ? `${text}... (${bytes.length} bytes)` : text;
 }
 

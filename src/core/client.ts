@@ -18,14 +18,15 @@
 import * as net from 'node:net';
 import { listItems } from './access';
 import { decodeReply, type ReplyFormat } from './reply';
-import { wireId } from './request';
+import { printable } from './printable';
+import { wireIdJson } from './request';
 import { SafeEmitter } from './safe-emitter';
 
 export interface ClientOptions {
   /** The broker's address: an ESP32 hotspot is 192.168.4.1. */
   host: string;
   port: number;
-  /** This device's id, as typed (sent as a number if it looks like one, see wireId()). */
+  /** This device's id, as typed (sent as a number if it looks like one, see wireIdJson()). */
   clientId: string;
   /**
    * Ids whose mailboxes are read, one per request, in turn (duplicates and empty
@@ -356,7 +357,7 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     const { clientId, watch, timeout } = this.settings;
     const want = watch.length === 0 ? clientId : watch[this.nextWant % watch.length];
     this.nextWant = watch.length === 0 ? 0 : (this.nextWant + 1) % watch.length;
-    const frame = `[${JSON.stringify(wireId(clientId))},${JSON.stringify(wireId(want))},${this.payloadJson}]`;
+    const frame = `[${wireIdJson(clientId)},${wireIdJson(want)},${this.payloadJson}]`;
     this.pending = { want, sentAt: Date.now(), chunks: [], bytes: 0 };
     this.counters.requests++;
     // One write: field brokers read one chunk and parse it whole.
@@ -414,7 +415,7 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     if ('notJson' in reply && !this.warnedUndecodable) {
       this.warnedUndecodable = true;
       this.warn(
-        `a reply from ${this.settings.host}:${this.settings.port} is not JSON (${JSON.stringify(reply.value.slice(0, 24))}): passed on as text; does the broker use text replies?`,
+        `a reply from ${this.settings.host}:${this.settings.port} is not JSON (${printable(reply.value, 24)}): passed on as text; does the broker use text replies?`,
       );
     }
     this.counters.replies++;

@@ -1,4 +1,12 @@
-/** Device registry: who has spoken, from where, and who has gone silent (docs/PROTOCOL.md, online and offline). */
+/**
+ * Device registry: who has spoken, from where, and who has gone silent
+ * (docs/PROTOCOL.md, online and offline). At most maxDevices records: the
+ * one offline longest makes room for a new id; when every record is online,
+ * new ids are not admitted. Every operation costs what changed, not how many
+ * devices there ever were: the online devices are kept in the order they were
+ * last heard (the sweep reads only those past their time), the offline ones in
+ * the order they went offline (the first is the one to evict).
+ */
 
 import type { ConnectionInfo } from './connection';
 import type { DeviceId } from './request';
@@ -19,18 +27,32 @@ export interface DeviceRecord {
   lastValue: unknown;
 }
 
+/** What changed since the last takeChanges(): the records to show again, and the ids gone. */
+export interface DeviceChanges {
+  changed: DeviceRecord[];
+  removed: DeviceId[];
+}
+
 export class Devices {
   private readonly records = new Map<DeviceId, DeviceRecord>();
-  private onlineCount = 0;
+  /** Online records, least recently heard first (a request moves its device to the end). */
+  private readonly onlineRecords = new Map<DeviceId, DeviceRecord>();
+  /** Offline records, offline longest first. */
+  private readonly offlineRecords = new Map<DeviceId, DeviceRecord>();
+  /** Ids changed or removed since takeChanges(): bounded by maxDevices and what was evicted since. */
+  private readonly changed = new Set<DeviceId>();
+  private readonly removed = new Set<DeviceId>();
   private sweepTimer: NodeJS.Timeout | undefined;
 
   /**
    * @param offlineAfterMs silence after which a device is offline
    * @param onOffline called once for each device that goes offline
+   * @param maxDevices how many records at most
    */
   constructor(
     private offlineAfterMs: number,
     private readonly onOffline: (device: DeviceRecord) => void,
+    private maxDevices = Infinity,
   ) {}
 
   /** A new offlineAfter: applies from the next sweep (restart sweeping for its new pace). */
@@ -38,10 +60,22 @@ export class Devices {
     this.offlineAfterMs = offlineAfterMs;
   }
 
-  /** Records a valid request; returns the record if the device just came online. */
+  /** A new cap: records beyond it are evicted at once, offline longest first (online ones stay). */
+  setMaxDevices(maxDevices: number): void {
+    this.maxDevices = maxDevices;
+    while (this.records.size > maxDevices && this.evictOne());
+  }
+
+  /** Whether a request from `id` can be recorded: a known id, room, or an offline record to make room. */
+  admits(id: DeviceId): boolean {
+    return this.records.has(id) || this.records.size < this.maxDevices || this.offlineRecords.size > 0;
+  }
+
+  /** Records a valid request (check admits() first); returns the record if the device just came online. */
   heard(id: DeviceId, sender: ConnectionInfo, value: unknown, now: number): DeviceRecord | undefined {
     let device = this.records.get(id);
     if (device === undefined) {
+      if (this.records.size >= this.maxDevices) this.evictOne();
       device = {
         id,
         remoteAddress: sender.remoteAddress,
@@ -54,6 +88,7 @@ export class Devices {
         lastValue: undefined,
       };
       this.records.set(id, device);
+      this.removed.delete(id);
     }
     device.remoteAddress = sender.remoteAddress;
     device.remotePort = sender.remotePort;
@@ -61,24 +96,32 @@ export class Devices {
     device.lastSeen = now;
     device.messages++;
     device.lastValue = value;
-    if (device.online) return undefined;
+    this.changed.add(id);
+    if (device.online) {
+      // To the end of the online order: heard most recently.
+      this.onlineRecords.delete(id);
+      this.onlineRecords.set(id, device);
+      return undefined;
+    }
     device.online = true;
-    this.onlineCount++;
+    this.offlineRecords.delete(id);
+    this.onlineRecords.set(id, device);
     return device;
   }
 
   /** Marks offline every device silent for offlineAfter; returns how many went offline. */
   sweep(now: number): number {
-    if (this.onlineCount === 0) return 0;
     const deadline = now - this.offlineAfterMs;
     let wentOffline = 0;
-    for (const device of this.records.values()) {
-      if (device.online && device.lastSeen <= deadline) {
-        device.online = false;
-        this.onlineCount--;
-        wentOffline++;
-        this.onOffline(device);
-      }
+    for (const device of this.onlineRecords.values()) {
+      // The rest were heard later.
+      if (device.lastSeen > deadline) break;
+      this.onlineRecords.delete(device.id);
+      device.online = false;
+      this.offlineRecords.set(device.id, device);
+      this.changed.add(device.id);
+      wentOffline++;
+      this.onOffline(device);
     }
     return wentOffline;
   }
@@ -101,16 +144,18 @@ export class Devices {
   /**
    * Takes back records saved before a restart: a device silent for less than
    * offlineAfter is still online (its offline message comes on time); the rest
-   * are offline.
+   * are offline. Beyond maxDevices, the ones offline longest are dropped.
    */
   restore(records: DeviceRecord[], now: number): void {
-    for (const saved of records) {
-      const device = { ...saved, online: saved.online && now - saved.lastSeen < this.offlineAfterMs };
-      const previous = this.records.get(device.id);
-      if (previous?.online) this.onlineCount--;
-      if (device.online) this.onlineCount++;
+    const devices = records.map((saved) => ({ ...saved, online: saved.online && now - saved.lastSeen < this.offlineAfterMs }));
+    for (const device of devices) {
+      this.forget(device.id);
       this.records.set(device.id, device);
+      this.changed.add(device.id);
     }
+    // The online and offline orders follow the times, whatever the snapshot's order.
+    for (const device of [...devices].sort((a, b) => a.lastSeen - b.lastSeen)) (device.online ? this.onlineRecords : this.offlineRecords).set(device.id, device);
+    while (this.records.size > this.maxDevices && this.evictOne());
   }
 
   get(id: DeviceId): DeviceRecord | undefined {
@@ -122,11 +167,40 @@ export class Devices {
     return Array.from(this.records.values(), (device) => structuredClone(device));
   }
 
+  /** Copies of the records changed, and the ids removed, since the last call. */
+  takeChanges(): DeviceChanges {
+    const changed: DeviceRecord[] = [];
+    for (const id of this.changed) {
+      const device = this.records.get(id);
+      if (device) changed.push(structuredClone(device));
+    }
+    const removed = [...this.removed];
+    this.changed.clear();
+    this.removed.clear();
+    return { changed, removed };
+  }
+
   get online(): number {
-    return this.onlineCount;
+    return this.onlineRecords.size;
   }
 
   get size(): number {
     return this.records.size;
+  }
+
+  /** Drops the record offline longest; false if every record is online. */
+  private evictOne(): boolean {
+    const oldest = this.offlineRecords.values().next();
+    if (oldest.done) return false;
+    this.forget(oldest.value.id);
+    this.removed.add(oldest.value.id);
+    return true;
+  }
+
+  private forget(id: DeviceId): void {
+    this.records.delete(id);
+    this.onlineRecords.delete(id);
+    this.offlineRecords.delete(id);
+    this.changed.delete(id);
   }
 }

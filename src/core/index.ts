@@ -5,5 +5,6 @@ export * from './client';
 export * from './devices';
 export * from './frame-reader';
 export * from './mailboxes';
+export * from './printable';
 export * from './reply';
 export * from './request';

@@ -16,7 +16,9 @@ export interface NotARequest {
 
 /**
  * The canonical text of an id: a number by its JSON text, a string as itself.
- * Returns undefined for anything else (objects, booleans, null, Infinity).
+ * Frames keep every digit an integer was sent with (see parseRequest), which a
+ * number may not. Returns undefined for anything else (objects, booleans,
+ * null, Infinity).
  */
 export function canonicalId(value: unknown): DeviceId | undefined {
   if (typeof value === 'string') return value;
@@ -26,16 +28,38 @@ export function canonicalId(value: unknown): DeviceId | undefined {
 }
 
 /**
- * The id as it goes on the wire from a device (the inverse of canonicalId): a
- * number if the text is exactly the JSON text of a number (`1`, `-1`, `2.5`),
- * else the text itself (`01`, `1.0`, `+1`, `cmd`). Field brokers key mailboxes
- * by the JSON value, so `1` and `"1"` are different mailboxes there
- * (docs/PROTOCOL.md, client mode); this project's broker reads both as "1".
+ * The canonical id of a number as it was written in a frame: an integer keeps
+ * every digit (`12345678901234567891`, which a double would round); any other
+ * spelling (`1.0`, `1e0`, `2.5`) is the id of its value.
  */
-export function wireId(id: string): number | string {
-  if (id === '') return id;
+function canonicalNumberText(text: string | undefined): DeviceId | undefined {
+  if (text === undefined) return undefined;
+  if (INTEGER_TEXT.test(text) && text !== '-0') return text;
+  return canonicalId(Number(text));
+}
+
+/** An integer in its canonical JSON spelling (no leading zero). */
+const INTEGER_TEXT = /^-?(0|[1-9][0-9]*)$/;
+
+/**
+ * The id as JSON text on the wire from a device (the inverse of canonicalId):
+ * an integer's digits, or the JSON text of a number when the id is exactly
+ * that (`1`, `-1`, `2.5`), are sent as a number; any other id (`01`, `1.0`,
+ * `+1`, `cmd`) as a string. Field brokers key mailboxes by the JSON value, so
+ * `1` and `"1"` are different mailboxes there (docs/PROTOCOL.md, client mode).
+ */
+export function wireIdJson(id: string): string {
+  if (id === '') return '""';
+  if (INTEGER_TEXT.test(id) && id !== '-0') return id;
   const value = Number(id);
-  return Number.isFinite(value) && JSON.stringify(value) === id ? value : id;
+  return Number.isFinite(value) && JSON.stringify(value) === id ? id : JSON.stringify(id);
+}
+
+/** The id as a JSON value on the wire (see wireIdJson; an integer beyond a double's precision stays text here). */
+export function wireId(id: string): number | string {
+  const json = wireIdJson(id);
+  const value = json.startsWith('"') ? id : Number(json);
+  return typeof value === 'number' && JSON.stringify(value) !== json ? id : value;
 }
 
 /**
@@ -56,8 +80,22 @@ function nestsDeeperThan(value: unknown, max: number): boolean {
   return false;
 }
 
+/** Ids are short names (a chip id, `kitchen`): a longer one makes the frame a protocol error. */
+export const MAX_ID_BYTES = 128;
+
 export function parseRequest(frame: Buffer): Request | NotARequest {
-  return parseCommonFrame(frame) ?? parseAnyFrame(frame);
+  const common = parseCommonFrame(frame);
+  return common ? checkIds(common) : parseAnyFrame(frame);
+}
+
+/** The request, or why its ids are refused. */
+function checkIds(request: Request): Request | NotARequest {
+  return tooLong(request.from) || tooLong(request.want) ? { reason: `device ids are at most ${MAX_ID_BYTES} bytes` } : request;
+}
+
+function tooLong(id: DeviceId): boolean {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: short ids need no count.
+  return id.length * 3 > MAX_ID_BYTES && Buffer.byteLength(id, 'utf8') > MAX_ID_BYTES;
 }
 
 /** Any JSON frame, through JSON.parse: the reference for parseCommonFrame. */
@@ -71,16 +109,54 @@ export function parseAnyFrame(frame: Buffer): Request | NotARequest {
   if (!Array.isArray(value) || value.length !== 3) {
     return { reason: 'not a three-element array [from, want, payload]' };
   }
-  const from = canonicalId(value[0]);
-  const want = canonicalId(value[1]);
+  let from = canonicalId(value[0]);
+  let want = canonicalId(value[1]);
   if (from === undefined || want === undefined) {
     return { reason: 'device ids must be numbers or strings' };
+  }
+  // A double keeps 15 to 17 digits: an id beyond them is read again from its text.
+  if (isLargeNumber(value[0]) || isLargeNumber(value[1])) {
+    const texts = idTexts(frame.toString('utf8'));
+    if (texts && isLargeNumber(value[0])) from = canonicalNumberText(texts[0]) ?? from;
+    if (texts && isLargeNumber(value[1])) want = canonicalNumberText(texts[1]) ?? want;
   }
   const payload = value[2];
   if (typeof payload === 'object' && payload !== null && nestsDeeperThan(payload, MAX_PAYLOAD_DEPTH)) {
     return { reason: `payload nested deeper than ${MAX_PAYLOAD_DEPTH} levels` };
   }
-  return { from, want, payload };
+  return checkIds({ from, want, payload });
+}
+
+/** A number whose double may not hold every digit it was written with. */
+function isLargeNumber(value: unknown): boolean {
+  return typeof value === 'number' && Math.abs(value) > Number.MAX_SAFE_INTEGER;
+}
+
+/**
+ * The source text of the first two elements of a frame that JSON.parse has
+ * read as an array of at least three (so it is well-formed): for each, a
+ * number's text, or undefined for a string.
+ */
+function idTexts(text: string): [string | undefined, string | undefined] | undefined {
+  const texts: (string | undefined)[] = [];
+  let i = text.indexOf('[') + 1;
+  for (let element = 0; element < 2; element++) {
+    while (/\s/.test(text[i])) i++;
+    if (text[i] === '"') {
+      // Skip the string, escapes included.
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      i++;
+      texts.push(undefined);
+    } else {
+      const start = i;
+      while (i < text.length && /[-+.eE0-9]/.test(text[i])) i++;
+      texts.push(text.slice(start, i));
+    }
+    while (/\s/.test(text[i])) i++;
+    if (text[i] !== ',') return undefined;
+    i++;
+  }
+  return [texts[0], texts[1]];
 }
 
 export function isRequest(parsed: Request | NotARequest): parsed is Request {
@@ -103,8 +179,8 @@ const NINE = 0x39;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const BACKSLASH = 0x5c;
-/** Integers with more digits may lose precision as JSON numbers: leave them to JSON.parse. */
-const MAX_DIGITS = 15;
+/** Ids are short names: a longer integer is not read here (JSON.parse then says what is wrong). */
+const MAX_DIGITS = 128;
 
 /** Set by the token readers below: the token's text and the index just after it. */
 let tokenText = '';
@@ -129,7 +205,7 @@ function readPlainString(bytes: Buffer, i: number): boolean {
   return false;
 }
 
-/** An integer in its canonical JSON form (no leading zero, no "-0"), starting at `i`. */
+/** An integer in its canonical JSON form (no leading zero, no "-0"), starting at `i`: its text, every digit, is its id. */
 function readInteger(bytes: Buffer, i: number): boolean {
   let j = i;
   if (bytes[j] === MINUS) j++;

@@ -10,7 +10,11 @@ import { TcpmqClient, type ClientSettings, type ClientStatus } from '../core/cli
 import { REPLY_FORMATS } from '../core/reply';
 import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
+import { limitedWarnings } from './rate-limit';
 import type { Endpoint, EndpointEvent, EndpointEvents, LinkEvent, NewsEvent } from './endpoint';
+
+/** At most this many warning lines per client each minute; the rest are counted. */
+const WARNINGS_PER_MINUTE = 20;
 
 export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqClient): { endpoint: Endpoint; client: TcpmqClient } {
   const options: ClientSettings = {
@@ -39,7 +43,8 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     },
     online: showStatus,
     offline: showStatus,
-    warning: (message: string) => node.warn(message),
+    // Stray bytes and odd replies from the remote broker, at most WARNINGS_PER_MINUTE lines a minute.
+    warning: limitedWarnings((text) => node.warn(text), WARNINGS_PER_MINUTE, (count) => RED._('tcpmq-broker.log.unlogged', { count })),
   });
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));

@@ -8,14 +8,14 @@
 
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import { TcpmqBroker, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../core/broker';
+import { TcpmqBroker, connectionName, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../core/broker';
 import { REPLY_FORMATS } from '../core/reply';
 import { canonicalId } from '../core/request';
 import { describe, type EventListeners } from '../core/safe-emitter';
 import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
 import type { ConnectionChoice, Endpoint, EndpointEvent } from './endpoint';
-import { RateLimit } from './rate-limit';
+import { limitedWarnings } from './rate-limit';
 
 /** Node-RED's tls-config node, as far as a server needs it. */
 interface TlsConfigNode extends Node {
@@ -23,8 +23,8 @@ interface TlsConfigNode extends Node {
   addTLSOptions(options: TlsOptions): TlsOptions;
 }
 
-/** At most this many rejection log lines per broker each minute; the rest are counted. */
-const REJECT_LOGS_PER_MINUTE = 20;
+/** At most this many warning lines per broker each minute; the rest are counted. */
+const WARNINGS_PER_MINUTE = 20;
 /** Where `persist` keeps mailboxes and devices in the node's context (the default store). */
 const SNAPSHOT_KEY = 'tcpmq';
 /** How often a changed snapshot is saved while running (it is saved on close too). */
@@ -41,12 +41,14 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     idleTimeout: numberProperty(config.idleTimeout, 60),
     maxConnections: numberProperty(config.maxConnections, 1000),
     maxFrameBytes: numberProperty(config.maxFrameBytes, 65536),
+    maxDevices: numberProperty(config.maxDevices, 10000),
     allowFrom: config.allowFrom ?? '',
     allowDevices: config.allowDevices ?? '',
     tls: tlsOptions(),
   };
   const broker = kept ?? new TcpmqBroker(options);
-  const rejectLogs = new RateLimit(REJECT_LOGS_PER_MINUTE);
+  // One limit for every warning a device can cause: refusals, bad input, listener failures.
+  const warn = limitedWarnings((text) => node.warn(text), WARNINGS_PER_MINUTE, (count) => RED._('tcpmq-broker.log.unlogged', { count }));
   let lastLoggedError: string | undefined;
 
   /** TLS options from the tls-config node, when `usetls` is ticked. */
@@ -109,11 +111,8 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     },
     online: showStatus,
     offline: showStatus,
-    warning: (message: string) => node.warn(message),
-    rejected(event: RejectEvent) {
-      if (!rejectLogs.take(Date.now(), (count) => node.warn(RED._('tcpmq-broker.log.unlogged', { count })))) return;
-      node.warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: `${event.remoteAddress}:${event.remotePort}`, reason: event.reason }));
-    },
+    warning: warn,
+    rejected: (event: RejectEvent) => warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
   });
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));

@@ -17,6 +17,7 @@ export interface BrokerDef extends NodeDef {
   idleTimeout: number | string;
   maxConnections: number | string;
   maxFrameBytes: number | string;
+  maxDevices?: number | string;
   allowFrom?: string;
   allowDevices?: string;
   usetls?: boolean;

@@ -28,3 +28,15 @@ export class RateLimit {
     return true;
   }
 }
+
+/**
+ * A node's warnings about what devices or remote brokers do, at most
+ * `perMinute` lines a minute (a flood of bad input must not flood the log);
+ * the next line after a full minute says how many were left out.
+ */
+export function limitedWarnings(warn: (text: string) => void, perMinute: number, unlogged: (count: number) => string): (text: string) => void {
+  const limit = new RateLimit(perMinute);
+  return (text) => {
+    if (limit.take(Date.now(), (count) => warn(unlogged(count)))) warn(text);
+  };
+}
