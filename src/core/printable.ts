@@ -5,6 +5,7 @@
  */
 
 /** C0 and C1 controls, DEL, line and paragraph separators, bidirectional overrides, BOM: none may reach a log raw. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
 /** `text` quoted and escaped as JSON would, those characters included, and at most `max` characters of it. */
