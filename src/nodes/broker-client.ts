@@ -77,6 +77,8 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     }
   }
 
+  let lastChanges = '';
+
   /** Sending to connections is a server's; a client writes only its own mailbox. */
   const serverOnly = (action: string) => () => {
     throw new Error(RED._('tcpmq-broker.errors.client-action', { action }));
@@ -110,6 +112,13 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     state: () => client.status,
     changes: () => `${client.counters.replies}:${client.counters.emptyReplies}:${client.status.state}`,
     table: () => ({ devices: client.watchState(), counters: { ...client.counters } }),
+    // A handful of watched ids: all of them, whenever anything changed.
+    takeChanges() {
+      const now = endpoint.changes();
+      if (now === lastChanges) return { devices: [], removed: [] };
+      lastChanges = now;
+      return { devices: client.watchState(), removed: [] };
+    },
     writeMailbox(_target, value) {
       // Its own mailbox: what it sends with every request.
       client.setPayload(value === null ? undefined : value);

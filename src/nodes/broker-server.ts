@@ -159,11 +159,15 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       const { connections, rawMessages, protocolErrors } = broker.counters;
       return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.onlineCount}:${broker.status.state}`;
     },
-    table: () => ({
-      devices: broker.deviceTable(),
+    table: (options = { devices: true }) => ({
+      devices: options.devices ? broker.deviceTable() : [],
       connections: broker.connectionTable(),
       counters: { ...broker.counters, openConnections: broker.connectionCount },
     }),
+    takeChanges() {
+      const { changed, removed } = broker.devices.takeChanges();
+      return { devices: changed, removed };
+    },
     writeMailbox(target, value, ttlSeconds) {
       if (target === undefined || target === null || target === '') throw new Error(RED._('tcpmq-broker.errors.no-target'));
       if (!(ttlSeconds >= 0)) throw new Error(RED._('tcpmq-broker.errors.bad-ttl', { ttl: String(ttlSeconds) }));

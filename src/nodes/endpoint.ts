@@ -75,7 +75,10 @@ export interface Endpoint {
   state(): BrokerStatus | ClientStatus;
   /** Changes whenever what the sidebar shows may have changed. */
   changes(): string;
-  table(): DeviceTable;
+  /** The device table; `{ devices: false }`: all but the device rows (cheap, whatever the number of devices). */
+  table(options?: { devices: boolean }): DeviceTable;
+  /** The device rows changed, and the ids removed, since the last call (for the sidebar's updates). */
+  takeChanges(): { devices: object[]; removed: string[] };
   /**
    * Writes mailbox `target` (server) or this device's own mailbox (client);
    * `value` null or undefined clears it. Throws with a message for the flow.

@@ -61,6 +61,11 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
     }
   };
   RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) => res.json([...brokers.values()].map(summarize)));
+  // An open sidebar says so every few seconds: live updates are built only while one is.
+  RED.httpAdmin.post('/tcpmq/watch', read, (_req: Request, res: Response) => {
+    watchedUntil = Date.now() + WATCH_FOR_MS;
+    res.json({ watchFor: WATCH_FOR_MS });
+  });
   RED.httpAdmin.post(
     '/tcpmq/brokers/:id/mailbox',
     write,
@@ -80,20 +85,32 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
   );
 }
 
+/** An editor's sidebar says it is open at least this often (POST /tcpmq/watch); updates stop this long after the last. */
+const WATCH_FOR_MS = 30_000;
+/** Until when an open editor wants live updates. */
+let watchedUntil = 0;
+
 /**
- * Publishes the broker's summary to open editors (topic `tcpmq/broker/<id>`)
- * when it changed, at most every PUBLISH_EVERY_MS: a thousand devices reporting
- * every 2 s make four updates a second, not five hundred. Returns the stop
- * function (a deploy stops it and the node's next instance publishes on).
+ * Publishes what changed in the broker to open editors (topic
+ * `tcpmq/broker/<id>`, not retained), at most every PUBLISH_EVERY_MS: the
+ * changed device rows and removed ids, the status, counters and connections.
+ * A thousand devices reporting every 2 s make four updates a second, not five
+ * hundred; with no editor open nothing is built or sent. An editor reads the
+ * whole table once (GET /tcpmq/brokers), then applies the updates. Returns the
+ * stop function (a deploy stops it and the node's next instance publishes on).
  */
 export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void {
   const topic = `tcpmq/broker/${node.id}`;
   let published = '';
   const publish = () => {
+    // Taken every time, so that what piles up is only what changed in one period.
+    const { devices, removed } = node.endpoint.takeChanges();
+    if (Date.now() > watchedUntil) return;
     const now = node.endpoint.changes();
-    if (now === published) return;
+    if (now === published && devices.length === 0 && removed.length === 0) return;
     published = now;
-    RED.comms.publish(topic, summarize(node), true);
+    const { connections = [], counters } = node.endpoint.table({ devices: false });
+    RED.comms.publish(topic, { id: node.id, name: node.name ?? '', mode: node.endpoint.mode, status: node.endpoint.state(), delta: true, devices, removedDevices: removed, connections, counters }, false);
   };
   const timer = setInterval(publish, PUBLISH_EVERY_MS);
   return () => clearInterval(timer);
@@ -101,5 +118,5 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
 
 /** Tells open editors that broker `id` is gone (deleted, or stopped with no new instance to take it over). */
 export function publishRemoved(RED: NodeAPI, id: string): void {
-  RED.comms.publish(`tcpmq/broker/${id}`, { id, removed: true }, true);
+  RED.comms.publish(`tcpmq/broker/${id}`, { id, removed: true }, false);
 }
