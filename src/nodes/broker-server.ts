@@ -6,6 +6,7 @@
  * new settings instead of a new one.
  */
 
+import * as path from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import { TcpmqBroker, connectionName, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../core/broker';
@@ -16,6 +17,7 @@ import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
 import type { ConnectionChoice, Endpoint, EndpointEvent } from './endpoint';
 import { limitedWarnings } from './rate-limit';
+import { SnapshotFile } from './snapshot-file';
 
 /** Node-RED's tls-config node, as far as a server needs it. */
 interface TlsConfigNode extends Node {
@@ -25,9 +27,9 @@ interface TlsConfigNode extends Node {
 
 /** At most this many warning lines per broker each minute; the rest are counted. */
 const WARNINGS_PER_MINUTE = 20;
-/** Where `persist` keeps mailboxes and devices in the node's context (the default store). */
+/** Where earlier versions kept `persist`'s snapshot in the node's context (read if there is no snapshot file). */
 const SNAPSHOT_KEY = 'tcpmq';
-/** How often a changed snapshot is saved while running (it is saved on close too). */
+/** How often a changed snapshot is saved while running (it is saved on close too): a crash loses at most this much. */
 const SAVE_EVERY_MS = 5000;
 /** The broker's event behind each endpoint event, carrying the same (a server has no remote broker: no 'link'). */
 const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = { news: 'request', raw: 'raw', online: 'online', offline: 'offline', rejected: 'rejected' };
@@ -61,40 +63,45 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
   }
 
-  // persist: mailboxes and devices come back from the context store before listening
+  // persist: mailboxes and devices come back from the snapshot file before listening
   // (a broker kept through a deploy has them already, newer).
+  const userDir = (RED.settings as { userDir?: string }).userDir;
+  const file = userDir ? new SnapshotFile(path.join(userDir, 'tcpmq', `${node.id}.json`)) : undefined;
   let savedChanges = broker.changes;
   /** A snapshot that could not be read is not overwritten: it may still be fixed by hand. */
   let restoreFailed = false;
   const restored = config.persist && !kept ? restoreSnapshot() : Promise.resolve();
   const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
 
-  function restoreSnapshot(): Promise<void> {
-    return new Promise((resolve) => {
+  async function restoreSnapshot(): Promise<void> {
+    try {
+      // The node's context holds what earlier versions saved (and is the store when there is no user directory).
+      const saved = (await file?.read()) ?? (await fromContext());
+      if (saved) broker.restore(saved as BrokerSnapshot);
+    } catch (failure) {
+      restoreFailed = true;
+      node.warn(RED._('tcpmq-broker.errors.restore', { error: describe(failure) }));
+    }
+    savedChanges = broker.changes;
+  }
+
+  function fromContext(): Promise<unknown> {
+    return new Promise((resolve, reject) => {
       // The store may call back at once (memory) or later (localfilesystem).
-      node.context().get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => {
-        try {
-          if (err) throw err;
-          if (saved) broker.restore(saved as BrokerSnapshot);
-        } catch (failure) {
-          restoreFailed = true;
-          node.warn(RED._('tcpmq-broker.errors.restore', { error: describe(failure) }));
-        }
-        savedChanges = broker.changes;
-        resolve();
-      });
+      node.context().get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => (err ? reject(err) : resolve(saved)));
     });
   }
 
-  function saveSnapshot(): Promise<void> {
+  async function saveSnapshot(): Promise<void> {
     savedChanges = broker.changes;
-    if (restoreFailed) return Promise.resolve();
-    return new Promise((resolve) => {
-      node.context().set(SNAPSHOT_KEY, broker.snapshot(), (err?: Error) => {
-        if (err) node.warn(RED._('tcpmq-broker.errors.save', { error: err.message }));
-        resolve();
-      });
-    });
+    if (restoreFailed) return;
+    const snapshot = broker.snapshot();
+    try {
+      if (file) await file.write(snapshot);
+      else await new Promise<void>((resolve, reject) => node.context().set(SNAPSHOT_KEY, snapshot, (err?: Error) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      node.warn(RED._('tcpmq-broker.errors.save', { error: describe(err) }));
+    }
   }
 
   const detach = broker.listen({
@@ -136,10 +143,12 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     start() {
       restored.then(() => broker.start()).catch((err: Error) => node.error(err.message));
     },
-    async close() {
+    async close(removed) {
       if (saveTimer) clearInterval(saveTimer);
       detach();
-      if (config.persist) await restored.then(saveSnapshot);
+      // A deleted broker's snapshot goes with it, as Node-RED drops a deleted node's context.
+      if (removed) await file?.remove();
+      else if (config.persist) await restored.then(saveSnapshot);
     },
     status(): NodeStatus {
       const status = broker.status;

@@ -67,8 +67,11 @@ export interface Endpoint {
   on<E extends EndpointEvent>(event: E, listener: (event: EndpointEvents[E]) => void): () => void;
   /** Starts serving (or connecting); what it runs may already be running (a deploy). */
   start(): void;
-  /** Lets go of what it runs, which goes on: listeners and timers removed, `persist` saved. */
-  close(): Promise<void>;
+  /**
+   * Lets go of what it runs, which goes on: listeners and timers removed,
+   * `persist` saved; `removed`: the broker was deleted (its snapshot goes too).
+   */
+  close(removed: boolean): Promise<void>;
   /** The status dot its user nodes show. */
   status(): NodeStatus;
   /** The listening or connection state, for the sidebar. */

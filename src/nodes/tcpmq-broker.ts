@@ -68,7 +68,7 @@ export = function (RED: NodeAPI) {
       stopPublishing();
       const release = () => runtime.stop().then(() => publishRemoved(RED, node.id));
       endpoint
-        .close()
+        .close(removed === true)
         .catch((err: Error) => node.warn(err.message))
         .then(() => (removed ? release() : running.park(node.id, runtime, release)))
         .then(

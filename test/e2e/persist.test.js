@@ -1,10 +1,10 @@
 'use strict';
-// persist: mailboxes survive a restart of a real node-red process whose context
-// store is localfilesystem (SIGTERM, start again, a device reads what was written before).
+// persist: mailboxes survive a restart of a real node-red process (SIGTERM, or a kill -9
+// 6 s after the last write), start again, a device reads what was written before.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Device, freePort, waitFor } = require('../support');
+const { Device, freePort, waitFor, sleep } = require('../support');
 const { linkedUserDir, settingsText, startNodeRed, stopNodeRed } = require('./node-red-process');
 
 describe('persist: mailboxes through a Node-RED restart', function () {
@@ -68,13 +68,38 @@ describe('persist: mailboxes through a Node-RED restart', function () {
     await waitFor(async () => (await sensor.request('[1,"cmd","26.5 before the restart"]')) === 'written by the flow', 'the flow to write mailbox cmd');
     sensor.close();
     await stopNodeRed(nodeRed, 'SIGTERM');
-    assert.ok(fs.existsSync(path.join(userDir, 'context')), 'localfilesystem wrote the context to disk');
+    assert.ok(fs.existsSync(path.join(userDir, 'tcpmq', 'broker.json')), 'the snapshot file is in the user directory');
 
     writeFlows(false); // the flow no longer writes cmd: what a device reads comes from the saved copy
     nodeRed = await startNodeRed(userDir);
     const reader = await Device.connect(tcpmqPort);
     try {
       assert.equal(await reader.request('[2,1,"after"]'), '26.5 before the restart');
+      assert.equal(await reader.request('[2,"cmd","after"]'), 'written by the flow');
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('keeps what was written 6 s before a kill -9 (saved every 5 s, atomically)', async function () {
+    this.timeout(60000);
+    await stopNodeRed(nodeRed, 'SIGTERM'); // the one the test before restarted
+    writeFlows(true);
+    nodeRed = await startNodeRed(userDir);
+    const sensor = await Device.connect(tcpmqPort);
+    await waitFor(async () => (await sensor.request('[1,"cmd","x"]')) === 'written by the flow', 'the flow to write mailbox cmd');
+    assert.equal(await sensor.request('[1,1,"6 s before the kill"]'), '6 s before the kill');
+    await sleep(6000);
+    sensor.close();
+    assert.equal(await stopNodeRed(nodeRed, 'SIGKILL'), 'SIGKILL');
+    const leftovers = fs.readdirSync(path.join(userDir, 'tcpmq')).filter((file) => file.endsWith('.tmp'));
+    assert.deepEqual(leftovers, [], 'no half-written snapshot');
+
+    writeFlows(false);
+    nodeRed = await startNodeRed(userDir);
+    const reader = await Device.connect(tcpmqPort);
+    try {
+      assert.equal(await reader.request('[2,1,"after"]'), '6 s before the kill');
       assert.equal(await reader.request('[2,"cmd","after"]'), 'written by the flow');
     } finally {
       reader.close();
