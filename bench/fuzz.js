@@ -9,6 +9,9 @@
 //   node bench/fuzz.js [--seconds 60] [--seed N] [--all] [--no-tcp]
 //   node bench/fuzz.js --property <name> --case-seed <S>    replay one case
 //
+// Over TCP also: junk ids (new ids of every spelling and length as fast as the
+// broker answers, against maxDevices, while a good device must stay served).
+//
 // Properties: valid-every-boundary, valid-random-cuts, hostile-input,
 // resync-after-garbage, segmentation-invariance, and tcp (one fuzz connection
 // against a fresh broker). Properties listed in fuzz-kit's KNOWN_DEFECTS (none
@@ -154,6 +157,67 @@ async function runTcp(until, stats, failures) {
   }
 }
 
+/** A junk id: a huge integer, another spelling of a number, or a string with controls, separators and any length (some beyond 128 bytes). */
+function junkId(rng) {
+  switch (rng.int(4)) {
+    case 0:
+      return String(rng.range(1, 9)) + Array.from({ length: rng.range(0, 24) }, () => rng.int(10)).join('');
+    case 1:
+      return rng.pick(['1.0', '1e0', '-0', '2.50', '12345678901234567890.0']);
+    default: {
+      const chars = Array.from({ length: rng.range(1, rng.chance(0.2) ? 160 : 40) }, () => String.fromCodePoint(rng.pick([rng.int(0x20), rng.range(0x20, 0x7e), 0x2028, 0x202e, rng.range(0x4e00, 0x4fff), 0x85])));
+      return JSON.stringify(chars.join(''));
+    }
+  }
+}
+
+/**
+ * Junk ids: one connection sends new ids as fast as the broker answers,
+ * while a good device keeps exchanging. The table must stay within
+ * maxDevices, the good device must be answered rightly and promptly, and
+ * nothing may throw or warn.
+ */
+async function runJunkIds(until, stats, failures) {
+  const maxDevices = 500;
+  const broker = new TcpmqBroker({ host: '127.0.0.1', port: await freePort(), offlineAfter: 0.5, maxDevices });
+  const warnings = [];
+  broker.on('warning', (message) => warnings.push(message));
+  broker.start();
+  while (broker.status.state !== 'listening') await kit.pause(10);
+  const rng = new kit.Rng(kit.caseSeed(seed, 3_000_000));
+  const { Device } = require('../test/support');
+  const good = await Device.connect(broker.status.port);
+  const junk = await Device.connect(broker.status.port);
+  let goodRound = 0;
+  try {
+    while (Date.now() < until) {
+      const frames = Array.from({ length: 200 }, () => `[${junkId(rng)},${junkId(rng)},"junk"]`).join('');
+      junk.send(frames);
+      stats.junkFrames += 200;
+      await kit.pause(5);
+      const started = Date.now();
+      const reply = await good.request(`["good","good","r${++goodRound}"]`, 2000);
+      stats.goodWait = Math.max(stats.goodWait, Date.now() - started);
+      if (reply !== `r${goodRound}`) throw new Error(`the good device read ${JSON.stringify(reply)} for r${goodRound}`);
+      stats.maxTable = Math.max(stats.maxTable, broker.devices.size);
+      if (broker.devices.size > maxDevices) throw new Error(`${broker.devices.size} device records, over maxDevices ${maxDevices}`);
+      while (junk.chunks.length > 0) junk.chunks.shift(); // its replies are not read one by one
+    }
+  } catch (err) {
+    stats.failed++;
+    failures.push({ property: 'junk-ids', index: goodRound, caseSeed: seed, message: firstLine(err) });
+  } finally {
+    stats.goodReplies = goodRound;
+    stats.capacityRefused = broker.counters.capacityRefused;
+    stats.protocolErrors = broker.counters.protocolErrors;
+    stats.warnings = warnings.length;
+    stats.firstWarnings = warnings.slice(0, 5);
+    good.close();
+    junk.close();
+    await broker.stop();
+  }
+}
+
 async function main() {
   if (args.property !== undefined) {
     if (args['case-seed'] === undefined) throw new Error('--property needs --case-seed');
@@ -165,8 +229,13 @@ async function main() {
   const until = started + seconds * 1000;
   const readerStats = {};
   const tcpStats = { fuzzConnections: 0, frames: 0, chaosConnections: 0, chaosBytes: 0, lockstepReplies: 0, failed: 0 };
+  const junkStats = { junkFrames: 0, goodReplies: 0, goodWait: 0, maxTable: 0, failed: 0 };
   const failures = [];
-  await Promise.all([runReaderProperties(until, readerStats, failures), args['no-tcp'] ? undefined : runTcp(until, tcpStats, failures)]);
+  await Promise.all([
+    runReaderProperties(until, readerStats, failures),
+    args['no-tcp'] ? undefined : runTcp(until, tcpStats, failures),
+    args['no-tcp'] ? undefined : runJunkIds(until, junkStats, failures),
+  ]);
   const elapsed = (Date.now() - started) / 1000;
 
   let total = 0;
@@ -189,6 +258,12 @@ async function main() {
     failed += tcpStats.warnings;
     console.log(`  warnings (internal errors): ${tcpStats.warnings}`);
     for (const w of tcpStats.firstWarnings) console.log(`    warning: ${w}`);
+    failed += junkStats.failed + junkStats.warnings;
+    console.log('junk ids (maxDevices 500):');
+    console.log(`  ${junkStats.junkFrames} junk frames: ${junkStats.capacityRefused} answered but not recorded, ${junkStats.protocolErrors} protocol errors (ids over 128 bytes)`);
+    console.log(`  largest device table ${junkStats.maxTable}; good device: ${junkStats.goodReplies} replies, all right, longest wait ${junkStats.goodWait} ms`);
+    console.log(`  warnings (internal errors): ${junkStats.warnings}`);
+    for (const w of junkStats.firstWarnings) console.log(`    warning: ${w}`);
   }
   console.log(`cases: ${total} frame reader + ${tcpStats.fuzzConnections + tcpStats.chaosConnections} TCP connections; failures: ${failed}; uncaught: ${uncaught.length}`);
   for (const err of uncaught.slice(0, 5)) console.log(`  UNCAUGHT ${firstLine(err)}`);
