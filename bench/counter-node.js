@@ -1,5 +1,6 @@
 // A Node-RED node for the benchmark: counts the messages it receives and
-// reports the count at GET /bench-counter on the admin API.
+// reports the count at GET /bench-counter on the admin API, with the process's
+// memory (after a full garbage collection with ?gc=1, when node runs with --expose-gc).
 'use strict';
 module.exports = function (RED) {
   let count = 0;
@@ -11,5 +12,8 @@ module.exports = function (RED) {
     });
   }
   RED.nodes.registerType('bench-counter', BenchCounter);
-  RED.httpAdmin.get('/bench-counter', (req, res) => res.json({ count }));
+  RED.httpAdmin.get('/bench-counter', (req, res) => {
+    if (req.query.gc && global.gc) global.gc();
+    res.json({ count, memory: process.memoryUsage() });
+  });
 };

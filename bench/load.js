@@ -208,33 +208,57 @@ async function connectDevices({ port, count }) {
   return { connected: sockets.length, answered };
 }
 
-/** Phase two: `count` of the parked devices report every `everyMs`, spread evenly, for `seconds`. */
+/** Phase two: `count` of the parked devices report every `everyMs`, spread evenly, for `seconds`; replies timed. */
 async function report({ count, everyMs, seconds }) {
   const reporters = parked.slice(0, count);
+  const histogram = new Histogram();
   let sent = 0;
   let answered = 0;
   const timers = [];
   for (const [n, device] of reporters.entries()) {
     device.socket.removeAllListeners('data');
-    device.socket.on('data', () => answered++);
+    device.socket.on('data', () => {
+      answered++;
+      histogram.record(performance.now() - device.sentAt);
+    });
     const tick = () => {
       sent++;
+      device.sentAt = performance.now();
       device.socket.write(`[${device.id},${device.want},"60${n % 8}"]`);
     };
     timers.push(
-      setTimeout(
-        () => {
-          tick();
-          timers.push(setInterval(tick, everyMs));
-        },
-        (n * everyMs) / count,
-      ),
+      setTimeout(() => {
+        tick();
+        timers.push(setInterval(tick, everyMs));
+      }, (n * everyMs) / count),
     );
   }
   await sleep(seconds * 1000);
   for (const timer of timers) clearInterval(timer);
   await sleep(200);
-  return { sent, answered };
+  return { sent, answered, p50: histogram.percentile(50), p99: histogram.percentile(99) };
+}
+
+/** One connection sends `count` new ids (`payloadBytes` of news each) as fast as the broker takes them. */
+async function junkIds({ port, count, payloadBytes }) {
+  const [socket] = await connectAll(port, 1, false);
+  let received = 0;
+  socket.on('data', (chunk) => (received += chunk.length));
+  const payload = 'j'.repeat(payloadBytes);
+  const started = performance.now();
+  const batch = 1000;
+  for (let first = 0; first < count; first += batch) {
+    let frames = '';
+    for (let n = first; n < Math.min(count, first + batch); n++) frames += `["junk-${n}","junk-${n}","${payload}"]`;
+    socket.write(frames);
+    // Let the broker answer the batch before the next (a client that reads).
+    const until = received + batch;
+    for (let wait = 0; received < until && wait < 200; wait++) await sleep(5);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await sleep(200);
+  socket.destroy();
+  return { count, seconds, received };
 }
 
 function closeAll() {
@@ -247,7 +271,7 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-const commands = { lockstep, lockstepStart, lockstepStop, connectDevices, report, closeAll };
+const commands = { lockstep, lockstepStart, lockstepStop, connectDevices, report, junkIds, closeAll };
 process.on('message', async ({ command, options }) => {
   try {
     process.send({ ok: true, result: await commands[command](options) });

@@ -3,7 +3,7 @@
 // broker alone and the broker inside a spawned Node-RED, each in its own process,
 // driven by a load generator in another process, all on loopback. Prints figures.
 //
-//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale] [--only deploys]
+//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale] [--only deploys|junk]
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -83,24 +83,24 @@ async function startCore(port) {
 }
 
 /** The bench's flow: a broker on `port`, and tcpmq-in -> a counting node. */
-function benchFlows(port, name = '') {
+function benchFlows(port, name = '', offlineAfter = 30) {
   return [
     { id: 'bench', type: 'tab', label: 'bench' },
-    { id: 'broker', type: 'tcpmq-broker', name, host: '0.0.0.0', port, replyFormat: 'text', offlineAfter: 30, idleTimeout: 120, maxConnections: 20000, maxFrameBytes: 65536 },
+    { id: 'broker', type: 'tcpmq-broker', name, host: '0.0.0.0', port, replyFormat: 'text', offlineAfter, idleTimeout: 120, maxConnections: 20000, maxFrameBytes: 65536 },
     { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, wires: [['count']] },
     { id: 'count', type: 'bench-counter', z: 'bench', wires: [] },
   ];
 }
 
-/** A real node-red with this package installed, running benchFlows(port). */
-async function startNodeRed(port) {
+/** A real node-red with this package installed, running benchFlows(port), with `gc()` for memory figures. */
+async function startNodeRed(port, offlineAfter = 30) {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-bench-'));
   const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
   fs.mkdirSync(path.dirname(link), { recursive: true });
   fs.symlinkSync(root, link, 'dir');
   fs.mkdirSync(path.join(userDir, 'nodes'));
   for (const file of ['counter-node.js', 'counter-node.html']) fs.copyFileSync(path.join(__dirname, file), path.join(userDir, 'nodes', file));
-  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(benchFlows(port)));
+  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(benchFlows(port, '', offlineAfter)));
   fs.writeFileSync(
     path.join(userDir, 'settings.js'),
     "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, logging: { console: { level: 'info' } } };\n",
@@ -108,7 +108,7 @@ async function startNodeRed(port) {
   const editorPort = await freePort();
   const redJs = require.resolve('node-red/red.js', { paths: [root] });
   const child = await startProcess(
-    ...withFileLimit(process.execPath, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)]),
+    ...withFileLimit(process.execPath, ['--expose-gc', redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)]),
     /Started flows/,
   );
   // Wait until the broker accepts connections.
@@ -131,6 +131,11 @@ async function startNodeRed(port) {
     if (!response.ok) throw new Error(`deploy: HTTP ${response.status}`);
   };
   child.messagesCounted = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
+  /** The process's heap after a full garbage collection, and its RSS, in bytes. */
+  child.memory = async () => {
+    const { memory } = await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?gc=1`)).json();
+    return { heap: memory.heapUsed + memory.external, rss: memory.rss };
+  };
   child.cleanup = () => fs.rmSync(userDir, { recursive: true, force: true });
   return child;
 }
@@ -248,6 +253,64 @@ async function deployRun(connections, deploys) {
   }
 }
 
+/**
+ * Junk ids in Node-RED: 1,000 good devices report every 2 s (CPU and reply
+ * p99 measured), one connection sends `junk` new ids, the junk goes offline,
+ * and the good devices are measured again. Memory is the heap after a full GC.
+ */
+async function junkRun(junk) {
+  const port = await freePort();
+  const offlineAfter = 3;
+  const server = await startNodeRed(port, offlineAfter);
+  const generator = startGenerator();
+  const mb = (bytes) => (bytes / 2 ** 20).toFixed(1);
+  try {
+    await generator.call('connectDevices', { port, count: 1000 });
+    const measureReports = async (seconds) => {
+      const before = usage(server.pid);
+      const reported = await generator.call('report', { count: 1000, everyMs: 2000, seconds });
+      return { ...reported, cpu: (usage(server.pid).cpuSeconds - before.cpuSeconds) / (seconds + 0.2) };
+    };
+    await measureReports(4); // warm up
+    const baseline = await server.memory();
+    const before = await measureReports(10);
+    const burst = await generator.call('junkIds', { port, count: junk, payloadBytes: 40 });
+    const afterBurst = await server.memory();
+    await measureReports(offlineAfter + 3); // the good devices stay online while the junk goes silent
+    const afterOffline = await server.memory();
+    const after = await measureReports(10);
+    console.log(
+      `  ${junk} junk ids in ${burst.seconds.toFixed(1)} s; heap ${mb(baseline.heap)} MB -> ${mb(afterBurst.heap)} MB after the burst (+${mb(afterBurst.heap - baseline.heap)}), ` +
+        `${mb(afterOffline.heap)} MB once it is offline (+${mb(afterOffline.heap - baseline.heap)}); RSS ${mb(baseline.rss)} -> ${mb(afterBurst.rss)} -> ${mb(afterOffline.rss)} MB`,
+    );
+    console.log(
+      `  1000 good devices every 2 s: before p99 ${before.p99.toFixed(2)} ms, CPU ${(before.cpu * 100).toFixed(2)}%; ` +
+        `after p99 ${after.p99.toFixed(2)} ms, CPU ${(after.cpu * 100).toFixed(2)}%; answered ${before.answered}/${before.sent} and ${after.answered}/${after.sent}`,
+    );
+    return { baseline, afterBurst, afterOffline, before, after };
+  } finally {
+    generator.kill();
+    await stopProcess(server);
+    server.cleanup?.();
+  }
+}
+
+/** The targets of the junk run. */
+function junkChecks(run) {
+  const mb = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MB`;
+  const { baseline, afterBurst, afterOffline, before, after } = run;
+  // A floor for the ratios: below a few ms, or a few % of a core, a ratio measures the machine's noise.
+  const p99Ratio = Math.max(after.p99, 1) / Math.max(before.p99, 1);
+  const cpuRatio = Math.max(after.cpu, 0.01) / Math.max(before.cpu, 0.01);
+  return [
+    ['50,000 junk ids: heap <= 64 MB above baseline', afterBurst.heap - baseline.heap <= 64 * 2 ** 20, `+${mb(afterBurst.heap - baseline.heap)}`],
+    ['junk offline: heap back within 16 MB of baseline', afterOffline.heap - baseline.heap <= 16 * 2 ** 20, `+${mb(afterOffline.heap - baseline.heap)}`],
+    ['good devices after the burst: p99 within 1.25 x before', p99Ratio <= 1.25, `${p99Ratio.toFixed(2)} x`],
+    ['good devices after the burst: CPU within 1.25 x before', cpuRatio <= 1.25, `${cpuRatio.toFixed(2)} x`],
+    ['good devices: every report answered', before.answered === before.sent && after.answered === after.sent, `${after.answered}/${after.sent}`],
+  ];
+}
+
 function verdict(ok) {
   return ok ? 'holds' : 'MISSED';
 }
@@ -270,6 +333,11 @@ function report(checks) {
 async function main() {
   console.log(`TCPMQ benchmark, ${new Date().toISOString()}`);
   console.log(`${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run\n`);
+  if (options.only === 'junk') {
+    console.log('Junk ids in Node-RED (one connection, 50,000 new ids):');
+    report(junkChecks(await junkRun(50000)));
+    return;
+  }
   if (options.only === 'deploys') {
     console.log('Full deploys while devices exchange (Deploy pressed in the editor, as users do):');
     report(deployChecks(await deployRun(200, 10)));
@@ -293,6 +361,9 @@ async function main() {
 
   console.log('\nFull deploys while devices exchange (Deploy pressed in the editor, as users do):');
   const deploys = await deployRun(200, 10);
+
+  console.log('\nJunk ids in Node-RED (one connection, 50,000 new ids):');
+  const junk = await junkRun(50000);
 
   let scale;
   if (!options['skip-scale']) {
@@ -327,6 +398,7 @@ async function main() {
   ]);
   checks.push(['no wrong replies (core and Node-RED)', [...core, ...nodeRed].every((r) => r.errors === 0), `${[...core, ...nodeRed].reduce((n, r) => n + r.errors, 0)} errors`]);
   checks.push(...deployChecks(deploys));
+  checks.push(...junkChecks(junk));
   if (scale) {
     checks.push([`${scale.connected} connected devices: <= 8 KB broker RSS per connection`, scale.rssPerConnection <= 8192, `${(scale.rssPerConnection / 1024).toFixed(2)} KB`]);
     checks.push([
