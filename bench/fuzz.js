@@ -165,7 +165,9 @@ function junkId(rng) {
     case 1:
       return rng.pick(['1.0', '1e0', '-0', '2.50', '12345678901234567890.0']);
     default: {
-      const chars = Array.from({ length: rng.range(1, rng.chance(0.2) ? 160 : 40) }, () => String.fromCodePoint(rng.pick([rng.int(0x20), rng.range(0x20, 0x7e), 0x2028, 0x202e, rng.range(0x4e00, 0x4fff), 0x85])));
+      const chars = Array.from({ length: rng.range(1, rng.chance(0.2) ? 160 : 40) }, () =>
+        String.fromCodePoint(rng.pick([rng.int(0x20), rng.range(0x20, 0x7e), 0x2028, 0x202e, rng.range(0x4e00, 0x4fff), 0x85])),
+      );
       return JSON.stringify(chars.join(''));
     }
   }

@@ -227,10 +227,13 @@ async function report({ count, everyMs, seconds }) {
       device.socket.write(`[${device.id},${device.want},"60${n % 8}"]`);
     };
     timers.push(
-      setTimeout(() => {
-        tick();
-        timers.push(setInterval(tick, everyMs));
-      }, (n * everyMs) / count),
+      setTimeout(
+        () => {
+          tick();
+          timers.push(setInterval(tick, everyMs));
+        },
+        (n * everyMs) / count,
+      ),
     );
   }
   await sleep(seconds * 1000);
