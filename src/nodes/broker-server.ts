@@ -141,7 +141,7 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       return broker.listen({ [brokerEvent]: listener } as EventListeners<BrokerEvents>);
     },
     start() {
-      restored.then(() => broker.start()).catch((err: Error) => node.error(err.message));
+      restored.then(() => broker.start()).catch((err: unknown) => node.error(describe(err)));
     },
     async close(removed) {
       if (saveTimer) clearInterval(saveTimer);

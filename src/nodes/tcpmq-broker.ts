@@ -12,6 +12,7 @@
 import type { Node, NodeAPI } from 'node-red';
 import { TcpmqBroker } from '../core/broker';
 import { TcpmqClient } from '../core/client';
+import { describe } from '../core/safe-emitter';
 import { clientEndpoint } from './broker-client';
 import { serverEndpoint } from './broker-server';
 import type { BrokerConfigNode, BrokerDef } from './broker-user';
@@ -69,7 +70,7 @@ export = function (RED: NodeAPI) {
       const release = () => runtime.stop().then(() => publishRemoved(RED, node.id));
       endpoint
         .close(removed === true)
-        .catch((err: Error) => node.warn(err.message))
+        .catch((err: unknown) => node.warn(describe(err)))
         .then(() => (removed ? release() : running.park(node.id, runtime, release)))
         .then(
           () => done(),

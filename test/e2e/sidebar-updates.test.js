@@ -58,8 +58,9 @@ describe('sidebar updates over comms', function () {
         [['7', 'changed']],
         'the one row that changed',
       );
-      assert.equal(updates[0].delta, true);
-      assert.equal(updates[0].counters.requests, 101);
+      assert.ok(updates.every((update) => update.delta === true));
+      // The first may come before device 7's request (an editor just said it is open); the last has it.
+      assert.equal(updates.at(-1).counters.requests, 101);
       const [whole] = await api(nodeRed.editorPort, 'GET', '/tcpmq/brokers');
       assert.equal(whole.devices.length, 100, 'the admin API still gives the whole table');
     } finally {
