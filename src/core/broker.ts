@@ -25,7 +25,7 @@ import { plainAddress, type Connection, type ConnectionHandlers, type Connection
 import { Connections, type ConnectionTarget } from './connections';
 import { Devices, type DeviceRecord } from './devices';
 import { Listener, listenError, sameTls } from './listener';
-import { copyOf, Mailboxes } from './mailboxes';
+import { copyOf, Mailboxes, type Mailbox } from './mailboxes';
 import { encodeReply, type ReplyFormat } from './reply';
 import { printable } from './printable';
 import { canonicalId, isRequest, parseRequest, type DeviceId } from './request';
@@ -105,6 +105,17 @@ export interface RejectEvent extends ConnectionInfo {
   deviceId?: DeviceId;
 }
 
+/**
+ * What sharing (fleet.ts) hears of this broker's own changes: called at once,
+ * with no copy made, so that a request costs one call more, not an event.
+ */
+export interface ShareHook {
+  /** Mailbox `id` was written here (a device's request, a flow), or cleared (`mailbox` undefined). */
+  written(id: DeviceId, mailbox: Mailbox | undefined): void;
+  /** A device of this broker came online or went offline. */
+  device(record: DeviceRecord): void;
+}
+
 /** What each of the broker's events carries (see the top of this file). */
 export interface BrokerEvents {
   state: BrokerStatus;
@@ -155,6 +166,8 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   };
 
   private settings: BrokerOptions;
+  /** Sharing through MQTT, when on (see fleet.ts). */
+  private share: ShareHook | undefined;
   private readonly connections = new Connections();
   /** The listener bound with the current settings. */
   private listener: Listener | undefined;
@@ -321,6 +334,11 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     if (moved || this.configError !== hadConfigError) this.relisten();
   }
 
+  /** Sharing hears of this broker's own changes from now on (undefined: no more). */
+  setShare(share: ShareHook | undefined): void {
+    this.share = share;
+  }
+
   // ---- the flow's side ------------------------------------------------------
 
   /**
@@ -332,8 +350,9 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     // Encoded first, so that a value with no reply throws before it is written.
     const reply = encodeReply(value, this.settings.replyFormat);
     // A copy: the flow may go on changing the object it sent.
-    this.mailboxes.write(mailboxId, copyOf(value), 'flow', Date.now(), ttlSeconds * 1000, reply);
+    const mailbox = this.mailboxes.write(mailboxId, copyOf(value), 'flow', Date.now(), ttlSeconds * 1000, reply);
     this.flowWrites++;
+    this.share?.written(mailboxId, mailbox);
     return mailboxId;
   }
 
@@ -341,6 +360,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     const mailboxId = this.mailboxId(id);
     this.mailboxes.clear(mailboxId);
     this.flowWrites++;
+    this.share?.written(mailboxId, undefined);
     return mailboxId;
   }
 
@@ -564,8 +584,12 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       return;
     }
     this.counters.requests++;
-    this.mailboxes.write(from, payload, 'device', now);
+    const written = this.mailboxes.write(from, payload, 'device', now);
     const cameOnline = this.devices.heard(from, connection, payload, now);
+    if (this.share) {
+      this.share.written(from, written);
+      if (cameOnline) this.share.device(cameOnline);
+    }
     connection.deviceId = from;
     connection.write(this.mailboxes.replyTo(want, now));
     if (cameOnline) this.safeEmit('online', copyOf(cameOnline));
@@ -590,6 +614,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   private wentOffline(device: DeviceRecord): void {
     try {
       this.mailboxes.expireDeviceNews(device.id);
+      this.share?.device(device);
       this.safeEmit('offline', copyOf(device));
     } catch (err) {
       this.warn(`reporting device ${printable(device.id)} offline failed: ${describe(err)}`);

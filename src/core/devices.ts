@@ -126,6 +126,17 @@ export class Devices {
     return wentOffline;
   }
 
+  /** Marks device `id` offline now (its own gateway said so); returns the record if it was online. */
+  wentOffline(id: DeviceId): DeviceRecord | undefined {
+    const device = this.onlineRecords.get(id);
+    if (!device) return undefined;
+    this.onlineRecords.delete(id);
+    device.online = false;
+    this.offlineRecords.set(id, device);
+    this.changed.add(id);
+    return device;
+  }
+
   /**
    * Sweeps on one timer for all devices (rather than one timer per device),
    * often enough that offline fires within offlineAfter + 0.5 s.

@@ -14,6 +14,8 @@ export interface Mailbox {
   expiresAt: number;
   /** The reply bytes for `value`, encoded once on first read (owned by Mailboxes). */
   reply?: Buffer;
+  /** The gateway that wrote it, for a mailbox taken in from the fleet (sharing); undefined for this broker's own. */
+  gateway?: string;
 }
 
 export class Mailboxes {
@@ -30,7 +32,7 @@ export class Mailboxes {
     const expiresAt = ttlMs > 0 ? now + ttlMs : Infinity;
     let mailbox = this.boxes.get(id);
     if (mailbox === undefined) {
-      mailbox = { value, writtenAt: now, writer, expiresAt, reply };
+      mailbox = { value, writtenAt: now, writer, expiresAt, reply, gateway: undefined };
       this.boxes.set(id, mailbox);
     } else {
       // Updated in place: a device writes its mailbox every few seconds, for as long as it runs.
@@ -39,6 +41,7 @@ export class Mailboxes {
       mailbox.writer = writer;
       mailbox.expiresAt = expiresAt;
       mailbox.reply = reply;
+      mailbox.gateway = undefined;
     }
     return mailbox;
   }

@@ -18,7 +18,8 @@ export interface BrokerSnapshot {
 export function takeSnapshot(mailboxes: Mailboxes, devices: Devices, now: number): BrokerSnapshot {
   const saved: BrokerSnapshot['mailboxes'] = [];
   for (const [id, mailbox] of mailboxes.entries()) {
-    if (mailbox.expiresAt <= now) continue;
+    // Expired, or another gateway's (the fleet brings those back itself).
+    if (mailbox.expiresAt <= now || mailbox.gateway !== undefined) continue;
     const { value, writtenAt, writer, expiresAt } = mailbox;
     const expires = Number.isFinite(expiresAt) ? expiresAt : null;
     if (Buffer.isBuffer(value)) saved.push({ id, value: value.toString('base64'), buffer: true, writtenAt, writer, expiresAt: expires });

@@ -86,6 +86,7 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
 
   const endpoint: Endpoint = {
     mode: 'client',
+    gateway: undefined,
     on: subscribe,
     start() {
       client.start();

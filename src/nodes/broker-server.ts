@@ -11,11 +11,14 @@ import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import { TcpmqBroker, connectionName, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../core/broker';
 import { REPLY_FORMATS } from '../core/reply';
+import type { DeviceRecord } from '../core/devices';
+import type { FleetEvents } from '../core/fleet';
 import { canonicalId } from '../core/request';
 import { describe, type EventListeners } from '../core/safe-emitter';
 import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
 import type { ConnectionChoice, Endpoint, EndpointEvent } from './endpoint';
+import { shareBroker } from './broker-share';
 import { limitedWarnings } from './rate-limit';
 import { SnapshotFile } from './snapshot-file';
 
@@ -121,6 +124,10 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     warning: warn,
     rejected: (event: RejectEvent) => warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
   });
+  // Sharing through MQTT, when a mqtt-broker node is given (its replica goes through deploys with the broker).
+  const sharing = config.share ? shareBroker(RED, node, config, broker, showStatus, warn) : undefined;
+  const fleet = sharing?.fleet;
+
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));
 
@@ -135,10 +142,17 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
 
   const endpoint: Endpoint = {
     mode: 'server',
+    gateway: fleet?.gateway,
     on(event, listener) {
       const brokerEvent = BROKER_EVENTS[event];
       if (!brokerEvent) return () => undefined;
-      return broker.listen({ [brokerEvent]: listener } as EventListeners<BrokerEvents>);
+      const local = broker.listen({ [brokerEvent]: listener } as EventListeners<BrokerEvents>);
+      // The devices of other gateways, with their gateway: news, online, offline.
+      const remote = fleet && (event === 'news' || event === 'online' || event === 'offline') ? fleet.listen({ [event]: listener } as EventListeners<FleetEvents>) : undefined;
+      return () => {
+        local();
+        remote?.();
+      };
     },
     start() {
       restored.then(() => broker.start()).catch((err: unknown) => node.error(describe(err)));
@@ -146,6 +160,7 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     async close(removed) {
       if (saveTimer) clearInterval(saveTimer);
       detach();
+      sharing?.close();
       // A deleted broker's snapshot goes with it, as Node-RED drops a deleted node's context.
       if (removed) await file?.remove();
       else if (config.persist) await restored.then(saveSnapshot);
@@ -154,6 +169,8 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       const status = broker.status;
       switch (status.state) {
         case 'listening':
+          // Local service goes on without MQTT: a yellow ring says that sharing does not.
+          if (fleet && !fleet.connected) return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.shareDown', { port: status.port, online: broker.onlineCount }) };
           return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.onlineCount }) };
         case 'starting':
           return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.starting', { port: status.port }) };
@@ -169,13 +186,15 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.onlineCount}:${broker.status.state}`;
     },
     table: (options = { devices: true }) => ({
-      devices: options.devices ? broker.deviceTable() : [],
+      devices: options.devices ? withGateways(broker.deviceTable(), fleet?.remote.table()) : [],
       connections: broker.connectionTable(),
-      counters: { ...broker.counters, openConnections: broker.connectionCount },
+      counters: { ...broker.counters, openConnections: broker.connectionCount, ...(fleet ? { sharePublished: fleet.counters.published, shareReceived: fleet.counters.received } : {}) },
     }),
     takeChanges() {
       const { changed, removed } = broker.devices.takeChanges();
-      return { devices: changed, removed };
+      if (!fleet) return { devices: changed, removed };
+      const remote = fleet.remote.takeChanges();
+      return { devices: withGateways(changed, remote.changed), removed: [...removed, ...remote.removed] };
     },
     writeMailbox(target, value, ttlSeconds) {
       if (target === undefined || target === null || target === '') throw new Error(RED._('tcpmq-broker.errors.no-target'));
@@ -186,5 +205,12 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     send: (choice, data) => broker.send(connectionTarget(choice), data),
     closeConnections: (choice) => broker.closeConnections(connectionTarget(choice)),
   };
+  /** The device rows of this gateway and, when sharing, of the others, each with its gateway. */
+  function withGateways(local: DeviceRecord[], remote: DeviceRecord[] | undefined): object[] {
+    if (!fleet || !remote) return local;
+    const own = fleet.gateway;
+    return [...local.map((row) => ({ ...row, gateway: own })), ...remote.map((row) => ({ ...row, gateway: fleet.gatewayFor(row.id) }))];
+  }
+
   return { endpoint, broker };
 }

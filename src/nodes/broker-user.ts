@@ -23,6 +23,11 @@ export interface BrokerDef extends NodeDef {
   usetls?: boolean;
   tls?: string;
   persist?: boolean;
+  /** Sharing: the id of a core mqtt-broker config node (empty: no sharing), the topic prefix, this gateway's name. */
+  share?: string;
+  shareTopic?: string;
+  gateway?: string;
+  haDiscovery?: boolean;
   // client
   clientId?: string;
   watch?: string;
@@ -74,4 +79,9 @@ export function useBroker(
     brokerNode.deregister(node, done);
   });
   return endpoint;
+}
+
+/** The gateway name of broker `brokerId` when it shares its devices (sharing), for msg.gateway. */
+export function gatewayOf(RED: NodeAPI, brokerId: string): string | undefined {
+  return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.gateway;
 }

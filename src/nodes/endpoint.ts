@@ -19,6 +19,8 @@ export interface NewsEvent {
   remoteAddress?: string;
   remotePort?: number;
   connectionId?: number;
+  /** Set for a device of another gateway (sharing). */
+  gateway?: string;
 }
 
 /** The remote broker came or went (client mode). */
@@ -34,8 +36,9 @@ export interface EndpointEvents {
   news: NewsEvent;
   /** A line or chunk from a plain-text connection (server). */
   raw: RawEvent;
-  online: { id: string };
-  offline: { id: string };
+  /** A device came online or went offline; `gateway` is set for a device of another gateway. */
+  online: { id: string; gateway?: string };
+  offline: { id: string; gateway?: string };
   /** Bad input, a refused or closed connection (server). */
   rejected: RejectEvent;
   link: LinkEvent;
@@ -63,6 +66,8 @@ export interface ConnectionChoice {
 
 export interface Endpoint {
   readonly mode: 'server' | 'client';
+  /** This gateway's name when the broker shares its devices through MQTT; undefined otherwise. */
+  readonly gateway: string | undefined;
   /** Subscribes `listener`; returns the function that unsubscribes it. */
   on<E extends EndpointEvent>(event: E, listener: (event: EndpointEvents[E]) => void): () => void;
   /** Starts serving (or connecting); what it runs may already be running (a deploy). */

@@ -2,7 +2,7 @@
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { connectionName, type RawEvent } from '../core/broker';
-import { useBroker } from './broker-user';
+import { gatewayOf, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import type { NewsEvent } from './endpoint';
 
@@ -11,6 +11,8 @@ interface TcpmqInDef extends NodeDef {
   device: string;
   numbers?: boolean;
   binary?: boolean;
+  /** Devices on other gateways too (sharing). */
+  remote?: boolean;
 }
 
 /** A plain decimal number, as sensors send readings: "26.545", "-1", "603". */
@@ -25,12 +27,23 @@ export = function (RED: NodeAPI) {
     const binary = config.binary === true;
     const asNumber = (payload: unknown) => (numbers && typeof payload === 'string' && DECIMAL.test(payload) ? Number(payload) : payload);
 
+    const remote = config.remote === true;
+    const ownGateway = gatewayOf(RED, config.broker);
     useBroker(RED, node, config.broker, {
       news(event: NewsEvent) {
-        if (!wanted(event.from)) return;
-        // Where the device spoke from (server mode) goes along.
-        const { from, payload, ...where } = event;
-        node.send({ topic: from, payload: asNumber(payload), ...where } as Record<string, unknown>);
+        // A device of another gateway (sharing) only for a node that asked for them.
+        if (!wanted(event.from) || (event.gateway !== undefined && !remote)) return;
+        const msg: Record<string, unknown> = { topic: event.from, payload: asNumber(event.payload) };
+        // Where the device spoke from, when it spoke to this broker.
+        if (event.remoteAddress !== undefined) {
+          msg.want = event.want;
+          msg.remoteAddress = event.remoteAddress;
+          msg.remotePort = event.remotePort;
+          msg.connectionId = event.connectionId;
+        }
+        const gateway = event.gateway ?? ownGateway;
+        if (gateway !== undefined) msg.gateway = gateway;
+        node.send(msg);
       },
       raw(event: RawEvent) {
         const topic = connectionName(event);

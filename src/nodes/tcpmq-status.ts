@@ -2,7 +2,7 @@
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { connectionName, type RejectEvent } from '../core/broker';
-import { useBroker } from './broker-user';
+import { gatewayOf, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import { RateLimit } from './rate-limit';
 
@@ -12,6 +12,8 @@ const ERRORS_PER_MINUTE = 20;
 interface TcpmqStatusDef extends NodeDef {
   broker: string;
   device: string;
+  /** Devices on other gateways too (sharing). */
+  remote?: boolean;
 }
 
 export = function (RED: NodeAPI) {
@@ -19,8 +21,15 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     const node = this;
     const wanted = deviceFilter(config.device);
-    const report = (device: { id: string }, payload: 'online' | 'offline') => {
-      if (wanted(device.id)) node.send({ topic: device.id, payload, device } as Record<string, unknown>);
+    const remote = config.remote === true;
+    const ownGateway = gatewayOf(RED, config.broker);
+    const report = (device: { id: string; gateway?: string }, payload: 'online' | 'offline') => {
+      // A device of another gateway (sharing) only for a node that asked for them.
+      if (!wanted(device.id) || (device.gateway !== undefined && !remote)) return;
+      const msg: Record<string, unknown> = { topic: device.id, payload, device };
+      const gateway = device.gateway ?? ownGateway;
+      if (gateway !== undefined) msg.gateway = gateway;
+      node.send(msg);
     };
     const errors = new RateLimit(ERRORS_PER_MINUTE);
     // Errors come from any connection, whatever the device filter: abuse has no id.

@@ -1,0 +1,78 @@
+/**
+ * Sharing for a server-mode tcpmq-broker: a Fleet (src/core/fleet.ts) over
+ * Node-RED's own mqtt-broker config node, used as the core mqtt in/out nodes
+ * use it (register, subscribe, publish), so that its settings, TLS and
+ * credentials are the user's and no MQTT client is added here. The fleet's
+ * replica belongs to the running core broker and goes through deploys with it.
+ */
+
+import { hostname } from 'node:os';
+import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import type { TcpmqBroker } from '../core/broker';
+import { Fleet, type FleetTransport } from '../core/fleet';
+import type { BrokerDef } from './broker-user';
+
+/** Node-RED's mqtt-broker config node, as far as sharing needs it (see @node-red/nodes 10-mqtt.js). */
+interface MqttBrokerNode extends Node {
+  connected: boolean;
+  register(user: { id: string; status(status: NodeStatus): void }): void;
+  deregister(user: { id: string; status(status: NodeStatus): void }, done: () => void, autoDisconnect?: boolean): void;
+  subscribe(topic: string, options: { qos: number }, callback: (topic: string, payload: Buffer) => void, ref: string): void;
+  unsubscribe(topic: string, ref: string, removeClientSubscription?: boolean): void;
+  publish(msg: { topic: string; payload: string; qos: number; retain: boolean }, done?: (err?: unknown) => void): void;
+}
+
+/** The least time between two publishes of one id: a device reporting 50 times a second makes 4 messages a second. */
+const MIN_INTERVAL_MS = 250;
+
+/** The fleet of each running broker, kept with it through deploys. */
+const fleets = new WeakMap<TcpmqBroker, Fleet>();
+
+export interface Sharing {
+  fleet: Fleet;
+  /** Lets go of the MQTT connection; the fleet's replica stays with the broker. */
+  close(): void;
+}
+
+/**
+ * Shares `broker` through the mqtt-broker node `config.share`; undefined (with
+ * a warning) if that node is not deployed. `changed` runs whenever the
+ * connection comes or goes (for the status dot).
+ */
+export function shareBroker(RED: NodeAPI, node: Node, config: BrokerDef, broker: TcpmqBroker, changed: () => void, warn: (text: string) => void): Sharing | undefined {
+  const mqtt = RED.nodes.getNode(String(config.share)) as MqttBrokerNode | null;
+  if (!mqtt) {
+    node.warn(RED._('tcpmq-broker.errors.no-share'));
+    return undefined;
+  }
+  const prefix = String(config.shareTopic ?? '').trim().replace(/\/+$/, '') || 'tcpmq';
+  const gateway = String(config.gateway ?? '').trim() || String(config.name ?? '').trim() || hostname();
+  let fleet = fleets.get(broker);
+  if (!fleet || fleet.options.prefix !== prefix || fleet.options.gateway !== gateway) {
+    fleet?.detach();
+    fleet = new Fleet(broker, { prefix, gateway, haDiscovery: config.haDiscovery === true, minIntervalMs: MIN_INTERVAL_MS });
+    fleets.set(broker, fleet);
+  }
+  fleet.options.haDiscovery = config.haDiscovery === true;
+  const ref = `${node.id}:share`;
+  const transport: FleetTransport = {
+    publish: (topic, payload, retain) => mqtt.publish({ topic, payload, qos: 1, retain }, () => undefined),
+    subscribe: (topic, onMessage) => mqtt.subscribe(topic, { qos: 1 }, onMessage, ref),
+    unsubscribe: (topic) => mqtt.unsubscribe(topic, ref, true),
+  };
+  const shared = fleet;
+  // The mqtt-broker node tells its users of its connection through their status.
+  const user = { id: ref, status: (status: NodeStatus) => shared.setConnected(status.fill === 'green') };
+  const detach = shared.listen({ state: changed, warning: warn });
+  shared.attach(transport);
+  mqtt.register(user);
+  if (mqtt.connected) shared.setConnected(true);
+  return {
+    fleet: shared,
+    close() {
+      detach();
+      shared.detach();
+      mqtt.deregister(user, () => undefined, false);
+    },
+  };
+}
