@@ -111,6 +111,7 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       }
     },
     state: () => client.status,
+    sharing: () => undefined,
     changes: () => `${client.counters.replies}:${client.counters.emptyReplies}:${client.status.state}`,
     table: () => ({ devices: client.watchState(), counters: { ...client.counters } }),
     // A handful of watched ids: all of them, whenever anything changed.

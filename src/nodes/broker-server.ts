@@ -181,9 +181,10 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       }
     },
     state: () => broker.status,
+    sharing: () => (fleet ? { gateway: fleet.gateway, connected: fleet.connected } : undefined),
     changes() {
       const { connections, rawMessages, protocolErrors } = broker.counters;
-      return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.onlineCount}:${broker.status.state}`;
+      return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.onlineCount}:${broker.status.state}:${fleet?.connected}`;
     },
     table: (options = { devices: true }) => ({
       devices: options.devices ? withGateways(broker.deviceTable(), fleet?.remote.table()) : [],

@@ -81,6 +81,8 @@ export interface Endpoint {
   status(): NodeStatus;
   /** The listening or connection state, for the sidebar. */
   state(): BrokerStatus | ClientStatus;
+  /** Sharing through MQTT, when on: this gateway's name and whether the MQTT broker is connected. */
+  sharing(): { gateway: string; connected: boolean } | undefined;
   /** Changes whenever what the sidebar shows may have changed. */
   changes(): string;
   /** The device table; `{ devices: false }`: all but the device rows (cheap, whatever the number of devices). */

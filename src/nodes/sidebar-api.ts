@@ -21,6 +21,8 @@ export interface BrokerSummary {
   connections: ConnectionRecord[];
   /** What the broker (or the client) has counted since it started, deploys included. */
   counters: Record<string, number>;
+  /** Sharing through MQTT, when on. */
+  sharing?: { gateway: string; connected: boolean };
 }
 
 /** Updates go out at most this often per broker, and only when something changed. */
@@ -29,7 +31,7 @@ const PUBLISH_EVERY_MS = 250;
 export function summarize(node: BrokerConfigNode): BrokerSummary {
   const { endpoint } = node;
   const { devices, connections = [], counters } = endpoint.table();
-  return { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), devices, connections, counters };
+  return { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), sharing: endpoint.sharing(), devices, connections, counters };
 }
 
 interface Request {
@@ -110,7 +112,9 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
     if (now === published && devices.length === 0 && removed.length === 0) return;
     published = now;
     const { connections = [], counters } = node.endpoint.table({ devices: false });
-    RED.comms.publish(topic, { id: node.id, name: node.name ?? '', mode: node.endpoint.mode, status: node.endpoint.state(), delta: true, devices, removedDevices: removed, connections, counters }, false);
+    const { endpoint } = node;
+    const update = { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), sharing: endpoint.sharing(), delta: true, devices, removedDevices: removed, connections, counters };
+    RED.comms.publish(topic, update, false);
   };
   const timer = setInterval(publish, PUBLISH_EVERY_MS);
   return () => clearInterval(timer);

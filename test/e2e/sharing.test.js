@@ -1,0 +1,245 @@
+'use strict';
+// Two halls, one fleet: two node-red gateways share their boards through a real
+// mosquitto (Debian's package, on a free loopback port), and any MQTT client
+// (mosquitto_pub, mosquitto_sub) reads and commands them.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, execFile } = require('node:child_process');
+const { Device, freePort, skipWithout, waitFor, sleep } = require('../support');
+const { linkedUserDir, startNodeRed, stopNodeRed, api } = require('./node-red-process');
+
+const MOSQUITTO = '/usr/sbin/mosquitto';
+// Node-RED's own websocket client (Node 20 has none built in).
+const WebSocket = require(require.resolve('ws', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
+const OFFLINE_AFTER = 2;
+
+/** mosquitto on `port`, no persistence, anonymous clients, loopback only. */
+async function startMosquitto(port, dir) {
+  const conf = path.join(dir, 'mosquitto.conf');
+  fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.exited = new Promise((resolve) => child.on('exit', resolve));
+  await waitFor(async () => {
+    try {
+      (await Device.connect(port)).close();
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'mosquitto to listen');
+  return child;
+}
+
+/** mosquitto_sub/_pub, resolving with what they print. */
+function mqtt(command, args) {
+  return new Promise((resolve, reject) => execFile(command, args, { timeout: 10000 }, (err, stdout) => (err && !stdout ? reject(err) : resolve(stdout))));
+}
+
+/** A gateway's flows: a broker sharing through the mosquitto at `mqttPort`, a tcpmq-status for every gateway's devices. */
+function gatewayFlows(name, tcpmqPort, mqttPort, extra = []) {
+  return [
+    { id: 'tab', type: 'tab', label: name },
+    {
+      id: 'mq',
+      type: 'mqtt-broker',
+      name: 'fleet',
+      broker: '127.0.0.1',
+      port: String(mqttPort),
+      clientid: `gateway-${name}`,
+      autoConnect: true,
+      usetls: false,
+      protocolVersion: '4',
+      keepalive: '15',
+      cleansession: true,
+    },
+    {
+      id: 'broker',
+      type: 'tcpmq-broker',
+      name,
+      host: '127.0.0.1',
+      port: tcpmqPort,
+      replyFormat: 'text',
+      offlineAfter: OFFLINE_AFTER,
+      idleTimeout: 60,
+      maxConnections: 100,
+      maxFrameBytes: 65536,
+      share: 'mq',
+      shareTopic: 'tcpmq',
+      gateway: name,
+      haDiscovery: true,
+    },
+    { id: 'in', type: 'tcpmq-in', z: 'tab', broker: 'broker', device: '', numbers: false, remote: true, wires: [[]] },
+    ...extra,
+  ];
+}
+
+describe('two gateways on one mosquitto', function () {
+  this.timeout(120000);
+  let dir;
+  let mqttPort;
+  let mosquitto;
+  const gateways = {};
+
+  before(async function () {
+    if (!fs.existsSync(MOSQUITTO) || !fs.existsSync('/usr/bin/mosquitto_sub'))
+      skipWithout(this, 'mosquitto and mosquitto-clients', ".ci/run installs Debian's mosquitto and mosquitto-clients");
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-fleet-'));
+    mqttPort = await freePort();
+    mosquitto = await startMosquitto(mqttPort, dir);
+    for (const name of ['hall-a', 'hall-b']) {
+      const tcpmqPort = await freePort();
+      const extra =
+        name === 'hall-b'
+          ? [
+              { id: 'cmd', type: 'inject', z: 'tab', props: [{ p: 'payload' }], once: true, onceDelay: 0.5, repeat: '', payload: 'led on', payloadType: 'str', wires: [['out']] },
+              { id: 'out', type: 'tcpmq-out', z: 'tab', broker: 'broker', device: 'cmd', ttl: 0, wires: [] },
+            ]
+          : [];
+      const userDir = linkedUserDir(`tcpmq-${name}-`, undefined, gatewayFlows(name, tcpmqPort, mqttPort, extra));
+      gateways[name] = { userDir, tcpmqPort, nodeRed: await startNodeRed(userDir, { ready: /Started flows/ }) };
+    }
+    for (const gateway of Object.values(gateways)) {
+      await waitFor(async () => (await api(gateway.nodeRed.editorPort, 'GET', '/tcpmq/brokers'))[0]?.sharing?.connected === true, 'sharing connected', 15000);
+    }
+  });
+
+  after(async function () {
+    for (const gateway of Object.values(gateways)) {
+      await stopNodeRed(gateway.nodeRed);
+      fs.rmSync(gateway.userDir, { recursive: true, force: true });
+    }
+    if (mosquitto && mosquitto.exitCode === null) mosquitto.kill();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const on = (name) => Device.connect(gateways[name].tcpmqPort);
+  const summary = async (name) => (await api(gateways[name].nodeRed.editorPort, 'GET', '/tcpmq/brokers'))[0];
+
+  it("lets a board on hall A read a board on hall B within a second, and a flow's write on B", async function () {
+    const sensor = await on('hall-b');
+    const reader = await on('hall-a');
+    try {
+      assert.equal(await sensor.request('[2,2,"21.5 in hall B"]'), '21.5 in hall B');
+      const sent = Date.now();
+      await waitFor(async () => (await reader.request('[1,2,"x"]')) === '21.5 in hall B', "B's news on A", 1000);
+      console.log(`      hall B -> hall A in ${Date.now() - sent} ms (polled)`);
+      await waitFor(async () => (await reader.request('[1,"cmd","x"]')) === 'led on', "B's flow-written cmd on A", 3000);
+      const a = await summary('hall-a');
+      assert.deepEqual(
+        a.devices.filter((d) => d.id === '2').map((d) => [d.gateway, d.online]),
+        [['hall-b', true]],
+        "the table on A lists B's device with its gateway",
+      );
+    } finally {
+      sensor.close();
+      reader.close();
+    }
+  });
+
+  it('is readable by any MQTT client as retained JSON, and commandable through /set', async function () {
+    const retained = JSON.parse(await mqtt('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/mailbox/2', '-C', '1', '-W', '5']));
+    assert.deepEqual([retained.value, retained.writer, retained.gateway, typeof retained.writtenAt], ['21.5 in hall B', 'device', 'hall-b', 'number']);
+    const device = JSON.parse(await mqtt('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/device/2', '-C', '1', '-W', '5']));
+    assert.deepEqual([device.online, device.gateway], [true, 'hall-b']);
+    await mqtt('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/mailbox/fan/set', '-m', 'fan off']);
+    for (const name of ['hall-a', 'hall-b']) {
+      const board = await on(name);
+      try {
+        await waitFor(async () => (await board.request('[3,"fan","x"]')) === 'fan off', `the /set on ${name}`, 3000);
+      } finally {
+        board.close();
+      }
+    }
+  });
+
+  it('publishes valid Home Assistant discovery for each board', async function () {
+    const config = JSON.parse(await mqtt('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'homeassistant/sensor/tcpmq_2/config', '-C', '1', '-W', '5']));
+    assert.equal(config.unique_id, 'tcpmq_2');
+    assert.equal(config.state_topic, 'tcpmq/mailbox/2');
+    assert.equal(config.availability_topic, 'tcpmq/device/2');
+    assert.match(config.value_template, /value_json\.value/);
+  });
+
+  it('sends one mailbox message for one report: no gateway sends back what it took in', async function () {
+    const listener = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/mailbox/#', '-v']);
+    let seen = '';
+    listener.stdout.on('data', (chunk) => (seen += chunk));
+    await sleep(500);
+    const retainedLines = seen.split('\n').filter(Boolean).length; // what mosquitto held when it subscribed
+    const sensor = await on('hall-a');
+    try {
+      await sensor.request('[9,9,"once"]');
+      await sleep(1500);
+    } finally {
+      sensor.close();
+      listener.kill();
+    }
+    const lines = seen.split('\n').filter(Boolean).slice(retainedLines);
+    assert.deepEqual(
+      lines.map((line) => line.split(' ')[0]),
+      ['tcpmq/mailbox/9'],
+      `messages after the report:\n${lines.join('\n')}`,
+    );
+  });
+
+  it("reads None on A once B's board is silent, also after B's process is killed", async function () {
+    const reader = await on('hall-a');
+    const sensor = await on('hall-b');
+    try {
+      await sensor.request('[4,4,"about to die"]');
+      await waitFor(async () => (await reader.request('[1,4,"x"]')) === 'about to die', "B's news on A", 2000);
+      await stopNodeRed(gateways['hall-b'].nodeRed, 'SIGKILL');
+      const killed = Date.now();
+      await waitFor(async () => (await reader.request('[1,4,"x"]')) === 'None', 'None on A after offlineAfter', (OFFLINE_AFTER + 3) * 1000);
+      const after = (Date.now() - killed) / 1000;
+      assert.ok(after >= OFFLINE_AFTER - 0.5, `None after ${after} s, not before offlineAfter`);
+    } finally {
+      reader.close();
+      sensor.close();
+    }
+    gateways['hall-b'].nodeRed = await startNodeRed(gateways['hall-b'].userDir, { ready: /Started flows/ });
+    await waitFor(async () => (await summary('hall-b'))?.sharing?.connected === true, 'B sharing again', 15000);
+  });
+
+  it('serves boards locally while mosquitto is down, says so, and resyncs when it is back', async function () {
+    // The status dots, as the editor gets them over comms.
+    const socket = new WebSocket(`ws://127.0.0.1:${gateways['hall-a'].nodeRed.editorPort}/comms`);
+    const statuses = [];
+    await new Promise((resolve) => socket.once('open', resolve));
+    socket.on('message', (data) => {
+      for (const message of [].concat(JSON.parse(String(data)))) if (message.topic === 'status/in') statuses.push(message.data);
+    });
+    socket.send(JSON.stringify({ subscribe: 'status/#' }));
+    mosquitto.kill();
+    await mosquitto.exited;
+    await waitFor(async () => (await summary('hall-a')).sharing.connected === false, 'A to see MQTT gone', 15000);
+    await waitFor(() => statuses.some((status) => status.fill === 'yellow' && /sharing disconnected/.test(status.text)), 'a yellow ring under tcpmq in', 5000);
+    socket.terminate();
+    const board = await on('hall-a');
+    const reader = await on('hall-b');
+    // A board on A keeps reporting, as boards do every few seconds; a flow on A writes a command.
+    let reporting = true;
+    const reports = (async () => {
+      for (let n = 0; reporting; n++) {
+        assert.equal(await board.request(`[6,6,"report ${n}"]`), `report ${n}`, 'served while MQTT is down');
+        await sleep(300);
+      }
+    })();
+    try {
+      await api(gateways['hall-a'].nodeRed.editorPort, 'POST', '/tcpmq/brokers/broker/mailbox', { device: 'pump', payload: 'pump on' });
+      assert.equal(await reader.request('[7,7,"b"]'), 'b', 'B serves its boards too');
+      assert.equal(await reader.request('[7,"pump","b"]'), 'None', 'not shared while MQTT is down');
+      mosquitto = await startMosquitto(mqttPort, dir);
+      await waitFor(async () => (await reader.request('[7,"pump","b"]')) === 'pump on', "A's command on B after the resync", 20000);
+      await waitFor(async () => /^report \d+$/.test(await reader.request('[7,6,"b"]')), "A's board on B after the resync", 5000);
+      assert.equal((await summary('hall-a')).sharing.connected, true);
+    } finally {
+      reporting = false;
+      await reports;
+      board.close();
+      reader.close();
+    }
+  });
+});
