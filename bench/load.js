@@ -209,7 +209,7 @@ async function connectDevices({ port, count }) {
 }
 
 /** Phase two: `count` of the parked devices report every `everyMs`, spread evenly, for `seconds`; replies timed. */
-async function report({ count, everyMs, seconds }) {
+async function report({ count, everyMs, seconds, stamp }) {
   const reporters = parked.slice(0, count);
   const histogram = new Histogram();
   let sent = 0;
@@ -224,7 +224,8 @@ async function report({ count, everyMs, seconds }) {
     const tick = () => {
       sent++;
       device.sentAt = performance.now();
-      device.socket.write(`[${device.id},${device.want},"60${n % 8}"]`);
+      // stamp: the news is its send time, for the other gateway to measure propagation.
+      device.socket.write(stamp ? `[${device.id},${device.want},"t${Date.now()}"]` : `[${device.id},${device.want},"60${n % 8}"]`);
     };
     timers.push(
       setTimeout(

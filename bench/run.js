@@ -3,7 +3,7 @@
 // broker alone and the broker inside a spawned Node-RED, each in its own process,
 // driven by a load generator in another process, all on loopback. Prints figures.
 //
-//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale] [--only deploys|junk]
+//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale] [--only deploys|junk|share]
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -83,24 +83,54 @@ async function startCore(port) {
 }
 
 /** The bench's flow: a broker on `port`, and tcpmq-in -> a counting node. */
-function benchFlows(port, name = '', offlineAfter = 30) {
+function benchFlows(port, name = '', offlineAfter = 30, share = undefined) {
+  const sharing = share
+    ? [
+        {
+          id: 'mq',
+          type: 'mqtt-broker',
+          broker: '127.0.0.1',
+          port: String(share.mqttPort),
+          clientid: `bench-${share.gateway}`,
+          autoConnect: true,
+          usetls: false,
+          protocolVersion: '4',
+          keepalive: '15',
+          cleansession: true,
+        },
+      ]
+    : [];
+  const shareProperties = share ? { share: 'mq', shareTopic: 'tcpmq', gateway: share.gateway } : {};
   return [
     { id: 'bench', type: 'tab', label: 'bench' },
-    { id: 'broker', type: 'tcpmq-broker', name, host: '0.0.0.0', port, replyFormat: 'text', offlineAfter, idleTimeout: 120, maxConnections: 20000, maxFrameBytes: 65536 },
-    { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, wires: [['count']] },
+    ...sharing,
+    {
+      id: 'broker',
+      type: 'tcpmq-broker',
+      name,
+      host: '0.0.0.0',
+      port,
+      replyFormat: 'text',
+      offlineAfter,
+      idleTimeout: 120,
+      maxConnections: 20000,
+      maxFrameBytes: 65536,
+      ...shareProperties,
+    },
+    { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, remote: !!share, wires: [['count']] },
     { id: 'count', type: 'bench-counter', z: 'bench', wires: [] },
   ];
 }
 
 /** A real node-red with this package installed, running benchFlows(port), with `gc()` for memory figures. */
-async function startNodeRed(port, offlineAfter = 30) {
+async function startNodeRed(port, offlineAfter = 30, share = undefined) {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-bench-'));
   const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
   fs.mkdirSync(path.dirname(link), { recursive: true });
   fs.symlinkSync(root, link, 'dir');
   fs.mkdirSync(path.join(userDir, 'nodes'));
   for (const file of ['counter-node.js', 'counter-node.html']) fs.copyFileSync(path.join(__dirname, file), path.join(userDir, 'nodes', file));
-  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(benchFlows(port, '', offlineAfter)));
+  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(benchFlows(port, '', offlineAfter, share)));
   fs.writeFileSync(
     path.join(userDir, 'settings.js'),
     "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, logging: { console: { level: 'info' } } };\n",
@@ -131,6 +161,10 @@ async function startNodeRed(port, offlineAfter = 30) {
     if (!response.ok) throw new Error(`deploy: HTTP ${response.status}`);
   };
   child.messagesCounted = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
+  /** Propagation of remote news stamped `t<ms>` to this gateway's flow (and clears it): p50, p99, count. */
+  child.propagation = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?latency=1`)).json()).latency;
+  /** The broker's summary from the sidebar's admin API (counters, sharing). */
+  child.summary = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/tcpmq/brokers`)).json())[0];
   /** The process's heap after a full garbage collection, and its RSS, in bytes. */
   child.memory = async () => {
     const { memory } = await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?gc=1`)).json();
@@ -311,6 +345,81 @@ function junkChecks(run) {
   ];
 }
 
+/** mosquitto on a free loopback port (Debian's package), or undefined if it is not installed. */
+async function startMosquitto() {
+  const mosquitto = '/usr/sbin/mosquitto';
+  if (!fs.existsSync(mosquitto)) return undefined;
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-bench-mqtt-'));
+  fs.writeFileSync(path.join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  const child = await startProcess(mosquitto, ['-v', '-c', path.join(dir, 'mosquitto.conf')], /running|Opening/);
+  child.port = port;
+  child.cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+  return child;
+}
+
+/**
+ * Sharing: two gateways on one mosquitto. 1,000 devices on gateway B report
+ * every 2 s a value stamped with its send time; gateway A's flow measures how
+ * long each took to arrive (propagation), B counts its MQTT messages per
+ * report. Then 50 lockstep connections against B, against a Node-RED without
+ * sharing measured in the same run (`unshared`).
+ */
+async function shareRun(unshared) {
+  const mosquitto = await startMosquitto();
+  if (!mosquitto) {
+    console.log('  (not run: /usr/sbin/mosquitto is not installed; apt-get install mosquitto)');
+    return undefined;
+  }
+  const [portA, portB] = [await freePort(), await freePort()];
+  const a = await startNodeRed(portA, 30, { mqttPort: mosquitto.port, gateway: 'hall-a' });
+  const b = await startNodeRed(portB, 30, { mqttPort: mosquitto.port, gateway: 'hall-b' });
+  const generator = startGenerator();
+  try {
+    for (const gateway of [a, b]) {
+      for (let i = 0; i < 100 && !(await gateway.summary())?.sharing?.connected; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await generator.call('connectDevices', { port: portB, count: 1000 });
+    await generator.call('report', { count: 1000, everyMs: 2000, seconds: 4, stamp: true }); // warm up
+    await a.propagation();
+    const published = (await b.summary()).counters.sharePublished;
+    const reported = await generator.call('report', { count: 1000, everyMs: 2000, seconds: 10, stamp: true });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const propagation = await a.propagation();
+    const messagesPerReport = ((await b.summary()).counters.sharePublished - published) / reported.sent;
+    await generator.call('closeAll', {});
+    const lockstep = await generator.call('lockstep', { port: portB, connections: 50, warmupMs: WARMUP_MS, measureMs: MEASURE_MS, spreadSources: false });
+    const cost = 1 - lockstep.requestsPerSecond / unshared.requestsPerSecond;
+    console.log(
+      `  1000 devices on gateway B every 2 s: ${propagation.count} reports reached gateway A's flow, propagation p50 ${propagation.p50} ms, p99 ${propagation.p99} ms; ` +
+        `${messagesPerReport.toFixed(3)} MQTT messages per report`,
+    );
+    console.log(
+      `  50 lockstep connections, sharing on: ${lockstep.requestsPerSecond} req/s against ${unshared.requestsPerSecond} without, ${(cost * 100).toFixed(1)}% cost; errors ${lockstep.errors}`,
+    );
+    return { propagation, messagesPerReport, cost, sent: reported.sent };
+  } finally {
+    generator.kill();
+    for (const gateway of [a, b]) {
+      await stopProcess(gateway);
+      gateway.cleanup();
+    }
+    await stopProcess(mosquitto);
+    mosquitto.cleanup();
+  }
+}
+
+/** The targets of the sharing run. */
+function shareChecks(run) {
+  if (!run) return [];
+  return [
+    ['sharing: cross-gateway propagation p99 <= 100 ms', run.propagation.p99 <= 100, `${run.propagation.p99} ms`],
+    ['sharing: every report reached the other gateway', run.propagation.count >= run.sent, `${run.propagation.count}/${run.sent}`],
+    ['sharing: <= 1.1 MQTT messages per report', run.messagesPerReport <= 1.1, run.messagesPerReport.toFixed(3)],
+    ['sharing: throughput cost at 50 lockstep connections <= 15%', run.cost <= 0.15, `${(run.cost * 100).toFixed(1)}%`],
+  ];
+}
+
 function verdict(ok) {
   return ok ? 'holds' : 'MISSED';
 }
@@ -333,6 +442,12 @@ function report(checks) {
 async function main() {
   console.log(`TCPMQ benchmark, ${new Date().toISOString()}`);
   console.log(`${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run\n`);
+  if (options.only === 'share') {
+    console.log('Sharing through MQTT (two gateways on one mosquitto):');
+    const [unshared] = await measure('broker in Node-RED', startNodeRed, [50], true);
+    report(shareChecks(await shareRun(unshared)));
+    return;
+  }
   if (options.only === 'junk') {
     console.log('Junk ids in Node-RED (one connection, 50,000 new ids):');
     report(junkChecks(await junkRun(50000)));
@@ -364,6 +479,9 @@ async function main() {
 
   console.log('\nJunk ids in Node-RED (one connection, 50,000 new ids):');
   const junk = await junkRun(50000);
+
+  console.log('\nSharing through MQTT (two gateways on one mosquitto):');
+  const share = await shareRun(nodeRed.find((r) => r.connections === 50));
 
   let scale;
   if (!options['skip-scale']) {
@@ -399,6 +517,7 @@ async function main() {
   checks.push(['no wrong replies (core and Node-RED)', [...core, ...nodeRed].every((r) => r.errors === 0), `${[...core, ...nodeRed].reduce((n, r) => n + r.errors, 0)} errors`]);
   checks.push(...deployChecks(deploys));
   checks.push(...junkChecks(junk));
+  checks.push(...shareChecks(share));
   if (scale) {
     checks.push([`${scale.connected} connected devices: <= 8 KB broker RSS per connection`, scale.rssPerConnection <= 8192, `${(scale.rssPerConnection / 1024).toFixed(2)} KB`]);
     checks.push([
