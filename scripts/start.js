@@ -12,7 +12,8 @@ const { spawn } = require('node:child_process');
 const { parseArgs } = require('node:util');
 
 const root = path.join(__dirname, '..');
-const DEMO = path.join(root, 'examples', 'demo-dashboard.json');
+/** The demo: the device page and the fleet page (config nodes they share appear in both files once). */
+const DEMO = ['demo-dashboard.json', 'fleet-dashboard.json'].map((file) => path.join(root, 'examples', file));
 
 const { values: options } = parseArgs({
   options: {
@@ -62,7 +63,9 @@ function prepareUserDir() {
   if (!fs.existsSync(link)) fs.symlinkSync(root, link, 'dir');
   const flows = path.join(userDir, 'flows.json');
   if (!fs.existsSync(flows)) {
-    const demo = JSON.parse(fs.readFileSync(DEMO, 'utf8'));
+    const byId = new Map();
+    for (const file of DEMO) for (const node of JSON.parse(fs.readFileSync(file, 'utf8'))) byId.set(node.id, node);
+    const demo = [...byId.values()];
     for (const node of demo) {
       if (node.type === 'tcpmq-broker') Object.assign(node, { port: tcpmqPort, offlineAfter: Number(options['offline-after']) });
     }
@@ -93,6 +96,7 @@ async function main() {
     if (/Server now running/.test(chunk.toString())) {
       console.log(`\n  Node-RED editor:   http://127.0.0.1:${editorPort}/`);
       console.log(`  Dashboard:         http://127.0.0.1:${editorPort}/dashboard`);
+      console.log(`  The whole fleet:   http://127.0.0.1:${editorPort}/dashboard/fleet`);
       console.log(`  TCPMQ devices:     connect to this machine, port ${tcpmqPort}`);
       console.log('  Stop with Ctrl-C.\n');
     }

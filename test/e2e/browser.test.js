@@ -403,3 +403,98 @@ describe('in a browser: the editor on Node-RED 5 (Node 22)', function () {
     });
   });
 });
+
+describe('in a browser: the fleet page of the demo dashboard', function () {
+  this.timeout(90000);
+  let nodeRed;
+  let simulator;
+  let browser;
+
+  before(async function () {
+    if (!fs.existsSync(CHROMIUM)) skipWithout(this, CHROMIUM, ".ci/run installs Debian's chromium");
+    nodeRed = await startNodeRed('fleet', { offlineAfter: OFFLINE_AFTER });
+    // Boards 1 and 2 from the simulator; board 3 is the test's, so that it knows when 3 falls silent.
+    simulator = run('simulate.js', ['--devices', '2', '--port', String(nodeRed.tcpmqPort), '--interval', '0.5', '--droppers', '0']);
+    browser = await launchBrowser();
+  });
+
+  after(async function () {
+    if (browser) await browser.close();
+    await stop(simulator);
+    await nodeRed?.stop();
+  });
+
+  async function openFleet(locale) {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale });
+    const page = await context.newPage();
+    // What the chart receives from the dashboard's websocket, by series (msg.topic).
+    page.series = new Set();
+    page.on('websocket', (socket) =>
+      socket.on('framereceived', ({ payload }) => {
+        const text = String(payload);
+        if (!text.includes('msg-input:tcpmq.fleet.chart')) return;
+        for (const match of text.matchAll(/"topic":"([^"]*)"/g)) page.series.add(match[1]);
+      }),
+    );
+    await page.goto(`http://127.0.0.1:${nodeRed.editorPort}/dashboard/fleet`);
+    return page;
+  }
+
+  /** The fleet table's rows: [state, device]. */
+  const rows = (page) =>
+    page.evaluate(() =>
+      [...document.querySelectorAll('.nrdb-ui-table tbody tr')]
+        .map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent.trim()))
+        .filter((cells) => /line$/.test(cells[0] ?? '')),
+    );
+
+  it('lists every board live, charts each one, and sends a command from its form', async function () {
+    const page = await openFleet('en-US');
+    const board = await Device.connect(nodeRed.tcpmqPort);
+    let reporting = true;
+    const reports = (async () => {
+      for (let n = 0; ; n++) {
+        if (reporting) await board.request(`[3,3,"60${n % 8}"]`);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        if (reporting === null) return;
+      }
+    })();
+    try {
+      await waitFor(async () => (await rows(page)).filter(([state]) => state === '● online').length === 3, 'three boards online in the table', 15000);
+      assert.deepEqual(
+        (await rows(page)).map((cells) => cells[1]),
+        ['1', '2', '3'],
+      );
+      reporting = false;
+      const silent = Date.now();
+      await waitFor(async () => (await rows(page)).some(([state, id]) => id === '3' && state === '○ offline'), 'board 3 offline', (OFFLINE_AFTER + 3) * 1000);
+      const offlineAfter = (Date.now() - silent) / 1000;
+      reporting = true;
+      const back = Date.now();
+      await waitFor(async () => (await rows(page)).some(([state, id]) => id === '3' && state === '● online'), 'board 3 online again', 5000);
+      console.log(`      fleet page: board 3 offline ${offlineAfter.toFixed(1)} s after it fell silent, online ${((Date.now() - back) / 1000).toFixed(1)} s after it spoke again`);
+      assert.ok(offlineAfter <= OFFLINE_AFTER + 1, `offline shown after ${offlineAfter} s`);
+      await waitFor(() => ['1', '2', '3'].every((id) => page.series.has(id)), `three chart series (got ${[...page.series]})`, 10000);
+      // The command form writes mailbox cmd; a board reads it on its next request.
+      await page.getByLabel('device id or mailbox').fill('cmd');
+      await page.getByLabel('value').fill('led blue');
+      await page.getByRole('button', { name: /write/ }).click();
+      const reader = await Device.connect(nodeRed.tcpmqPort);
+      try {
+        await waitFor(async () => (await reader.request('[9,"cmd","x"]')) === 'led blue', 'the command read by a board', 5000);
+      } finally {
+        reader.close();
+      }
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'fleet.png'), fullPage: true });
+      const chinese = await openFleet('zh-CN');
+      await chinese.waitForSelector('.nrdb-ui-table tbody tr', { timeout: 10000 });
+      assert.match(await chinese.textContent('body'), /设备号/);
+      await chinese.waitForTimeout(2000);
+      await chinese.screenshot({ path: path.join(SCREENSHOTS, 'fleet-zh-CN.png'), fullPage: true });
+    } finally {
+      reporting = null;
+      await reports.catch(() => undefined);
+      board.close();
+    }
+  });
+});
