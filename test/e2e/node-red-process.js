@@ -90,4 +90,7 @@ const RUNTIMES = [
   { name: 'node-red-5', node: path.join(root, 'node_modules', 'node-22', 'bin', 'node') },
 ];
 
-module.exports = { RUNTIMES, root, settingsText, linkedUserDir, startNodeRed, stopNodeRed, api, deploy };
+/** Node-RED's own websocket client, for its comms (Node 20 has none built in). */
+const WebSocket = require(require.resolve('ws', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
+
+module.exports = { RUNTIMES, WebSocket, root, settingsText, linkedUserDir, startNodeRed, stopNodeRed, api, deploy };

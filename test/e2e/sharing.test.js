@@ -8,11 +8,9 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn, execFile } = require('node:child_process');
 const { Device, freePort, skipWithout, waitFor, sleep } = require('../support');
-const { linkedUserDir, startNodeRed, stopNodeRed, api } = require('./node-red-process');
+const { WebSocket, linkedUserDir, startNodeRed, stopNodeRed, api } = require('./node-red-process');
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
-// Node-RED's own websocket client (Node 20 has none built in).
-const WebSocket = require(require.resolve('ws', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
 const OFFLINE_AFTER = 2;
 
 /** mosquitto on `port`, no persistence, anonymous clients, loopback only. */

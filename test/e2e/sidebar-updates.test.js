@@ -3,12 +3,8 @@
 // no editor says it is open, and then only the rows that changed, not the whole table.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
-const path = require('node:path');
 const { Device, freePort, waitFor, sleep } = require('../support');
-const { linkedUserDir, startNodeRed, stopNodeRed, api } = require('./node-red-process');
-
-// Node-RED's own websocket client (Node 20 has none built in).
-const WebSocket = require(require.resolve('ws', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
+const { WebSocket, linkedUserDir, startNodeRed, stopNodeRed, api } = require('./node-red-process');
 
 describe('sidebar updates over comms', function () {
   this.timeout(60000);

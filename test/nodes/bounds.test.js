@@ -4,7 +4,7 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { waitFor, sleep } = require('../support');
-const { helper, NODES, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
+const { helper, NODES, brokerInStatusFlow, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 /** Every line the runtime logged at `level` or above, as text. */
 function logged(level) {
@@ -17,13 +17,7 @@ describe('hostile input through Node-RED', function () {
   let port;
   beforeEach(() => (port = fixture.port));
 
-  const flow = (settings) => [
-    brokerConfig(port, settings),
-    { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['received']] },
-    { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['statuses']] },
-    { id: 'received', type: 'helper' },
-    { id: 'statuses', type: 'helper' },
-  ];
+  const flow = (settings) => brokerInStatusFlow(port, settings);
 
   it('writes a refused id with newlines as one escaped line, and at most 20 log lines a minute', async function () {
     await deploy(flow({ allowDevices: '1' }));

@@ -26,6 +26,17 @@ function brokerConfig(port, settings = {}) {
   return { id: 'broker', type: 'tcpmq-broker', host: '127.0.0.1', port, replyFormat: 'text', ...settings };
 }
 
+/** A broker with `settings`, a tcpmq-in into helper `received` and a tcpmq-status into helper `statuses`. */
+function brokerInStatusFlow(port, settings) {
+  return [
+    brokerConfig(port, settings),
+    { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['received']] },
+    { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['statuses']] },
+    { id: 'received', type: 'helper' },
+    { id: 'statuses', type: 'helper' },
+  ];
+}
+
 /** Deploys `flow` and waits until its broker listens. */
 async function deploy(flow) {
   await helper.load(NODES, flow);
@@ -71,4 +82,4 @@ function nodeRedFixture() {
   return fixture;
 }
 
-module.exports = { helper, NODES, brokerConfig, deploy, listening, messagesOf, nodeRedFixture };
+module.exports = { helper, NODES, brokerConfig, brokerInStatusFlow, deploy, listening, messagesOf, nodeRedFixture };

@@ -7,7 +7,7 @@ const path = require('node:path');
 const tls = require('node:tls');
 const { execFileSync } = require('node:child_process');
 const { Device, waitFor, sleep } = require('../support');
-const { helper, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
+const { helper, brokerConfig, brokerInStatusFlow, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 /** A self-signed certificate for 127.0.0.1, made with openssl. */
 function makeCertificate(dir, name) {
@@ -38,13 +38,7 @@ describe('access control and TLS', function () {
 
   const connect = () => fixture.connect();
 
-  const flow = (settings) => [
-    brokerConfig(port, settings),
-    { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['received']] },
-    { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['statuses']] },
-    { id: 'received', type: 'helper' },
-    { id: 'statuses', type: 'helper' },
-  ];
+  const flow = (settings) => brokerInStatusFlow(port, settings);
 
   it('closes connections from addresses outside allowFrom and tells tcpmq-status', async function () {
     await deploy(flow({ allowFrom: '10.0.0.0/8, fd00::/8' }));
