@@ -191,6 +191,12 @@ export class Devices {
     return { changed, removed };
   }
 
+  /** Forgets what changed since the last takeChanges(), copying nothing (no one is looking). */
+  dropChanges(): void {
+    this.changed.clear();
+    this.removed.clear();
+  }
+
   get online(): number {
     return this.onlineRecords.size;
   }

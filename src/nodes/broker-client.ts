@@ -121,6 +121,9 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       lastChanges = now;
       return { devices: client.watchState(), removed: [] };
     },
+    dropChanges() {
+      lastChanges = endpoint.changes();
+    },
     writeMailbox(_target, value) {
       // Its own mailbox: what it sends with every request.
       client.setPayload(value === null ? undefined : value);

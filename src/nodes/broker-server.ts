@@ -197,6 +197,10 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       const remote = fleet.remote.takeChanges();
       return { devices: withGateways(changed, remote.changed), removed: [...removed, ...remote.removed] };
     },
+    dropChanges() {
+      broker.devices.dropChanges();
+      fleet?.remote.dropChanges();
+    },
     writeMailbox(target, value, ttlSeconds) {
       if (target === undefined || target === null || target === '') throw new Error(RED._('tcpmq-broker.errors.no-target'));
       if (!(ttlSeconds >= 0)) throw new Error(RED._('tcpmq-broker.errors.bad-ttl', { ttl: String(ttlSeconds) }));

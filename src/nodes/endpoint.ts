@@ -89,6 +89,8 @@ export interface Endpoint {
   table(options?: { devices: boolean }): DeviceTable;
   /** The device rows changed, and the ids removed, since the last call (for the sidebar's updates). */
   takeChanges(): { devices: object[]; removed: string[] };
+  /** Forgets those changes without building them (no editor is looking). */
+  dropChanges(): void;
   /**
    * Writes mailbox `target` (server) or this device's own mailbox (client);
    * `value` null or undefined clears it. Throws with a message for the flow.

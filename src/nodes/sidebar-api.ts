@@ -105,9 +105,12 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
   const topic = `tcpmq/broker/${node.id}`;
   let published = '';
   const publish = () => {
-    // Taken every time, so that what piles up is only what changed in one period.
+    // Cleared every time, so that what piles up is only what changed in one period; built only for an editor.
+    if (Date.now() > watchedUntil) {
+      node.endpoint.dropChanges();
+      return;
+    }
     const { devices, removed } = node.endpoint.takeChanges();
-    if (Date.now() > watchedUntil) return;
     const now = node.endpoint.changes();
     if (now === published && devices.length === 0 && removed.length === 0) return;
     published = now;
