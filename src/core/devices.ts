@@ -173,6 +173,11 @@ export class Devices {
     return this.records.get(id);
   }
 
+  /** Every id in the table. */
+  ids(): IterableIterator<DeviceId> {
+    return this.records.keys();
+  }
+
   /** Copies of every record, for the device table. */
   table(): DeviceRecord[] {
     return Array.from(this.records.values(), (device) => structuredClone(device));

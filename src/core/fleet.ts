@@ -102,6 +102,7 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   /** Ids whose mailbox or device changed here and are not published yet. */
   private readonly dirtyMailboxes = new Set<DeviceId>();
   private readonly dirtyDevices = new Set<DeviceId>();
+  /** When each id was last published, oldest first; only the last minIntervalMs are kept. */
   private readonly lastPublished = new Map<DeviceId, number>();
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly discovered = new Set<DeviceId>();
@@ -164,7 +165,7 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     this.isConnected = connected;
     if (connected) {
       for (const [id, mailbox] of this.broker.mailboxes.entries()) if (mailbox.gateway === undefined) this.dirtyMailboxes.add(id);
-      for (const device of this.broker.deviceTable()) this.dirtyDevices.add(device.id);
+      for (const id of this.broker.devices.ids()) this.dirtyDevices.add(id);
       this.discovered.clear();
       this.lastPublished.clear();
       this.scheduleFlush();
@@ -198,8 +199,13 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     if (!transport || !this.isConnected) return;
     const now = Date.now();
     const { prefix, minIntervalMs } = this.options;
+    for (const [id, at] of this.lastPublished) {
+      // The rest were published later.
+      if (now - at < minIntervalMs) break;
+      this.lastPublished.delete(id);
+    }
     for (const id of this.dirtyMailboxes) {
-      if (now - (this.lastPublished.get(id) ?? -Infinity) < minIntervalMs) continue;
+      if (this.lastPublished.has(id)) continue; // published less than minIntervalMs ago: its turn comes
       this.dirtyMailboxes.delete(id);
       this.lastPublished.set(id, now);
       const mailbox = this.broker.mailboxes.read(id, now);

@@ -62,7 +62,8 @@ export = function (RED: NodeAPI) {
       }
       const reply = msg as typeof msg & Record<string, unknown>;
       const { devices, connections, counters } = endpoint.table();
-      reply.payload = devices;
+      // This gateway's devices, and the other gateways' too only if asked for.
+      reply.payload = remote ? devices : devices.filter((row) => [undefined, ownGateway].includes((row as { gateway?: string }).gateway));
       if (connections) reply.connections = connections;
       reply.counters = counters;
       send(reply);

@@ -88,13 +88,29 @@ describe('two gateways on one mosquitto', function () {
     mosquitto = await startMosquitto(mqttPort, dir);
     for (const name of ['hall-a', 'hall-b']) {
       const tcpmqPort = await freePort();
+      // Hall A writes the ids of its own device table and of the whole fleet's into two mailboxes, every second.
+      const tables = [
+        { id: 'tick', type: 'inject', z: 'tab', props: [{ p: 'payload' }], repeat: '1', once: true, onceDelay: 0.5, payload: '', payloadType: 'date', wires: [['own', 'all']] },
+        { id: 'own', type: 'tcpmq-status', z: 'tab', broker: 'broker', device: '', remote: false, wires: [['own-ids']] },
+        { id: 'all', type: 'tcpmq-status', z: 'tab', broker: 'broker', device: '', remote: true, wires: [['all-ids']] },
+        ...['own', 'all'].map((table) => ({
+          id: `${table}-ids`,
+          type: 'function',
+          z: 'tab',
+          func: `if (!Array.isArray(msg.payload)) return null; return { topic: '${table}-table', payload: msg.payload.map((d) => d.id + '@' + d.gateway).sort().join(' ') };`,
+          wires: [['table-out']],
+        })),
+        { id: 'table-out', type: 'tcpmq-out', z: 'tab', broker: 'broker', device: '', ttl: 0, wires: [] },
+      ];
       const extra =
-        name === 'hall-b'
-          ? [
-              { id: 'cmd', type: 'inject', z: 'tab', props: [{ p: 'payload' }], once: true, onceDelay: 0.5, repeat: '', payload: 'led on', payloadType: 'str', wires: [['out']] },
-              { id: 'out', type: 'tcpmq-out', z: 'tab', broker: 'broker', device: 'cmd', ttl: 0, wires: [] },
-            ]
-          : [];
+        name === 'hall-a'
+          ? tables
+          : name === 'hall-b'
+            ? [
+                { id: 'cmd', type: 'inject', z: 'tab', props: [{ p: 'payload' }], once: true, onceDelay: 0.5, repeat: '', payload: 'led on', payloadType: 'str', wires: [['out']] },
+                { id: 'out', type: 'tcpmq-out', z: 'tab', broker: 'broker', device: 'cmd', ttl: 0, wires: [] },
+              ]
+            : [];
       const userDir = linkedUserDir(`tcpmq-${name}-`, undefined, gatewayFlows(name, tcpmqPort, mqttPort, extra));
       gateways[name] = { userDir, tcpmqPort, nodeRed: await startNodeRed(userDir, { ready: /Started flows/ }) };
     }
@@ -130,6 +146,11 @@ describe('two gateways on one mosquitto', function () {
         [['hall-b', true]],
         "the table on A lists B's device with its gateway",
       );
+      // tcpmq status: its own gateway's devices, or every gateway's with Other gateways ticked.
+      await waitFor(async () => (await reader.request('[1,"all-table","a news"]')).includes('2@hall-b'), "B's device in A's whole-fleet table", 3000);
+      const own = await reader.request('[1,"own-table","a news"]');
+      assert.match(own, /1@hall-a/);
+      assert.doesNotMatch(own, /hall-b/, `A's own table: ${own}`);
     } finally {
       sensor.close();
       reader.close();
@@ -174,7 +195,12 @@ describe('two gateways on one mosquitto', function () {
       sensor.close();
       listener.kill();
     }
-    const lines = seen.split('\n').filter(Boolean).slice(retainedLines);
+    // Hall A's flow rewrites its two table mailboxes every second: those are not the report's.
+    const lines = seen
+      .split('\n')
+      .filter(Boolean)
+      .slice(retainedLines)
+      .filter((line) => !/^tcpmq\/mailbox\/(own|all)-table /.test(line));
     assert.deepEqual(
       lines.map((line) => line.split(' ')[0]),
       ['tcpmq/mailbox/9'],
