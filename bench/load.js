@@ -55,6 +55,9 @@ async function connectAll(port, count, spreadSources, batch = 200) {
   return sockets;
 }
 
+/** A reply slower than this is kept with its time, so that the bench can tell when it happened. */
+const SLOW_MS = 20;
+
 const NONE = -1;
 const NOT_A_VALUE = -2;
 
@@ -108,6 +111,8 @@ class Lockstep {
     this.firstError = undefined;
     this.dropped = 0;
     this.longestWait = 0;
+    /** Replies that took over SLOW_MS: when the request went (ms since the epoch) and how long it waited. */
+    this.slow = [];
     for (const device of this.devices) {
       device.socket.on('data', (chunk) => this.replied(device, chunk));
       device.socket.on('close', () => this.running && this.dropped++);
@@ -129,6 +134,7 @@ class Lockstep {
       const wait = now - device.sentAt;
       this.histogram.record(wait);
       if (wait > this.longestWait) this.longestWait = wait;
+      if (wait > SLOW_MS) this.slow.push({ sentAt: Date.now() - wait, wait });
       this.requests++;
       const seq = replySeq(chunk);
       const peer = this.devices[device.want - 1];
@@ -169,20 +175,20 @@ async function lockstep({ port, connections, warmupMs, measureMs, spreadSources 
 }
 
 /** Lockstep measured from now until lockstepStop (the bench deploys meanwhile). */
-let session;
+let ongoing;
 async function lockstepStart({ port, connections }) {
-  session = new Lockstep(await connectAll(port, connections, false));
-  session.measuring = true;
+  ongoing = new Lockstep(await connectAll(port, connections, false));
+  ongoing.measuring = true;
   await sleep(200);
-  return { connected: connections, dropped: session.dropped };
+  return { connected: connections, dropped: ongoing.dropped };
 }
 
 async function lockstepStop() {
-  const run = session;
-  session = undefined;
+  const run = ongoing;
+  ongoing = undefined;
   await run.stop();
-  const { requests, errors, firstError, dropped, longestWait } = run;
-  return { requests, errors, firstError, dropped, longestWait, p99: run.histogram.percentile(99) };
+  const { requests, errors, firstError, dropped, longestWait, slow } = run;
+  return { requests, errors, firstError, dropped, longestWait, slow, p99: run.histogram.percentile(99) };
 }
 
 /** The scale run's phase one: many devices connect and each is answered once. */
