@@ -290,6 +290,8 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     mailbox.gateway = shared.gateway;
     this.gatewayOf.set(id, shared.gateway);
     if (writer === 'device') {
+      // The broker's settings may have changed since (a deploy): the remote devices follow them.
+      this.remote.setOfflineAfter(this.broker.options.offlineAfter * 1000);
       const cameOnline = this.remote.heard(id, { remoteAddress: '', remotePort: 0, connectionId: 0 }, value, shared.writtenAt);
       if (cameOnline) this.safeEmit('online', this.remoteRecord(cameOnline));
       this.safeEmit('news', { from: id, payload: value, gateway: shared.gateway });
