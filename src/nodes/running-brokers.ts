@@ -79,10 +79,6 @@ export class RunningBrokers {
     return Promise.all([...this.parked.keys()].map((id) => this.release(id))).then(() => undefined);
   }
 
-  get size(): number {
-    return this.parked.size;
-  }
-
   private release(id: string): Promise<void> {
     const parked = this.parked.get(id);
     if (!parked) return Promise.resolve();
@@ -102,10 +98,9 @@ const registries = new WeakMap<EventEmitter, RunningBrokers>();
  * the flows stopped without a deploy (shutdown, or "stop flows").
  */
 export function runningBrokers(events: EventEmitter): RunningBrokers {
-  let registry = registries.get(events);
-  if (registry) return registry;
+  const known = registries.get(events);
+  if (known) return known;
   const created = new RunningBrokers();
-  registry = created;
   registries.set(events, created);
   events.on('flows:started', () => created.flowsStarted());
   events.on('runtime-event', (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {

@@ -29,9 +29,14 @@ export interface BrokerSummary {
 const PUBLISH_EVERY_MS = 250;
 
 export function summarize(node: BrokerConfigNode): BrokerSummary {
+  const { devices, connections = [], counters } = node.endpoint.table();
+  return { ...heading(node), devices, connections, counters };
+}
+
+/** What a summary and an update both say of a broker, besides its devices. */
+function heading(node: BrokerConfigNode): Pick<BrokerSummary, 'id' | 'name' | 'mode' | 'status' | 'sharing'> {
   const { endpoint } = node;
-  const { devices, connections = [], counters } = endpoint.table();
-  return { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), sharing: endpoint.sharing(), devices, connections, counters };
+  return { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), sharing: endpoint.sharing() };
 }
 
 interface Request {
@@ -47,11 +52,11 @@ interface Response {
 export const deployedBrokers = new Map<string, BrokerConfigNode>();
 
 /** Registers the endpoints (the sidebar plugin does, once per runtime); they serve whichever broker nodes are deployed. */
-export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConfigNode> = deployedBrokers): void {
+export function registerSidebarApi(RED: NodeAPI): void {
   const read = RED.auth.needsPermission('tcpmq.read');
   const write = RED.auth.needsPermission('tcpmq.write');
   const withBroker = (handler: (node: BrokerConfigNode, body: Record<string, unknown>) => unknown) => (req: Request, res: Response) => {
-    const node = brokers.get(req.params.id);
+    const node = deployedBrokers.get(req.params.id);
     if (!node) {
       res.status(404).json({ error: `no deployed tcpmq-broker ${req.params.id}` });
       return;
@@ -62,7 +67,7 @@ export function registerSidebarApi(RED: NodeAPI, brokers: Map<string, BrokerConf
       res.status(400).json({ error: describe(err) });
     }
   };
-  RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) => res.json([...brokers.values()].map(summarize)));
+  RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) => res.json([...deployedBrokers.values()].map(summarize)));
   // An open sidebar says so every few seconds: live updates are built only while one is.
   RED.httpAdmin.post('/tcpmq/watch', read, (_req: Request, res: Response) => {
     watchedUntil = Date.now() + WATCH_FOR_MS;
@@ -115,9 +120,7 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
     if (now === published && devices.length === 0 && removed.length === 0) return;
     published = now;
     const { connections = [], counters } = node.endpoint.table({ devices: false });
-    const { endpoint } = node;
-    const update = { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), sharing: endpoint.sharing(), delta: true, devices, removedDevices: removed, connections, counters };
-    RED.comms.publish(topic, update, false);
+    RED.comms.publish(topic, { ...heading(node), delta: true, devices, removedDevices: removed, connections, counters }, false);
   };
   const timer = setInterval(publish, PUBLISH_EVERY_MS);
   return () => clearInterval(timer);

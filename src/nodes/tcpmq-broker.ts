@@ -20,8 +20,6 @@ import { runningBrokers } from './running-brokers';
 import { deployedBrokers, publishRemoved, publishUpdates } from './sidebar-api';
 
 export = function (RED: NodeAPI) {
-  /** The deployed broker nodes, for the editor's sidebar (the tcpmq-sidebar plugin). */
-  const brokers = deployedBrokers;
   const running = runningBrokers(RED.events);
 
   function TcpmqBrokerNode(this: BrokerConfigNode, config: BrokerDef) {
@@ -46,7 +44,8 @@ export = function (RED: NodeAPI) {
     const { endpoint } = role;
     node.endpoint = endpoint;
     const runtime = 'broker' in role ? (node.broker = role.broker) : (node.client = role.client);
-    brokers.set(node.id, node);
+    // Listed for the editor's sidebar (the tcpmq-sidebar plugin).
+    deployedBrokers.set(node.id, node);
     const stopPublishing = publishUpdates(RED, node);
 
     node.register = (user: Node) => {
@@ -65,7 +64,7 @@ export = function (RED: NodeAPI) {
     // Two declared parameters: the runtime passes `removed` (deleted by the deploy) and waits for `done`.
     node.on('close', (removed: boolean, done: () => void) => {
       closed = true;
-      if (brokers.get(node.id) === node) brokers.delete(node.id);
+      if (deployedBrokers.get(node.id) === node) deployedBrokers.delete(node.id);
       stopPublishing();
       const release = () => runtime.stop().then(() => publishRemoved(RED, node.id));
       endpoint
