@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['core/', 'nodes/', 'node_modules/', 'test-output/', 'docs/', 'examples/'] },
+  { ignores: ['dist/', 'node_modules/', 'test-output/', 'docs/', 'examples/'] },
   {
     files: ['src/**/*.ts'],
     extends: [js.configs.recommended, ...tseslint.configs.recommended],

@@ -4,7 +4,7 @@
 // frame reader directly and drives a real broker (in this process) over TCP on
 // 127.0.0.1 with rule-following fuzz connections, chaos connections and
 // lockstep devices at once. Prints how many cases ran and every failure with
-// the seed that replays it. Needs a build (core/): `npm run build`.
+// the seed that replays it. Needs a build (dist/): `npm run build`.
 //
 //   node bench/fuzz.js [--seconds 60] [--seed N] [--all] [--no-tcp]
 //   node bench/fuzz.js --property <name> --case-seed <S>    replay one case
@@ -21,7 +21,7 @@
 const { parseArgs } = require('node:util');
 const kit = require('../test/robustness/fuzz-kit');
 const { freePort } = require('../test/support');
-const { TcpmqBroker } = require('../core');
+const { TcpmqBroker } = require('../dist');
 
 const { values: args } = parseArgs({
   options: {

@@ -17,7 +17,7 @@ if (kind === 'reference') {
   });
   server.listen(port, '127.0.0.1', () => console.log(`ready ${port}`));
 } else if (kind === 'core') {
-  const { TcpmqBroker } = require('../core');
+  const { TcpmqBroker } = require('../dist');
   const broker = new TcpmqBroker({ host: '0.0.0.0', port, maxConnections: 20000, offlineAfter: 30, idleTimeout: 120 });
   broker.on('state', (status) => {
     if (status.state === 'listening') console.log(`ready ${status.port}`);

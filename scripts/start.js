@@ -76,7 +76,7 @@ function prepareUserDir() {
 }
 
 async function main() {
-  if (!fs.existsSync(path.join(root, 'nodes', 'tcpmq-broker.js'))) {
+  if (!fs.existsSync(path.join(root, 'dist', 'nodes', 'tcpmq-broker.js'))) {
     throw new Error('the nodes are not built: run `npm install` (or `npm run build`) first');
   }
   try {

@@ -6,8 +6,8 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 
-/** Where this package's runtime code lives once built: core/ and nodes/. */
-const OWN_CODE = new RegExp(`[\\/]${path.basename(path.join(__dirname, '..'))}[\\/](core|nodes)[\\/]`);
+/** Where this package's runtime code lives once built: dist/. */
+const OWN_CODE = new RegExp(`[\\/]${path.basename(path.join(__dirname, '..'))}[\\/]dist[\\/]`);
 
 /**
  * Timers created by this package's own code that are still alive: call
@@ -228,7 +228,7 @@ function vectorSuite(target) {
  * opens a device on it. After each test: devices closed, brokers stopped.
  */
 function coreBrokerFixture() {
-  const { TcpmqBroker } = require('../core/broker');
+  const { TcpmqBroker } = require('../dist/broker/broker');
   const fixture = {
     broker: undefined,
     brokers: [],

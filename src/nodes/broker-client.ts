@@ -6,8 +6,8 @@
  */
 
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import { TcpmqClient, type ClientSettings, type ClientStatus } from '../core/client';
-import { REPLY_FORMATS } from '../core/reply';
+import { TcpmqClient, type ClientSettings, type ClientStatus } from '../client/client';
+import { REPLY_FORMATS } from '../protocol/reply';
 import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
 import { limitedWarnings } from './rate-limit';

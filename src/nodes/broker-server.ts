@@ -9,12 +9,12 @@
 import * as path from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import { TcpmqBroker, connectionName, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../core/broker';
-import { REPLY_FORMATS } from '../core/reply';
-import type { DeviceRecord } from '../core/devices';
-import type { FleetEvents } from '../core/fleet';
-import { canonicalId } from '../core/request';
-import { describe, type EventListeners } from '../core/safe-emitter';
+import { TcpmqBroker, connectionName, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../broker/broker';
+import { REPLY_FORMATS } from '../protocol/reply';
+import type { DeviceRecord } from '../store/devices';
+import type { FleetEvents } from '../fleet/fleet';
+import { canonicalId } from '../protocol/request';
+import { describe, type EventListeners } from '../events/safe-emitter';
 import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
 import type { ConnectionChoice, Endpoint, EndpointEvent } from './endpoint';

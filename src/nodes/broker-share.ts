@@ -1,5 +1,5 @@
 /**
- * Sharing for a server-mode tcpmq-broker: a Fleet (src/core/fleet.ts) over
+ * Sharing for a server-mode tcpmq-broker: a Fleet (src/fleet/fleet.ts) over
  * Node-RED's own mqtt-broker config node, used as the core mqtt in/out nodes
  * use it (register, subscribe, publish), so that its settings, TLS and
  * credentials are the user's and no MQTT client is added here. The fleet's
@@ -8,8 +8,8 @@
 
 import { hostname } from 'node:os';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import type { TcpmqBroker } from '../core/broker';
-import { Fleet, type FleetTransport } from '../core/fleet';
+import type { TcpmqBroker } from '../broker/broker';
+import { Fleet, type FleetTransport } from '../fleet/fleet';
 import type { BrokerDef } from './broker-user';
 
 /** Node-RED's mqtt-broker config node, as far as sharing needs it (see @node-red/nodes 10-mqtt.js). */

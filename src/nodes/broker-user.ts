@@ -1,9 +1,9 @@
 /** What the in, out and status nodes share: finding their broker and following its status. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { TcpmqBroker } from '../core/broker';
-import type { TcpmqClient } from '../core/client';
-import type { ReplyFormat } from '../core/reply';
+import type { TcpmqBroker } from '../broker/broker';
+import type { TcpmqClient } from '../client/client';
+import type { ReplyFormat } from '../protocol/reply';
 import type { Endpoint, EndpointEvent, Listeners } from './endpoint';
 
 /** The tcpmq-broker node's properties, as the editor saves them (numbers may be text). */

@@ -6,8 +6,8 @@
  */
 
 import type { NodeStatus } from 'node-red';
-import type { BrokerStatus, ConnectionRecord, RawEvent, RejectEvent } from '../core/broker';
-import type { ClientStatus } from '../core/client';
+import type { BrokerStatus, ConnectionRecord, RawEvent, RejectEvent } from '../broker/broker';
+import type { ClientStatus } from '../client/client';
 
 /** A device's news: a request it sent (server), or a watched id's mailbox read (client). */
 export interface NewsEvent {

@@ -11,8 +11,8 @@
  */
 
 import type { EventEmitter } from 'node:events';
-import type { TcpmqBroker } from '../core/broker';
-import type { TcpmqClient } from '../core/client';
+import type { TcpmqBroker } from '../broker/broker';
+import type { TcpmqClient } from '../client/client';
 
 /** What a tcpmq-broker node runs. */
 export type Runtime = TcpmqBroker | TcpmqClient;

@@ -5,10 +5,10 @@
  */
 
 import type { NodeAPI } from 'node-red';
-import type { BrokerStatus, ConnectionRecord } from '../core/broker';
-import type { ClientStatus } from '../core/client';
-import { canonicalId } from '../core/request';
-import { describe } from '../core/safe-emitter';
+import type { BrokerStatus, ConnectionRecord } from '../broker/broker';
+import type { ClientStatus } from '../client/client';
+import { canonicalId } from '../protocol/request';
+import { describe } from '../events/safe-emitter';
 import type { BrokerConfigNode } from './broker-user';
 
 export interface BrokerSummary {

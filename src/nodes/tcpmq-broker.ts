@@ -10,9 +10,9 @@
  */
 
 import type { Node, NodeAPI } from 'node-red';
-import { TcpmqBroker } from '../core/broker';
-import { TcpmqClient } from '../core/client';
-import { describe } from '../core/safe-emitter';
+import { TcpmqBroker } from '../broker/broker';
+import { TcpmqClient } from '../client/client';
+import { describe } from '../events/safe-emitter';
 import { clientEndpoint } from './broker-client';
 import { serverEndpoint } from './broker-server';
 import type { BrokerConfigNode, BrokerDef } from './broker-user';

@@ -1,7 +1,7 @@
 /** tcpmq-in: every request a device sends (and every line of plain text) becomes a flow message. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { connectionName, type RawEvent } from '../core/broker';
+import { connectionName, type RawEvent } from '../broker/broker';
 import { gatewayOf, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import type { NewsEvent } from './endpoint';

@@ -1,7 +1,7 @@
 /** tcpmq-status: devices coming online and going offline become flow messages; any input asks for the device table. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { connectionName, type RejectEvent } from '../core/broker';
+import { connectionName, type RejectEvent } from '../broker/broker';
 import { gatewayOf, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import { RateLimit } from './rate-limit';

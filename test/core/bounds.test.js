@@ -2,8 +2,8 @@
 // What one misbehaving client cannot do: grow the device table without end, slow the
 // broker for good devices after it has gone, forge log lines, or make two ids one.
 const assert = require('node:assert/strict');
-const { Devices } = require('../../core/devices');
-const { TcpmqClient, canonicalId, parseRequest, printable, wireId } = require('../../core');
+const { Devices } = require('../../dist/store/devices');
+const { TcpmqClient, canonicalId, parseRequest, printable, wireId } = require('../../dist');
 const { coreBrokerFixture, waitFor, sleep } = require('../support');
 
 const sender = { remoteAddress: '127.0.0.1', remotePort: 1, connectionId: 1 };
@@ -140,7 +140,7 @@ describe('integer ids keep every digit', function () {
       second.send(`[${b},${b},"from b"]`);
       assert.equal(await second.closedWithin(1000), true, 'b is not in allowDevices');
       assert.equal(rejected[0].deviceId, b);
-      const restored = new (require('../../core').TcpmqBroker)();
+      const restored = new (require('../../dist').TcpmqBroker)();
       restored.restore(JSON.parse(JSON.stringify(broker.snapshot())));
       assert.equal(restored.readMailbox(a), 'from a', 'persist keeps the exact id');
       assert.equal(restored.readMailbox(b), 'for b');

@@ -1,7 +1,7 @@
 'use strict';
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const { TcpmqBroker } = require('../../core/broker');
+const { TcpmqBroker } = require('../../dist/broker/broker');
 const { coreBrokerFixture, freePort, vectorSuite, waitFor, sleep } = require('../support');
 
 describe('broker core over TCP (no Node-RED)', function () {

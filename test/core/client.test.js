@@ -3,7 +3,7 @@
 // against a broker written like the field's ESP32 one, and against tiny test servers.
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const { TcpmqBroker, TcpmqClient, wireId, canonicalId } = require('../../core');
+const { TcpmqBroker, TcpmqClient, wireId, canonicalId } = require('../../dist');
 const { Device, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
 
 /** Counts of the runtime's open servers, sockets and timers. */

@@ -2,7 +2,7 @@
 // New settings on a running broker or client (what a deploy hands to the node's
 // next instance): open connections, mailboxes, devices and counters carry on.
 const assert = require('node:assert/strict');
-const { TcpmqBroker, TcpmqClient } = require('../../core');
+const { TcpmqBroker, TcpmqClient } = require('../../dist');
 const { Device, coreBrokerFixture, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
 
 describe('configure(): a running broker takes new settings', function () {

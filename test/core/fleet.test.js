@@ -2,7 +2,7 @@
 // The fleet's logic with an in-memory MQTT double (the real thing, mosquitto with two
 // node-red gateways, is test/e2e/sharing.test.js): two brokers behave as one.
 const assert = require('node:assert/strict');
-const { Fleet, topicLevel, idOfLevel } = require('../../core/fleet');
+const { Fleet, topicLevel, idOfLevel } = require('../../dist/fleet/fleet');
 const { coreBrokerFixture, waitFor, sleep } = require('../support');
 
 /** MQTT topic filter matching, + and # included. */

@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('node:assert/strict');
-const { FrameReader } = require('../../core/frame-reader');
+const { FrameReader } = require('../../dist/protocol/frame-reader');
 
 /** Feeds `reads` (strings or Buffers) to a reader and returns what came out, in order. */
 function read(reads, maxFrameBytes = 65536) {

@@ -1,7 +1,7 @@
 'use strict';
 const assert = require('node:assert/strict');
-const { Mailboxes } = require('../../core/mailboxes');
-const { Devices } = require('../../core/devices');
+const { Mailboxes } = require('../../dist/store/mailboxes');
+const { Devices } = require('../../dist/store/devices');
 
 const sender = { remoteAddress: '192.168.4.2', remotePort: 50123, connectionId: 7 };
 

@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('node:assert/strict');
-const { encodeReply, emptyReply } = require('../../core/reply');
+const { encodeReply, emptyReply } = require('../../dist/protocol/reply');
 
 const text = (value, format) => encodeReply(value, format).toString('utf8');
 

@@ -1,6 +1,6 @@
 'use strict';
 const assert = require('node:assert/strict');
-const { canonicalId, parseRequest, parseAnyFrame, isRequest } = require('../../core/request');
+const { canonicalId, parseRequest, parseAnyFrame, isRequest } = require('../../dist/protocol/request');
 
 const parse = (text) => parseRequest(Buffer.from(text));
 

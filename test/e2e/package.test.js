@@ -42,7 +42,7 @@ for (const { name: runtime, node } of RUNTIMES) {
       // --ignore-scripts: the build already ran (npm test builds first); pack what it made.
       const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8', env: cleanEnv }));
       const tarball = path.join(work, packed[0].filename);
-      execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--offline', '--ignore-scripts', tarball], { cwd: userDir, stdio: 'ignore', env: cleanEnv });
+      execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball], { cwd: userDir, stdio: 'ignore', env: cleanEnv });
       tcpmqPort = await freePort();
       fs.writeFileSync(
         path.join(userDir, 'flows.json'),

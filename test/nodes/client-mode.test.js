@@ -2,7 +2,7 @@
 // tcpmq-broker in client mode: Node-RED joins a broker hosted elsewhere as one more device.
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const { TcpmqBroker } = require('../../core');
+const { TcpmqBroker } = require('../../dist');
 const { Device, waitFor } = require('../support');
 const { helper, messagesOf, nodeRedFixture } = require('./flow');
 

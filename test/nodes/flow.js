@@ -13,10 +13,10 @@ const path = require('node:path');
 const coreNode = (file) => require(require.resolve(`@node-red/nodes/core/${file}`, { paths: [path.dirname(require.resolve(runtime))] }));
 
 const NODES = [
-  require('../../nodes/tcpmq-broker.js'),
-  require('../../nodes/tcpmq-in.js'),
-  require('../../nodes/tcpmq-out.js'),
-  require('../../nodes/tcpmq-status.js'),
+  require('../../dist/nodes/tcpmq-broker.js'),
+  require('../../dist/nodes/tcpmq-in.js'),
+  require('../../dist/nodes/tcpmq-out.js'),
+  require('../../dist/nodes/tcpmq-status.js'),
   coreNode('network/05-tls.js'),
   coreNode('function/15-change.js'),
 ];

@@ -12,7 +12,7 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { performance } = require('node:perf_hooks');
-const { FrameReader, encodeReply, parseRequest, isRequest } = require('../../core');
+const { FrameReader, encodeReply, parseRequest, isRequest } = require('../../dist');
 
 // ---- PRNG ------------------------------------------------------------------
 

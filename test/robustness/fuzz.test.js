@@ -4,7 +4,7 @@
 // same generators (test/robustness/fuzz-kit.js) with any seed for longer.
 //
 // The resynchronisation rule tested over TCP (docs/PROTOCOL.md, frames and ids and what is not a request, as
-// src/core/frame-reader.ts implements them), once a connection has started
+// src/protocol/frame-reader.ts implements them), once a connection has started
 // with a frame (it speaks TCPMQ, not plain text):
 //   - a frame is answered when the reader is between frames as its `[` comes;
 //   - garbage leaves the reader between frames, however TCP cuts it, when it
@@ -94,7 +94,7 @@ describe('robustness: fuzzing (fixed seed)', function () {
       }
     });
 
-    // Found by this fuzzing (fixed in src/core/frame-reader.ts): a run of stray
+    // Found by this fuzzing (fixed in src/protocol/frame-reader.ts): a run of stray
     // bytes that reached the end of a read ended there, so a `"` or `{` at the
     // start of the next read opened a frame that swallowed the valid frames after it.
     it('the frames read do not depend on where TCP cuts stray bytes', function () {

@@ -8,7 +8,7 @@ const net = require('node:net');
 const { Device, coreBrokerFixture, waitFor, sleep } = require('../support');
 const kit = require('./fuzz-kit');
 
-/** Replies a client leaves unread beyond this get it dropped (MAX_UNREAD_REPLY_BYTES in src/core/broker.ts). */
+/** Replies a client leaves unread beyond this get it dropped (MAX_UNREAD_REPLY_BYTES in src/broker/broker.ts). */
 const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
 
 /** A raw socket that records what it receives and how it ends. */

@@ -5,7 +5,7 @@
 
 import type { DeviceRecord, Devices } from './devices';
 import { copyOf, type Mailboxes } from './mailboxes';
-import type { DeviceId } from './request';
+import type { DeviceId } from '../protocol/request';
 
 export interface BrokerSnapshot {
   version: 1;

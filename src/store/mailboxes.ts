@@ -1,7 +1,7 @@
 /** Mailbox store: device id -> latest news, and the reply bytes that serve it (docs/PROTOCOL.md, mailboxes). */
 
-import { emptyReply, encodeReply, type ReplyFormat } from './reply';
-import type { DeviceId } from './request';
+import { emptyReply, encodeReply, type ReplyFormat } from '../protocol/reply';
+import type { DeviceId } from '../protocol/request';
 
 /** Who wrote a mailbox: a device's own news expires when it goes silent; a flow's does not. */
 export type Writer = 'device' | 'flow';

@@ -15,12 +15,12 @@
  * devices), 'state' (connected or not), 'warning'.
  */
 
-import type { ShareHook, TcpmqBroker } from './broker';
-import { Devices, type DeviceRecord } from './devices';
-import type { Mailbox } from './mailboxes';
-import { printable } from './printable';
-import type { DeviceId } from './request';
-import { SafeEmitter, describe } from './safe-emitter';
+import type { ShareHook, TcpmqBroker } from '../broker/broker';
+import { Devices, type DeviceRecord } from '../store/devices';
+import type { Mailbox } from '../store/mailboxes';
+import { printable } from '../protocol/printable';
+import type { DeviceId } from '../protocol/request';
+import { SafeEmitter, describe } from '../events/safe-emitter';
 
 /** What carries the fleet's messages: an MQTT client's publish and subscribe. */
 export interface FleetTransport {

@@ -1,7 +1,7 @@
 /** Who may talk to the broker: address ranges and device ids (comma-separated lists in the config). */
 
 import { BlockList, isIP } from 'node:net';
-import type { DeviceId } from './request';
+import type { DeviceId } from '../protocol/request';
 
 /** The items of a comma-separated list, trimmed, without empty ones. */
 export function listItems(text: string | undefined): string[] {

@@ -8,8 +8,8 @@
  * the order they went offline (the first is the one to evict).
  */
 
-import type { ConnectionInfo } from './connection';
-import type { DeviceId } from './request';
+import type { ConnectionInfo } from '../broker/connection';
+import type { DeviceId } from '../protocol/request';
 
 export interface DeviceRecord {
   id: DeviceId;

@@ -5,8 +5,8 @@
 
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { FrameReader } from './frame-reader';
-import type { DeviceId } from './request';
+import { FrameReader } from '../protocol/frame-reader';
+import type { DeviceId } from '../protocol/request';
 
 /** Which connection something came from. */
 export interface ConnectionInfo {

@@ -23,18 +23,18 @@ import * as tls from 'node:tls';
 import { isAllowedAddress, parseAllowFrom, parseIdList } from './access';
 import { plainAddress, type Connection, type ConnectionHandlers, type ConnectionInfo, type ConnectionRecord } from './connection';
 import { Connections, type ConnectionTarget } from './connections';
-import { Devices, type DeviceRecord } from './devices';
+import { Devices, type DeviceRecord } from '../store/devices';
 import { Listener, listenError, sameTls } from './listener';
-import { copyOf, Mailboxes, type Mailbox } from './mailboxes';
-import { encodeReply, type ReplyFormat } from './reply';
-import { printable } from './printable';
-import { canonicalId, isRequest, parseRequest, type DeviceId } from './request';
-import { SafeEmitter, describe } from './safe-emitter';
-import { restoreSnapshot, takeSnapshot, type BrokerSnapshot } from './snapshot';
+import { copyOf, Mailboxes, type Mailbox } from '../store/mailboxes';
+import { encodeReply, type ReplyFormat } from '../protocol/reply';
+import { printable } from '../protocol/printable';
+import { canonicalId, isRequest, parseRequest, type DeviceId } from '../protocol/request';
+import { SafeEmitter, describe } from '../events/safe-emitter';
+import { restoreSnapshot, takeSnapshot, type BrokerSnapshot } from '../store/snapshot';
 
 export { connectionName, type ConnectionInfo, type ConnectionRecord } from './connection';
 export type { ConnectionTarget } from './connections';
-export type { BrokerSnapshot } from './snapshot';
+export type { BrokerSnapshot } from '../store/snapshot';
 
 export interface BrokerOptions {
   host: string;

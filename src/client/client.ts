@@ -16,11 +16,11 @@
  */
 
 import * as net from 'node:net';
-import { listItems } from './access';
-import { decodeReply, type ReplyFormat } from './reply';
-import { printable } from './printable';
-import { wireIdJson } from './request';
-import { SafeEmitter } from './safe-emitter';
+import { listItems } from '../broker/access';
+import { decodeReply, type ReplyFormat } from '../protocol/reply';
+import { printable } from '../protocol/printable';
+import { wireIdJson } from '../protocol/request';
+import { SafeEmitter } from '../events/safe-emitter';
 
 export interface ClientOptions {
   /** The broker's address: an ESP32 hotspot is 192.168.4.1. */
