@@ -11,14 +11,16 @@ module.exports = function (RED) {
     RED.nodes.createNode(this, config);
     this.on('input', (msg, send, done) => {
       count++;
-      if (msg.gateway !== undefined && typeof msg.payload === 'string' && msg.payload[0] === 't') latencies.push(Date.now() - Number(msg.payload.slice(1)));
+      if (msg.gateway !== undefined && typeof msg.payload === 'string' && msg.payload[0] === 't')
+        latencies.push(Date.now() - Number(msg.payload.slice(1)));
       done();
     });
   }
   function latency() {
     const sorted = latencies.sort((x, y) => x - y);
     latencies = [];
-    const at = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((sorted.length * p) / 100) - 1)] : NaN);
+    const at = (p) =>
+      sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((sorted.length * p) / 100) - 1)] : NaN;
     return { count: sorted.length, p50: at(50), p99: at(99) };
   }
   RED.nodes.registerType('bench-counter', BenchCounter);

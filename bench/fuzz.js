@@ -63,7 +63,9 @@ async function replay(property, caseSeed) {
     const { broker, port, warnings } = await startBroker();
     try {
       const result = await kit.fuzzConnection(port, caseSeed, `fz-${caseSeed}`, { frames: 15 });
-      console.log(`tcp case ${caseSeed}: ok (${result.frames} frames, ${result.bytes} bytes); warnings: ${warnings.length}`);
+      console.log(
+        `tcp case ${caseSeed}: ok (${result.frames} frames, ${result.bytes} bytes); warnings: ${warnings.length}`,
+      );
     } finally {
       await broker.stop();
     }
@@ -118,7 +120,8 @@ async function runTcp(until, stats, failures) {
             },
             (err) => {
               stats.failed++;
-              if (failures.length < 50) failures.push({ property: 'tcp', index: wave * 8 + i, caseSeed, message: firstLine(err) });
+              if (failures.length < 50)
+                failures.push({ property: 'tcp', index: wave * 8 + i, caseSeed, message: firstLine(err) });
             },
           ),
         );
@@ -141,7 +144,8 @@ async function runTcp(until, stats, failures) {
         if (typeof result === 'number') stats.lockstepReplies += result;
         else {
           stats.failed++;
-          if (failures.length < 50) failures.push({ property: 'tcp-lockstep', index: wave, caseSeed: seed, message: firstLine(result) });
+          if (failures.length < 50)
+            failures.push({ property: 'tcp-lockstep', index: wave, caseSeed: seed, message: firstLine(result) });
         }
       }
       wave++;
@@ -166,7 +170,9 @@ function junkId(rng) {
       return rng.pick(['1.0', '1e0', '-0', '2.50', '12345678901234567890.0']);
     default: {
       const chars = Array.from({ length: rng.range(1, rng.chance(0.2) ? 160 : 40) }, () =>
-        String.fromCodePoint(rng.pick([rng.int(0x20), rng.range(0x20, 0x7e), 0x2028, 0x202e, rng.range(0x4e00, 0x4fff), 0x85])),
+        String.fromCodePoint(
+          rng.pick([rng.int(0x20), rng.range(0x20, 0x7e), 0x2028, 0x202e, rng.range(0x4e00, 0x4fff), 0x85]),
+        ),
       );
       return JSON.stringify(chars.join(''));
     }
@@ -202,7 +208,8 @@ async function runJunkIds(until, stats, failures) {
       stats.goodWait = Math.max(stats.goodWait, Date.now() - started);
       if (reply !== `r${goodRound}`) throw new Error(`the good device read ${JSON.stringify(reply)} for r${goodRound}`);
       stats.maxTable = Math.max(stats.maxTable, broker.devices.size);
-      if (broker.devices.size > maxDevices) throw new Error(`${broker.devices.size} device records, over maxDevices ${maxDevices}`);
+      if (broker.devices.size > maxDevices)
+        throw new Error(`${broker.devices.size} device records, over maxDevices ${maxDevices}`);
       while (junk.chunks.length > 0) junk.chunks.shift(); // its replies are not read one by one
     }
   } catch (err) {
@@ -226,7 +233,9 @@ async function main() {
     await replay(args.property, Number(args['case-seed']) >>> 0);
     return 0;
   }
-  console.log(`fuzz: seed ${seed}, ${seconds} s${args.all ? ', known defects included' : ''}${args['no-tcp'] ? ', no TCP' : ''}`);
+  console.log(
+    `fuzz: seed ${seed}, ${seconds} s${args.all ? ', known defects included' : ''}${args['no-tcp'] ? ', no TCP' : ''}`,
+  );
   const started = Date.now();
   const until = started + seconds * 1000;
   const readerStats = {};
@@ -247,14 +256,20 @@ async function main() {
     total += stat.cases;
     failed += stat.failed;
     const note = kit.KNOWN_DEFECTS.has(name) ? '  (known defect)' : '';
-    console.log(`  ${name.padEnd(24)} ${String(stat.cases).padStart(8)} cases  ${(stat.bytes / 1e6).toFixed(1).padStart(9)} MB  ${stat.failed} failed${note}`);
+    console.log(
+      `  ${name.padEnd(24)} ${String(stat.cases).padStart(8)} cases  ${(stat.bytes / 1e6).toFixed(1).padStart(9)} MB  ${stat.failed} failed${note}`,
+    );
   }
   if (!args['no-tcp']) {
     failed += tcpStats.failed;
     console.log('over TCP:');
     console.log(`  ${tcpStats.fuzzConnections} fuzz connections, ${tcpStats.frames} frames answered exactly`);
-    console.log(`  ${tcpStats.chaosConnections} chaos connections, ${(tcpStats.chaosBytes / 1e6).toFixed(1)} MB of hostile input`);
-    console.log(`  ${tcpStats.lockstepReplies} lockstep replies; broker: ${tcpStats.protocolErrors} protocol errors, ${tcpStats.oversize} oversize`);
+    console.log(
+      `  ${tcpStats.chaosConnections} chaos connections, ${(tcpStats.chaosBytes / 1e6).toFixed(1)} MB of hostile input`,
+    );
+    console.log(
+      `  ${tcpStats.lockstepReplies} lockstep replies; broker: ${tcpStats.protocolErrors} protocol errors, ${tcpStats.oversize} oversize`,
+    );
     console.log(`  ${tcpStats.devices} devices seen, ${tcpStats.offline} offline at the end`);
     // A warning is an internal error in the broker: a failure here.
     failed += tcpStats.warnings;
@@ -262,16 +277,23 @@ async function main() {
     for (const w of tcpStats.firstWarnings) console.log(`    warning: ${w}`);
     failed += junkStats.failed + junkStats.warnings;
     console.log('junk ids (maxDevices 500):');
-    console.log(`  ${junkStats.junkFrames} junk frames: ${junkStats.capacityRefused} answered but not recorded, ${junkStats.protocolErrors} protocol errors (ids over 128 bytes)`);
-    console.log(`  largest device table ${junkStats.maxTable}; good device: ${junkStats.goodReplies} replies, all right, longest wait ${junkStats.goodWait} ms`);
+    console.log(
+      `  ${junkStats.junkFrames} junk frames: ${junkStats.capacityRefused} answered but not recorded, ${junkStats.protocolErrors} protocol errors (ids over 128 bytes)`,
+    );
+    console.log(
+      `  largest device table ${junkStats.maxTable}; good device: ${junkStats.goodReplies} replies, all right, longest wait ${junkStats.goodWait} ms`,
+    );
     console.log(`  warnings (internal errors): ${junkStats.warnings}`);
     for (const w of junkStats.firstWarnings) console.log(`    warning: ${w}`);
   }
-  console.log(`cases: ${total} frame reader + ${tcpStats.fuzzConnections + tcpStats.chaosConnections} TCP connections; failures: ${failed}; uncaught: ${uncaught.length}`);
+  console.log(
+    `cases: ${total} frame reader + ${tcpStats.fuzzConnections + tcpStats.chaosConnections} TCP connections; failures: ${failed}; uncaught: ${uncaught.length}`,
+  );
   for (const err of uncaught.slice(0, 5)) console.log(`  UNCAUGHT ${firstLine(err)}`);
   for (const f of failures) {
     console.log(`  FAIL ${f.property} case ${f.index} (seed ${seed}) case-seed ${f.caseSeed}: ${f.message}`);
-    if (f.property !== 'tcp-lockstep') console.log(`       replay: node bench/fuzz.js --property ${f.property} --case-seed ${f.caseSeed}`);
+    if (f.property !== 'tcp-lockstep')
+      console.log(`       replay: node bench/fuzz.js --property ${f.property} --case-seed ${f.caseSeed}`);
   }
   return failed > 0 || uncaught.length > 0 ? 1 : 0;
 }

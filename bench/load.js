@@ -75,7 +75,9 @@ function replySeq(chunk) {
     else seq = seq * 10 + digit;
   }
   if (chunk[0] === 0x70 && digits && chunk.length > 1) return seq;
-  return chunk.length === 4 && chunk[0] === 0x4e && chunk[1] === 0x6f && chunk[2] === 0x6e && chunk[3] === 0x65 ? NONE : NOT_A_VALUE;
+  return chunk.length === 4 && chunk[0] === 0x4e && chunk[1] === 0x6f && chunk[2] === 0x6e && chunk[3] === 0x65
+    ? NONE
+    : NOT_A_VALUE;
 }
 
 function makeDevices(sockets) {
@@ -231,7 +233,9 @@ async function report({ count, everyMs, seconds, stamp }) {
       sent++;
       device.sentAt = performance.now();
       // stamp: the news is its send time, for the other gateway to measure propagation.
-      device.socket.write(stamp ? `[${device.id},${device.want},"t${Date.now()}"]` : `[${device.id},${device.want},"60${n % 8}"]`);
+      device.socket.write(
+        stamp ? `[${device.id},${device.want},"t${Date.now()}"]` : `[${device.id},${device.want},"60${n % 8}"]`,
+      );
     };
     timers.push(
       setTimeout(

@@ -75,11 +75,17 @@ function withFileLimit(command, args) {
 }
 
 async function startReference(port) {
-  return startProcess(...withFileLimit(process.execPath, [path.join(__dirname, 'server.js'), 'reference', String(port)]), /ready/);
+  return startProcess(
+    ...withFileLimit(process.execPath, [path.join(__dirname, 'server.js'), 'reference', String(port)]),
+    /ready/,
+  );
 }
 
 async function startCore(port) {
-  return startProcess(...withFileLimit(process.execPath, [path.join(__dirname, 'server.js'), 'core', String(port)]), /ready/);
+  return startProcess(
+    ...withFileLimit(process.execPath, [path.join(__dirname, 'server.js'), 'core', String(port)]),
+    /ready/,
+  );
 }
 
 /** The bench's flow: a broker on `port`, and tcpmq-in -> a counting node. */
@@ -117,7 +123,16 @@ function benchFlows(port, name = '', offlineAfter = 30, share = undefined) {
       maxFrameBytes: 65536,
       ...shareProperties,
     },
-    { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, remote: !!share, wires: [['count']] },
+    {
+      id: 'in',
+      type: 'tcpmq-in',
+      z: 'bench',
+      broker: 'broker',
+      device: '',
+      numbers: true,
+      remote: !!share,
+      wires: [['count']],
+    },
     { id: 'count', type: 'bench-counter', z: 'bench', wires: [] },
   ];
 }
@@ -129,7 +144,8 @@ async function startNodeRed(port, offlineAfter = 30, share = undefined) {
   fs.mkdirSync(path.dirname(link), { recursive: true });
   fs.symlinkSync(root, link, 'dir');
   fs.mkdirSync(path.join(userDir, 'nodes'));
-  for (const file of ['counter-node.js', 'counter-node.html']) fs.copyFileSync(path.join(__dirname, file), path.join(userDir, 'nodes', file));
+  for (const file of ['counter-node.js', 'counter-node.html'])
+    fs.copyFileSync(path.join(__dirname, file), path.join(userDir, 'nodes', file));
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(benchFlows(port, '', offlineAfter, share)));
   fs.writeFileSync(
     path.join(userDir, 'settings.js'),
@@ -138,7 +154,16 @@ async function startNodeRed(port, offlineAfter = 30, share = undefined) {
   const editorPort = await freePort();
   const redJs = require.resolve('node-red/red.js', { paths: [root] });
   const child = await startProcess(
-    ...withFileLimit(process.execPath, ['--expose-gc', redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)]),
+    ...withFileLimit(process.execPath, [
+      '--expose-gc',
+      redJs,
+      '--settings',
+      path.join(userDir, 'settings.js'),
+      '--userDir',
+      userDir,
+      '--port',
+      String(editorPort),
+    ]),
     /Started flows/,
   );
   // Wait until the broker accepts connections.
@@ -160,9 +185,11 @@ async function startNodeRed(port, offlineAfter = 30, share = undefined) {
     });
     if (!response.ok) throw new Error(`deploy: HTTP ${response.status}`);
   };
-  child.messagesCounted = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
+  child.messagesCounted = async () =>
+    (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
   /** Propagation of remote news stamped `t<ms>` to this gateway's flow (and clears it): p50, p99, count. */
-  child.propagation = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?latency=1`)).json()).latency;
+  child.propagation = async () =>
+    (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?latency=1`)).json()).latency;
   /** The broker's summary from the sidebar's admin API (counters, sharing). */
   child.summary = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/tcpmq/brokers`)).json())[0];
   /** The process's heap after a full garbage collection, and its RSS, in bytes. */
@@ -202,10 +229,20 @@ async function measure(name, start, connectionCounts, countErrors) {
     const before = usage(server.pid);
     const counted = server.messagesCounted ? await server.messagesCounted() : undefined;
     try {
-      const result = await generator.call('lockstep', { port, connections, warmupMs: WARMUP_MS, measureMs: MEASURE_MS, spreadSources: connections > 1000 });
+      const result = await generator.call('lockstep', {
+        port,
+        connections,
+        warmupMs: WARMUP_MS,
+        measureMs: MEASURE_MS,
+        spreadSources: connections > 1000,
+      });
       if (!countErrors) Object.assign(result, { errors: 0, firstError: undefined });
       const after = usage(server.pid);
-      const row = { name, ...result, serverCpu: (after.cpuSeconds - before.cpuSeconds) / ((MEASURE_MS + WARMUP_MS) / 1000) };
+      const row = {
+        name,
+        ...result,
+        serverCpu: (after.cpuSeconds - before.cpuSeconds) / ((MEASURE_MS + WARMUP_MS) / 1000),
+      };
       if (server.messagesCounted) row.messagesCounted = (await server.messagesCounted()) - counted;
       rows.push(row);
       console.log(
@@ -251,7 +288,15 @@ async function scaleRun(name, start, devices) {
       `  ${name}: ${reporters} of them reporting every 2 s for ${seconds} s: ${reported.sent} sent, ${reported.answered} answered; CPU ${(cpu * 100).toFixed(2)}% of one core`,
     );
     await generator.call('closeAll', {});
-    return { connected, answered, rssPerConnection, reporters, cpu, sent: reported.sent, reportAnswered: reported.answered };
+    return {
+      connected,
+      answered,
+      rssPerConnection,
+      reporters,
+      cpu,
+      sent: reported.sent,
+      reportAnswered: reported.answered,
+    };
   } finally {
     generator.kill();
     await stopProcess(server);
@@ -272,7 +317,8 @@ async function deployRun(connections, deploys) {
       const started = performance.now();
       const from = Date.now();
       await server.deploy(`round ${round}`);
-      while ((await server.summary())?.name !== `round ${round}`) await new Promise((resolve) => setTimeout(resolve, 10));
+      while ((await server.summary())?.name !== `round ${round}`)
+        await new Promise((resolve) => setTimeout(resolve, 10));
       windows.push([from, Date.now()]);
       deployMs.push(performance.now() - started);
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -346,11 +392,23 @@ function junkChecks(run) {
   const p99Ratio = Math.max(after.p99, 1) / Math.max(before.p99, 1);
   const cpuRatio = Math.max(after.cpu, 0.01) / Math.max(before.cpu, 0.01);
   return [
-    ['50,000 junk ids: heap <= 64 MB above baseline', afterBurst.heap - baseline.heap <= 64 * 2 ** 20, `+${mb(afterBurst.heap - baseline.heap)}`],
-    ['junk offline: heap back within 16 MB of baseline', afterOffline.heap - baseline.heap <= 16 * 2 ** 20, `+${mb(afterOffline.heap - baseline.heap)}`],
+    [
+      '50,000 junk ids: heap <= 64 MB above baseline',
+      afterBurst.heap - baseline.heap <= 64 * 2 ** 20,
+      `+${mb(afterBurst.heap - baseline.heap)}`,
+    ],
+    [
+      'junk offline: heap back within 16 MB of baseline',
+      afterOffline.heap - baseline.heap <= 16 * 2 ** 20,
+      `+${mb(afterOffline.heap - baseline.heap)}`,
+    ],
     ['good devices after the burst: p99 within 1.25 x before', p99Ratio <= 1.25, `${p99Ratio.toFixed(2)} x`],
     ['good devices after the burst: CPU within 1.25 x before', cpuRatio <= 1.25, `${cpuRatio.toFixed(2)} x`],
-    ['good devices: every report answered', before.answered === before.sent && after.answered === after.sent, `${after.answered}/${after.sent}`],
+    [
+      'good devices: every report answered',
+      before.answered === before.sent && after.answered === after.sent,
+      `${after.answered}/${after.sent}`,
+    ],
   ];
 }
 
@@ -360,7 +418,10 @@ async function startMosquitto() {
   if (!fs.existsSync(mosquitto)) return undefined;
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-bench-mqtt-'));
-  fs.writeFileSync(path.join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  fs.writeFileSync(
+    path.join(dir, 'mosquitto.conf'),
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`,
+  );
   const child = await startProcess(mosquitto, ['-v', '-c', path.join(dir, 'mosquitto.conf')], /running|Opening/);
   child.port = port;
   child.cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
@@ -386,7 +447,8 @@ async function shareRun(unshared) {
   const generator = startGenerator();
   try {
     for (const gateway of [a, b]) {
-      for (let i = 0; i < 100 && !(await gateway.summary())?.sharing?.connected; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      for (let i = 0; i < 100 && !(await gateway.summary())?.sharing?.connected; i++)
+        await new Promise((resolve) => setTimeout(resolve, 100));
     }
     await generator.call('connectDevices', { port: portB, count: 1000 });
     await generator.call('report', { count: 1000, everyMs: 2000, seconds: 4, stamp: true }); // warm up
@@ -397,7 +459,13 @@ async function shareRun(unshared) {
     const propagation = await a.propagation();
     const messagesPerReport = ((await b.summary()).counters.sharePublished - published) / reported.sent;
     await generator.call('closeAll', {});
-    const lockstep = await generator.call('lockstep', { port: portB, connections: 50, warmupMs: WARMUP_MS, measureMs: MEASURE_MS, spreadSources: false });
+    const lockstep = await generator.call('lockstep', {
+      port: portB,
+      connections: 50,
+      warmupMs: WARMUP_MS,
+      measureMs: MEASURE_MS,
+      spreadSources: false,
+    });
     const cost = 1 - lockstep.requestsPerSecond / unshared.requestsPerSecond;
     console.log(
       `  1000 devices on gateway B every 2 s: ${propagation.count} reports reached gateway A's flow, propagation p50 ${propagation.p50} ms, p99 ${propagation.p99} ms; ` +
@@ -423,7 +491,11 @@ function shareChecks(run) {
   if (!run) return [];
   return [
     ['sharing: cross-gateway propagation p99 <= 100 ms', run.propagation.p99 <= 100, `${run.propagation.p99} ms`],
-    ['sharing: every report reached the other gateway', run.propagation.count >= run.sent, `${run.propagation.count}/${run.sent}`],
+    [
+      'sharing: every report reached the other gateway',
+      run.propagation.count >= run.sent,
+      `${run.propagation.count}/${run.sent}`,
+    ],
     ['sharing: <= 1.1 MQTT messages per report', run.messagesPerReport <= 1.1, run.messagesPerReport.toFixed(3)],
     ['sharing: throughput cost at 50 lockstep connections <= 15%', run.cost <= 0.15, `${(run.cost * 100).toFixed(1)}%`],
   ];
@@ -438,7 +510,11 @@ function deployChecks(deploys) {
   return [
     ['200 devices through 10 full deploys: 0 connections dropped', deploys.dropped === 0, `${deploys.dropped} dropped`],
     ['200 devices through 10 full deploys: 0 wrong replies', deploys.errors === 0, `${deploys.errors} wrong`],
-    ['200 devices through 10 full deploys: longest reply wait during a deploy <= 250 ms', deploys.longestDuringDeploys <= 250, `${deploys.longestDuringDeploys.toFixed(1)} ms`],
+    [
+      '200 devices through 10 full deploys: longest reply wait during a deploy <= 250 ms',
+      deploys.longestDuringDeploys <= 250,
+      `${deploys.longestDuringDeploys.toFixed(1)} ms`,
+    ],
   ];
 }
 
@@ -450,7 +526,9 @@ function report(checks) {
 
 async function main() {
   console.log(`TCPMQ benchmark, ${new Date().toISOString()}`);
-  console.log(`${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run\n`);
+  console.log(
+    `${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run\n`,
+  );
   if (options.only === 'share') {
     console.log('Sharing through MQTT (two gateways on one mosquitto):');
     const [unshared] = await measure('broker in Node-RED', startNodeRed, [50], true);
@@ -494,7 +572,9 @@ async function main() {
 
   let scale;
   if (!options['skip-scale']) {
-    console.log(`\nScale run (devices connect from distinct 127.0.x.y addresses; the reference server shows the floor):`);
+    console.log(
+      `\nScale run (devices connect from distinct 127.0.x.y addresses; the reference server shows the floor):`,
+    );
     await scaleRun('reference net server', startReference, Number(options.scale));
     scale = await scaleRun('core broker', startCore, Number(options.scale));
   }
@@ -508,7 +588,11 @@ async function main() {
       row.requestsPerSecond / base.requestsPerSecond >= 0.85,
       (row.requestsPerSecond / base.requestsPerSecond).toFixed(2),
     ]);
-    checks.push([`core broker, ${connections} connections: p99 <= 1.25 x reference p99`, row.p99 <= 1.25 * base.p99, (row.p99 / base.p99).toFixed(2)]);
+    checks.push([
+      `core broker, ${connections} connections: p99 <= 1.25 x reference p99`,
+      row.p99 <= 1.25 * base.p99,
+      (row.p99 / base.p99).toFixed(2),
+    ]);
   }
   const nr50 = nodeRed.find((r) => r.connections === 50);
   checks.push([
@@ -523,18 +607,30 @@ async function main() {
     core5000.requestsPerSecond >= 0.8 * core50.requestsPerSecond,
     `${((1 - core5000.requestsPerSecond / core50.requestsPerSecond) * 100).toFixed(0)}% drop`,
   ]);
-  checks.push(['no wrong replies (core and Node-RED)', [...core, ...nodeRed].every((r) => r.errors === 0), `${[...core, ...nodeRed].reduce((n, r) => n + r.errors, 0)} errors`]);
+  checks.push([
+    'no wrong replies (core and Node-RED)',
+    [...core, ...nodeRed].every((r) => r.errors === 0),
+    `${[...core, ...nodeRed].reduce((n, r) => n + r.errors, 0)} errors`,
+  ]);
   checks.push(...deployChecks(deploys));
   checks.push(...junkChecks(junk));
   checks.push(...shareChecks(share));
   if (scale) {
-    checks.push([`${scale.connected} connected devices: <= 8 KB broker RSS per connection`, scale.rssPerConnection <= 8192, `${(scale.rssPerConnection / 1024).toFixed(2)} KB`]);
+    checks.push([
+      `${scale.connected} connected devices: <= 8 KB broker RSS per connection`,
+      scale.rssPerConnection <= 8192,
+      `${(scale.rssPerConnection / 1024).toFixed(2)} KB`,
+    ]);
     checks.push([
       `${scale.connected} connected devices: every device answered`,
       scale.answered === scale.connected && scale.connected === Number(options.scale),
       `${scale.answered}/${Number(options.scale)}`,
     ]);
-    checks.push([`${scale.reporters} reporting every 2 s: broker CPU <= 5% of one core`, scale.cpu <= 0.05, `${(scale.cpu * 100).toFixed(2)}%`]);
+    checks.push([
+      `${scale.reporters} reporting every 2 s: broker CPU <= 5% of one core`,
+      scale.cpu <= 0.05,
+      `${(scale.cpu * 100).toFixed(2)}%`,
+    ]);
   }
   report(checks);
 }

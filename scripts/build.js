@@ -11,7 +11,9 @@ const out = (...parts) => path.join(root, ...parts);
 
 fs.rmSync(out('dist'), { recursive: true, force: true });
 
-execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', out('tsconfig.json')], { stdio: 'inherit' });
+execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', out('tsconfig.json')], {
+  stdio: 'inherit',
+});
 
 for (const file of fs.readdirSync(out('src', 'nodes'))) {
   if (file.endsWith('.html')) fs.copyFileSync(out('src', 'nodes', file), out('dist', 'nodes', file));

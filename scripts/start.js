@@ -67,7 +67,8 @@ function prepareUserDir() {
     for (const file of DEMO) for (const node of JSON.parse(fs.readFileSync(file, 'utf8'))) byId.set(node.id, node);
     const demo = [...byId.values()];
     for (const node of demo) {
-      if (node.type === 'tcpmq-broker') Object.assign(node, { port: tcpmqPort, offlineAfter: Number(options['offline-after']) });
+      if (node.type === 'tcpmq-broker')
+        Object.assign(node, { port: tcpmqPort, offlineAfter: Number(options['offline-after']) });
     }
     fs.writeFileSync(flows, JSON.stringify(demo, null, 2));
   } else {
@@ -88,9 +89,13 @@ async function main() {
   await checkFree(tcpmqPort, 'TCPMQ devices');
   prepareUserDir();
   const redJs = require.resolve('node-red/red.js');
-  const child = spawn(process.execPath, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   child.stdout.on('data', (chunk) => {
     process.stdout.write(chunk);
     if (/Server now running/.test(chunk.toString())) {

@@ -41,7 +41,8 @@ function trackOwnTimers() {
  */
 function skipWithout(suite, tool, hint = '') {
   const message = `${tool} is missing${hint ? `; ${hint}` : ''}`;
-  if (process.env.CI === 'true' || process.env.CI === '1') throw new Error(`${message} (CI=true: a suite may not skip)`);
+  if (process.env.CI === 'true' || process.env.CI === '1')
+    throw new Error(`${message} (CI=true: a suite may not skip)`);
   console.log(`      (skipped: ${message})`);
   suite.skip();
 }
@@ -173,9 +174,21 @@ class Device {
 /** The protocol's test vectors (docs/PROTOCOL.md, test vectors): frames, then the replies in each dialect. */
 const TEST_VECTORS = [
   { name: 'a device reads its own mailbox back', before: [], send: '[1,1,"26.5"]', text: ['26.5'], json: ['"26.5"'] },
-  { name: 'a device reads another device', before: ['[1,1,"26.5"]'], send: '[-1,1,"605"]', text: ['26.5'], json: ['"26.5"'] },
+  {
+    name: 'a device reads another device',
+    before: ['[1,1,"26.5"]'],
+    send: '[-1,1,"605"]',
+    text: ['26.5'],
+    json: ['"26.5"'],
+  },
   { name: 'an empty mailbox', before: [], send: '[2,9,"x"]', text: ['None'], json: ['null'] },
-  { name: 'a string id and a JSON payload', before: [], send: '["1",1,{"t":21}]', text: ['{"t":21}'], json: ['{"t":21}'] },
+  {
+    name: 'a string id and a JSON payload',
+    before: [],
+    send: '["1",1,{"t":21}]',
+    text: ['{"t":21}'],
+    json: ['{"t":21}'],
+  },
   { name: 'non-ASCII text', before: [], send: '[3,3,"温度"]', text: ['温度'], json: ['"温度"'] },
   { name: 'two frames in one read', before: [], send: '[1,1,"a"][1,1,"b"]', text: ['a', 'b'], json: ['"a"', '"b"'] },
   { name: 'brackets inside a string', before: [], send: '[1,1,"a]["]', text: ['a]['], json: ['"a]["'] },
@@ -276,4 +289,17 @@ function exampleFlow(file, port) {
   return flow;
 }
 
-module.exports = { Device, skipWithout, vectorSuite, coreBrokerFixture, freePort, waitFor, sleep, trackOwnTimers, exampleFiles, exampleFlow, TEST_VECTORS, NOT_REQUESTS };
+module.exports = {
+  Device,
+  skipWithout,
+  vectorSuite,
+  coreBrokerFixture,
+  freePort,
+  waitFor,
+  sleep,
+  trackOwnTimers,
+  exampleFiles,
+  exampleFlow,
+  TEST_VECTORS,
+  NOT_REQUESTS,
+};

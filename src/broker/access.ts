@@ -24,7 +24,11 @@ export function parseAllowFrom(text: string | undefined): BlockList | undefined 
     const family = isIP(address);
     const bits = prefix === undefined ? undefined : Number(prefix);
     const maxBits = family === 6 ? 128 : 32;
-    if (family === 0 || extra !== undefined || (bits !== undefined && !(Number.isInteger(bits) && bits >= 0 && bits <= maxBits))) {
+    if (
+      family === 0 ||
+      extra !== undefined ||
+      (bits !== undefined && !(Number.isInteger(bits) && bits >= 0 && bits <= maxBits))
+    ) {
       throw new Error(`allowFrom: "${entry}" is not an IP address or CIDR range`);
     }
     const type = family === 6 ? 'ipv6' : 'ipv4';

@@ -21,7 +21,13 @@ import { isUtf8 } from 'node:buffer';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { isAllowedAddress, parseAllowFrom, parseIdList } from './access';
-import { plainAddress, type Connection, type ConnectionHandlers, type ConnectionInfo, type ConnectionRecord } from './connection';
+import {
+  plainAddress,
+  type Connection,
+  type ConnectionHandlers,
+  type ConnectionInfo,
+  type ConnectionRecord,
+} from './connection';
 import { Connections, type ConnectionTarget } from './connections';
 import { Devices, type DeviceRecord } from '../store/devices';
 import { Listener, listenError, sameTls } from './listener';
@@ -96,7 +102,8 @@ export interface RawEvent extends ConnectionInfo {
   isText: boolean;
 }
 
-export type RejectKind = 'protocol-error' | 'oversize' | 'refused' | 'forbidden' | 'unknown-device' | 'capacity' | 'tls' | 'idle' | 'backlog';
+export type RejectKind =
+  'protocol-error' | 'oversize' | 'refused' | 'forbidden' | 'unknown-device' | 'capacity' | 'tls' | 'idle' | 'backlog';
 
 export interface RejectEvent extends ConnectionInfo {
   kind: RejectKind;
@@ -201,10 +208,15 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     },
     oversize: (connection, size) => {
       this.counters.oversize++;
-      this.reject(connection, 'oversize', `frame of ${size} bytes or more exceeds maxFrameBytes (${this.settings.maxFrameBytes})`);
+      this.reject(
+        connection,
+        'oversize',
+        `frame of ${size} bytes or more exceeds maxFrameBytes (${this.settings.maxFrameBytes})`,
+      );
       connection.close();
     },
-    backlog: (connection, unread) => this.reject(connection, 'backlog', `does not read its replies (${unread} bytes unread)`),
+    backlog: (connection, unread) =>
+      this.reject(connection, 'backlog', `does not read its replies (${unread} bytes unread)`),
   };
 
   constructor(options: Partial<BrokerOptions> = {}) {
@@ -212,7 +224,11 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     this.settings = { ...DEFAULT_OPTIONS, ...options };
     this.parseAccess();
     this.mailboxes = new Mailboxes(this.settings.replyFormat);
-    this.devices = new Devices(this.settings.offlineAfter * 1000, (device) => this.wentOffline(device), this.settings.maxDevices);
+    this.devices = new Devices(
+      this.settings.offlineAfter * 1000,
+      (device) => this.wentOffline(device),
+      this.settings.maxDevices,
+    );
     this.currentStatus = { state: 'stopped', host: this.settings.host, port: this.settings.port };
   }
 
@@ -494,7 +510,12 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
           : undefined;
     if (refusal) {
       this.counters.refused++;
-      this.safeEmit('rejected', { ...refusal, connectionId: 0, remoteAddress, remotePort: socket.remotePort ?? 0 } satisfies RejectEvent);
+      this.safeEmit('rejected', {
+        ...refusal,
+        connectionId: 0,
+        remoteAddress,
+        remotePort: socket.remotePort ?? 0,
+      } satisfies RejectEvent);
       socket.destroy();
       return false;
     }
@@ -509,7 +530,13 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     socket.on('error', () => {
       // As in admit(): 'close' follows.
     });
-    const connection = this.connections.add(socket, plainAddress(socket.remoteAddress), socket.remotePort ?? 0, this.settings.maxFrameBytes, this.handlers);
+    const connection = this.connections.add(
+      socket,
+      plainAddress(socket.remoteAddress),
+      socket.remotePort ?? 0,
+      this.settings.maxFrameBytes,
+      this.handlers,
+    );
     this.counters.connections++;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
@@ -535,12 +562,23 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       let refusal: { kind: RejectKind; reason: string } | undefined;
       if (this.allowedAddresses && !isAllowedAddress(this.allowedAddresses, connection.remoteAddress)) {
         refusal = { kind: 'forbidden', reason: 'address no longer in allowFrom' };
-      } else if (this.allowedDevices && connection.deviceId !== undefined && !this.allowedDevices.has(connection.deviceId)) {
-        refusal = { kind: 'unknown-device', reason: `device id ${printable(connection.deviceId)} no longer in allowDevices` };
+      } else if (
+        this.allowedDevices &&
+        connection.deviceId !== undefined &&
+        !this.allowedDevices.has(connection.deviceId)
+      ) {
+        refusal = {
+          kind: 'unknown-device',
+          reason: `device id ${printable(connection.deviceId)} no longer in allowDevices`,
+        };
       }
       if (!refusal) continue;
       this.counters.closedBySettings++;
-      this.safeEmit('rejected', { ...connection.info(), ...refusal, deviceId: connection.deviceId } satisfies RejectEvent);
+      this.safeEmit('rejected', {
+        ...connection.info(),
+        ...refusal,
+        deviceId: connection.deviceId,
+      } satisfies RejectEvent);
       connection.close();
     }
   }
@@ -570,7 +608,12 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     if (this.allowedDevices && !this.allowedDevices.has(from)) {
       // Refused before it touches a mailbox; the connection goes, so nothing it queued is read.
       this.counters.unknownDevices++;
-      this.safeEmit('rejected', { ...connection.info(), kind: 'unknown-device', reason: `device id ${printable(from)} not in allowDevices`, deviceId: from } satisfies RejectEvent);
+      this.safeEmit('rejected', {
+        ...connection.info(),
+        kind: 'unknown-device',
+        reason: `device id ${printable(from)} not in allowDevices`,
+        deviceId: from,
+      } satisfies RejectEvent);
       connection.close();
       return;
     }
@@ -580,7 +623,12 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       this.counters.capacityRefused++;
       connection.write(this.mailboxes.replyTo(want, now));
       const reason = `device id ${printable(from)} not recorded: ${this.settings.maxDevices} devices (maxDevices), all online`;
-      this.safeEmit('rejected', { ...connection.info(), kind: 'capacity', reason, deviceId: from } satisfies RejectEvent);
+      this.safeEmit('rejected', {
+        ...connection.info(),
+        kind: 'capacity',
+        reason,
+        deviceId: from,
+      } satisfies RejectEvent);
       return;
     }
     this.counters.requests++;

@@ -96,7 +96,16 @@ export class Connection implements ConnectionInfo {
 
   record(): ConnectionRecord {
     const { connectionId, remoteAddress, remotePort, deviceId, connectedAt, bytesIn, bytesOut } = this;
-    return { connectionId, remoteAddress, remotePort, deviceId, kind: this.reader.kind, connectedAt, bytesIn, bytesOut };
+    return {
+      connectionId,
+      remoteAddress,
+      remotePort,
+      deviceId,
+      kind: this.reader.kind,
+      connectedAt,
+      bytesIn,
+      bytesOut,
+    };
   }
 
   /** Bytes from the socket. */

@@ -21,7 +21,13 @@ export class Connections {
   private idleTimer: NodeJS.Timeout | undefined;
 
   /** Numbers and keeps a new connection until it closes. */
-  add(socket: net.Socket, remoteAddress: string, remotePort: number, maxFrameBytes: number, handlers: ConnectionHandlers): Connection {
+  add(
+    socket: net.Socket,
+    remoteAddress: string,
+    remotePort: number,
+    maxFrameBytes: number,
+    handlers: ConnectionHandlers,
+  ): Connection {
     const connection = new Connection(socket, this.nextId++, remoteAddress, remotePort, maxFrameBytes, handlers);
     this.open.set(connection.connectionId, connection);
     return connection;
@@ -50,7 +56,8 @@ export class Connections {
       if (!connection?.open) throw new Error(`connection ${connectionId} is not open`);
       return [connection];
     }
-    if (device === undefined || device === '') throw new Error('no connection to write to: give a device id or a connection number');
+    if (device === undefined || device === '')
+      throw new Error('no connection to write to: give a device id or a connection number');
     const found = [...this.open.values()].filter((c) => c.open && (c.deviceId === device || c.name === device));
     if (found.length === 0) throw new Error(`device ${device} has no open connection`);
     return found;

@@ -142,7 +142,13 @@ function clientOptions(options: ClientSettings): ClientOptions {
     host: String(given.host || d.host),
     port: Number(given.port ?? d.port),
     clientId: String(given.clientId ?? ''),
-    watch: [...new Set((typeof given.watch === 'string' ? listItems(given.watch) : (given.watch ?? []).map(String)).filter((id) => id !== ''))],
+    watch: [
+      ...new Set(
+        (typeof given.watch === 'string' ? listItems(given.watch) : (given.watch ?? []).map(String)).filter(
+          (id) => id !== '',
+        ),
+      ),
+    ],
     pollInterval: positive(given.pollInterval, d.pollInterval),
     offlineAfterNones: Math.max(1, Math.round(positive(given.offlineAfterNones, d.offlineAfterNones))),
     replyFormat: given.replyFormat === 'json' ? 'json' : 'text',
@@ -259,7 +265,13 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     this.running = true;
     this.retryDelay = this.settings.retryMin * 1000;
     if (this.settings.clientId === '') {
-      this.setStatus({ state: 'error', host: this.settings.host, port: this.settings.port, code: 'EINVAL', error: 'the client id is empty: give this device an id' });
+      this.setStatus({
+        state: 'error',
+        host: this.settings.host,
+        port: this.settings.port,
+        code: 'EINVAL',
+        error: 'the client id is empty: give this device an id',
+      });
       return;
     }
     this.connect();
@@ -322,7 +334,9 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
       if (socket === this.socket) this.sendRequest();
     });
     this.setTimer(() => {
-      this.fail(withCode(new Error(`cannot connect to ${host}:${port} within ${this.settings.timeout} s`), 'ETIMEDOUT'));
+      this.fail(
+        withCode(new Error(`cannot connect to ${host}:${port} within ${this.settings.timeout} s`), 'ETIMEDOUT'),
+      );
     }, this.settings.timeout * 1000);
   }
 
@@ -365,7 +379,9 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     this.setTimer(() => {
       this.counters.timeouts++;
       const { host, port } = this.settings;
-      this.fail(withCode(new Error(`no reply from ${host}:${port} within ${timeout} s (asked for "${want}")`), 'ETIMEDOUT'));
+      this.fail(
+        withCode(new Error(`no reply from ${host}:${port} within ${timeout} s (asked for "${want}")`), 'ETIMEDOUT'),
+      );
     }, timeout * 1000);
   }
 
@@ -373,13 +389,20 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     const pending = this.pending;
     if (!pending) {
       this.counters.strayBytes += chunk.length;
-      this.warn(`${chunk.length} bytes from ${this.settings.host}:${this.settings.port} with no request waiting: dropped`);
+      this.warn(
+        `${chunk.length} bytes from ${this.settings.host}:${this.settings.port} with no request waiting: dropped`,
+      );
       return;
     }
     pending.chunks.push(chunk);
     pending.bytes += chunk.length;
     if (pending.bytes > MAX_REPLY_BYTES) {
-      this.fail(withCode(new Error(`a reply over ${MAX_REPLY_BYTES} bytes from ${this.settings.host}:${this.settings.port}`), 'EMSGSIZE'));
+      this.fail(
+        withCode(
+          new Error(`a reply over ${MAX_REPLY_BYTES} bytes from ${this.settings.host}:${this.settings.port}`),
+          'EMSGSIZE',
+        ),
+      );
       return;
     }
     // Wait a moment for the rest of a reply that TCP split.
@@ -451,7 +474,6 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     this.currentStatus = status;
     this.safeEmit('state', status);
   }
-
 }
 
 function positive(value: unknown, fallback: number): number {

@@ -114,7 +114,11 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     readonly options: FleetOptions,
   ) {
     super();
-    this.remote = new Devices(broker.options.offlineAfter * 1000, (device) => this.remoteWentOffline(device), broker.options.maxDevices);
+    this.remote = new Devices(
+      broker.options.offlineAfter * 1000,
+      (device) => this.remoteWentOffline(device),
+      broker.options.maxDevices,
+    );
   }
 
   get connected(): boolean {
@@ -135,9 +139,15 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     this.detach();
     this.transport = transport;
     const { prefix } = this.options;
-    transport.subscribe(`${prefix}/mailbox/+`, (topic, payload) => this.safely(() => this.mailboxMessage(topic, payload)));
-    transport.subscribe(`${prefix}/mailbox/+/set`, (topic, payload) => this.safely(() => this.setMessage(topic, payload)));
-    transport.subscribe(`${prefix}/device/+`, (topic, payload) => this.safely(() => this.deviceMessage(topic, payload)));
+    transport.subscribe(`${prefix}/mailbox/+`, (topic, payload) =>
+      this.safely(() => this.mailboxMessage(topic, payload)),
+    );
+    transport.subscribe(`${prefix}/mailbox/+/set`, (topic, payload) =>
+      this.safely(() => this.setMessage(topic, payload)),
+    );
+    transport.subscribe(`${prefix}/device/+`, (topic, payload) =>
+      this.safely(() => this.deviceMessage(topic, payload)),
+    );
     this.broker.setShare(this);
     this.remote.startSweeping();
   }
@@ -152,7 +162,8 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     this.broker.setShare(undefined);
     if (!transport) return;
     const { prefix } = this.options;
-    for (const topic of [`${prefix}/mailbox/+`, `${prefix}/mailbox/+/set`, `${prefix}/device/+`]) transport.unsubscribe(topic);
+    for (const topic of [`${prefix}/mailbox/+`, `${prefix}/mailbox/+/set`, `${prefix}/device/+`])
+      transport.unsubscribe(topic);
     this.setConnected(false);
   }
 
@@ -164,7 +175,8 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     if (connected === this.isConnected) return;
     this.isConnected = connected;
     if (connected) {
-      for (const [id, mailbox] of this.broker.mailboxes.entries()) if (mailbox.gateway === undefined) this.dirtyMailboxes.add(id);
+      for (const [id, mailbox] of this.broker.mailboxes.entries())
+        if (mailbox.gateway === undefined) this.dirtyMailboxes.add(id);
       for (const id of this.broker.devices.ids()) this.dirtyDevices.add(id);
       this.discovered.clear();
       this.lastPublished.clear();
@@ -209,14 +221,23 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
       this.dirtyMailboxes.delete(id);
       this.lastPublished.set(id, now);
       const mailbox = this.broker.mailboxes.read(id, now);
-      transport.publish(`${prefix}/mailbox/${topicLevel(id)}`, mailbox && mailbox.gateway === undefined ? JSON.stringify(this.shared(mailbox)) : '', true);
+      transport.publish(
+        `${prefix}/mailbox/${topicLevel(id)}`,
+        mailbox && mailbox.gateway === undefined ? JSON.stringify(this.shared(mailbox)) : '',
+        true,
+      );
       this.counters.published++;
     }
     for (const id of this.dirtyDevices) {
       this.dirtyDevices.delete(id);
       const record = this.broker.devices.get(id);
       if (!record) continue;
-      const device: SharedDevice = { online: record.online, lastSeen: record.lastSeen, gateway: this.options.gateway, remoteAddress: record.remoteAddress };
+      const device: SharedDevice = {
+        online: record.online,
+        lastSeen: record.lastSeen,
+        gateway: this.options.gateway,
+        remoteAddress: record.remoteAddress,
+      };
       transport.publish(`${prefix}/device/${topicLevel(id)}`, JSON.stringify(device), true);
       this.counters.published++;
       if (this.options.haDiscovery && !this.discovered.has(id)) this.discover(id);
@@ -229,9 +250,22 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
 
   private shared(mailbox: Mailbox): SharedMailbox {
     // A device's news expires where it is read when the device has been silent for offlineAfter.
-    const expiresAt = mailbox.writer === 'device' ? mailbox.writtenAt + this.broker.options.offlineAfter * 1000 : Number.isFinite(mailbox.expiresAt) ? mailbox.expiresAt : null;
+    const expiresAt =
+      mailbox.writer === 'device'
+        ? mailbox.writtenAt + this.broker.options.offlineAfter * 1000
+        : Number.isFinite(mailbox.expiresAt)
+          ? mailbox.expiresAt
+          : null;
     const { value, writtenAt, writer } = mailbox;
-    if (Buffer.isBuffer(value)) return { value: value.toString('base64'), buffer: true, writtenAt, writer, gateway: this.options.gateway, expiresAt };
+    if (Buffer.isBuffer(value))
+      return {
+        value: value.toString('base64'),
+        buffer: true,
+        writtenAt,
+        writer,
+        gateway: this.options.gateway,
+        expiresAt,
+      };
     return { value, writtenAt, writer, gateway: this.options.gateway, expiresAt };
   }
 
@@ -250,7 +284,11 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
       availability_template: "{{ 'online' if value_json.online else 'offline' }}",
       payload_available: 'online',
       payload_not_available: 'offline',
-      device: { identifiers: [`tcpmq_${objectId(id)}`], name: `TCPMQ device ${id}`, via_device: `tcpmq_gateway_${objectId(gateway)}` },
+      device: {
+        identifiers: [`tcpmq_${objectId(id)}`],
+        name: `TCPMQ device ${id}`,
+        via_device: `tcpmq_gateway_${objectId(gateway)}`,
+      },
     };
     this.transport?.publish(`homeassistant/sensor/tcpmq_${objectId(id)}/config`, JSON.stringify(config), true);
     this.counters.published++;
@@ -270,29 +308,50 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
       return;
     }
     const shared = JSON.parse(payload.toString('utf8')) as SharedMailbox;
-    if (typeof shared !== 'object' || shared === null || typeof shared.writtenAt !== 'number' || typeof shared.gateway !== 'string') {
+    if (
+      typeof shared !== 'object' ||
+      shared === null ||
+      typeof shared.writtenAt !== 'number' ||
+      typeof shared.gateway !== 'string'
+    ) {
       throw new Error(`not a mailbox message: ${printable(payload.toString('utf8'))}`);
     }
     if (shared.gateway === this.options.gateway) return; // this gateway's own, retained
     // Last writer wins; the gateway name breaks a tie.
     if (current) {
       const currentGateway = current.gateway ?? this.options.gateway;
-      if (current.writtenAt > shared.writtenAt || (current.writtenAt === shared.writtenAt && currentGateway >= shared.gateway)) return;
+      if (
+        current.writtenAt > shared.writtenAt ||
+        (current.writtenAt === shared.writtenAt && currentGateway >= shared.gateway)
+      )
+        return;
     }
     const writer = shared.writer === 'flow' ? 'flow' : 'device';
-    const expiresAt = writer === 'device' ? shared.writtenAt + this.broker.options.offlineAfter * 1000 : shared.expiresAt;
+    const expiresAt =
+      writer === 'device' ? shared.writtenAt + this.broker.options.offlineAfter * 1000 : shared.expiresAt;
     if (expiresAt !== null && expiresAt <= now) {
       if (current) this.broker.mailboxes.clear(id);
       return;
     }
     const value = shared.buffer ? Buffer.from(String(shared.value), 'base64') : shared.value;
-    const mailbox = this.broker.mailboxes.write(id, value, writer, shared.writtenAt, expiresAt === null ? 0 : expiresAt - shared.writtenAt);
+    const mailbox = this.broker.mailboxes.write(
+      id,
+      value,
+      writer,
+      shared.writtenAt,
+      expiresAt === null ? 0 : expiresAt - shared.writtenAt,
+    );
     mailbox.gateway = shared.gateway;
     this.gatewayOf.set(id, shared.gateway);
     if (writer === 'device') {
       // The broker's settings may have changed since (a deploy): the remote devices follow them.
       this.remote.setOfflineAfter(this.broker.options.offlineAfter * 1000);
-      const cameOnline = this.remote.heard(id, { remoteAddress: '', remotePort: 0, connectionId: 0 }, value, shared.writtenAt);
+      const cameOnline = this.remote.heard(
+        id,
+        { remoteAddress: '', remotePort: 0, connectionId: 0 },
+        value,
+        shared.writtenAt,
+      );
       if (cameOnline) this.safeEmit('online', this.remoteRecord(cameOnline));
       this.safeEmit('news', { from: id, payload: value, gateway: shared.gateway });
     }

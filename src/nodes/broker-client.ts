@@ -16,7 +16,14 @@ import type { Endpoint, EndpointEvent, EndpointEvents, LinkEvent, NewsEvent } fr
 /** At most this many warning lines per client each minute; the rest are counted. */
 const WARNINGS_PER_MINUTE = 20;
 
-export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqClient): { endpoint: Endpoint; client: TcpmqClient } {
+export function clientEndpoint(
+  RED: NodeAPI,
+  node: Node,
+  config: BrokerDef,
+  showStatus: () => void,
+  later: (apply: () => void) => void,
+  kept?: TcpmqClient,
+): { endpoint: Endpoint; client: TcpmqClient } {
   const options: ClientSettings = {
     host: String(config.host ?? '').trim() || '192.168.4.1',
     port: numberProperty(config.port, 9999),
@@ -44,7 +51,11 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     online: showStatus,
     offline: showStatus,
     // Stray bytes and odd replies from the remote broker, at most WARNINGS_PER_MINUTE lines a minute.
-    warning: limitedWarnings((text) => node.warn(text), WARNINGS_PER_MINUTE, (count) => RED._('tcpmq-broker.log.unlogged', { count })),
+    warning: limitedWarnings(
+      (text) => node.warn(text),
+      WARNINGS_PER_MINUTE,
+      (count) => RED._('tcpmq-broker.log.unlogged', { count }),
+    ),
   });
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));
@@ -68,7 +79,11 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
           state(status) {
             if ((status.state === 'connected') === connected) return;
             connected = !connected;
-            link({ topic: `${status.host}:${status.port}`, payload: connected ? 'connected' : 'disconnected', broker: status });
+            link({
+              topic: `${status.host}:${status.port}`,
+              payload: connected ? 'connected' : 'disconnected',
+              broker: status,
+            });
           },
         });
       }
@@ -105,7 +120,11 @@ export function clientEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
         case 'connecting':
           return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.connecting', { where }) };
         case 'error':
-          return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }) };
+          return {
+            fill: 'red',
+            shape: 'ring',
+            text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }),
+          };
         default:
           return {};
       }

@@ -9,7 +9,16 @@
 import * as path from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
-import { TcpmqBroker, connectionName, type BrokerEvents, type BrokerOptions, type BrokerSnapshot, type BrokerStatus, type ConnectionTarget, type RejectEvent } from '../broker/broker';
+import {
+  TcpmqBroker,
+  connectionName,
+  type BrokerEvents,
+  type BrokerOptions,
+  type BrokerSnapshot,
+  type BrokerStatus,
+  type ConnectionTarget,
+  type RejectEvent,
+} from '../broker/broker';
 import { REPLY_FORMATS } from '../protocol/reply';
 import type { DeviceRecord } from '../store/devices';
 import type { FleetEvents } from '../fleet/fleet';
@@ -35,9 +44,22 @@ const SNAPSHOT_KEY = 'tcpmq';
 /** How often a changed snapshot is saved while running (it is saved on close too): a crash loses at most this much. */
 const SAVE_EVERY_MS = 5000;
 /** The broker's event behind each endpoint event, carrying the same (a server has no remote broker: no 'link'). */
-const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = { news: 'request', raw: 'raw', online: 'online', offline: 'offline', rejected: 'rejected' };
+const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = {
+  news: 'request',
+  raw: 'raw',
+  online: 'online',
+  offline: 'offline',
+  rejected: 'rejected',
+};
 
-export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, showStatus: () => void, later: (apply: () => void) => void, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
+export function serverEndpoint(
+  RED: NodeAPI,
+  node: Node,
+  config: BrokerDef,
+  showStatus: () => void,
+  later: (apply: () => void) => void,
+  kept?: TcpmqBroker,
+): { endpoint: Endpoint; broker: TcpmqBroker } {
   const options: Partial<BrokerOptions> = {
     host: String(config.host ?? '').trim() || '0.0.0.0',
     port: numberProperty(config.port, 9999),
@@ -53,7 +75,11 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   };
   const broker = kept ?? new TcpmqBroker(options);
   // One limit for every warning a device can cause: refusals, bad input, listener failures.
-  const warn = limitedWarnings((text) => node.warn(text), WARNINGS_PER_MINUTE, (count) => RED._('tcpmq-broker.log.unlogged', { count }));
+  const warn = limitedWarnings(
+    (text) => node.warn(text),
+    WARNINGS_PER_MINUTE,
+    (count) => RED._('tcpmq-broker.log.unlogged', { count }),
+  );
   let lastLoggedError: string | undefined;
 
   /** TLS options from the tls-config node, when `usetls` is ticked. */
@@ -74,7 +100,9 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   /** A snapshot that could not be read is not overwritten: it may still be fixed by hand. */
   let restoreFailed = false;
   const restored = config.persist && !kept ? restoreSnapshot() : Promise.resolve();
-  const saveTimer = config.persist ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS) : undefined;
+  const saveTimer = config.persist
+    ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS)
+    : undefined;
 
   async function restoreSnapshot(): Promise<void> {
     try {
@@ -91,7 +119,9 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   function fromContext(): Promise<unknown> {
     return new Promise((resolve, reject) => {
       // The store may call back at once (memory) or later (localfilesystem).
-      node.context().get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => (err ? reject(err) : resolve(saved)));
+      node
+        .context()
+        .get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => (err ? reject(err) : resolve(saved)));
     });
   }
 
@@ -101,7 +131,10 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     const snapshot = broker.snapshot();
     try {
       if (file) await file.write(snapshot);
-      else await new Promise<void>((resolve, reject) => node.context().set(SNAPSHOT_KEY, snapshot, (err?: Error) => (err ? reject(err) : resolve())));
+      else
+        await new Promise<void>((resolve, reject) =>
+          node.context().set(SNAPSHOT_KEY, snapshot, (err?: Error) => (err ? reject(err) : resolve())),
+        );
     } catch (err) {
       node.warn(RED._('tcpmq-broker.errors.save', { error: describe(err) }));
     }
@@ -115,14 +148,20 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       } else if (status.state === 'error' && status.error !== lastLoggedError) {
         // Retries repeat the same failure every few seconds: log it once.
         lastLoggedError = status.error;
-        node.error(RED._('tcpmq-broker.errors.listen', { error: status.error ?? '', seconds: broker.options.retryInterval / 1000 }));
+        node.error(
+          RED._('tcpmq-broker.errors.listen', {
+            error: status.error ?? '',
+            seconds: broker.options.retryInterval / 1000,
+          }),
+        );
       }
       showStatus();
     },
     online: showStatus,
     offline: showStatus,
     warning: warn,
-    rejected: (event: RejectEvent) => warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
+    rejected: (event: RejectEvent) =>
+      warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
   });
   // Sharing through MQTT, when a mqtt-broker node is given (its replica goes through deploys with the broker).
   const sharing = config.share ? shareBroker(RED, node, config, broker, showStatus, warn) : undefined;
@@ -148,7 +187,10 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       if (!brokerEvent) return () => undefined;
       const local = broker.listen({ [brokerEvent]: listener } as EventListeners<BrokerEvents>);
       // The devices of other gateways, with their gateway: news, online, offline.
-      const remote = fleet && (event === 'news' || event === 'online' || event === 'offline') ? fleet.listen({ [event]: listener } as EventListeners<FleetEvents>) : undefined;
+      const remote =
+        fleet && (event === 'news' || event === 'online' || event === 'offline')
+          ? fleet.listen({ [event]: listener } as EventListeners<FleetEvents>)
+          : undefined;
       return () => {
         local();
         remote?.();
@@ -170,12 +212,25 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       switch (status.state) {
         case 'listening':
           // Local service goes on without MQTT: a yellow ring says that sharing does not.
-          if (fleet && !fleet.connected) return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.shareDown', { port: status.port, online: broker.onlineCount }) };
-          return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.onlineCount }) };
+          if (fleet && !fleet.connected)
+            return {
+              fill: 'yellow',
+              shape: 'ring',
+              text: RED._('tcpmq-broker.status.shareDown', { port: status.port, online: broker.onlineCount }),
+            };
+          return {
+            fill: 'green',
+            shape: 'dot',
+            text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.onlineCount }),
+          };
         case 'starting':
           return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.starting', { port: status.port }) };
         case 'error':
-          return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }) };
+          return {
+            fill: 'red',
+            shape: 'ring',
+            text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }),
+          };
         default:
           return {};
       }
@@ -189,7 +244,11 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
     table: (options = { devices: true }) => ({
       devices: options.devices ? withGateways(broker.deviceTable(), fleet?.remote.table()) : [],
       connections: broker.connectionTable(),
-      counters: { ...broker.counters, openConnections: broker.connectionCount, ...(fleet ? { sharePublished: fleet.counters.published, shareReceived: fleet.counters.received } : {}) },
+      counters: {
+        ...broker.counters,
+        openConnections: broker.connectionCount,
+        ...(fleet ? { sharePublished: fleet.counters.published, shareReceived: fleet.counters.received } : {}),
+      },
     }),
     takeChanges() {
       const { changed, removed } = broker.devices.takeChanges();
@@ -202,7 +261,8 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
       fleet?.remote.dropChanges();
     },
     writeMailbox(target, value, ttlSeconds) {
-      if (target === undefined || target === null || target === '') throw new Error(RED._('tcpmq-broker.errors.no-target'));
+      if (target === undefined || target === null || target === '')
+        throw new Error(RED._('tcpmq-broker.errors.no-target'));
       if (!(ttlSeconds >= 0)) throw new Error(RED._('tcpmq-broker.errors.bad-ttl', { ttl: String(ttlSeconds) }));
       if (value === undefined || value === null) broker.clearMailbox(target);
       else broker.writeMailbox(target, value, ttlSeconds);
@@ -214,7 +274,10 @@ export function serverEndpoint(RED: NodeAPI, node: Node, config: BrokerDef, show
   function withGateways(local: DeviceRecord[], remote: DeviceRecord[] | undefined): object[] {
     if (!fleet || !remote) return local;
     const own = fleet.gateway;
-    return [...local.map((row) => ({ ...row, gateway: own })), ...remote.map((row) => ({ ...row, gateway: fleet.gatewayFor(row.id) }))];
+    return [
+      ...local.map((row) => ({ ...row, gateway: own })),
+      ...remote.map((row) => ({ ...row, gateway: fleet.gatewayFor(row.id) })),
+    ];
   }
 
   return { endpoint, broker };

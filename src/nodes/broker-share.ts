@@ -17,7 +17,12 @@ interface MqttBrokerNode extends Node {
   connected: boolean;
   register(user: { id: string; status(status: NodeStatus): void }): void;
   deregister(user: { id: string; status(status: NodeStatus): void }, done: () => void, autoDisconnect?: boolean): void;
-  subscribe(topic: string, options: { qos: number }, callback: (topic: string, payload: Buffer) => void, ref: string): void;
+  subscribe(
+    topic: string,
+    options: { qos: number },
+    callback: (topic: string, payload: Buffer) => void,
+    ref: string,
+  ): void;
   unsubscribe(topic: string, ref: string, removeClientSubscription?: boolean): void;
   publish(msg: { topic: string; payload: string; qos: number; retain: boolean }, done?: (err?: unknown) => void): void;
 }
@@ -39,18 +44,33 @@ export interface Sharing {
  * a warning) if that node is not deployed. `changed` runs whenever the
  * connection comes or goes (for the status dot).
  */
-export function shareBroker(RED: NodeAPI, node: Node, config: BrokerDef, broker: TcpmqBroker, changed: () => void, warn: (text: string) => void): Sharing | undefined {
+export function shareBroker(
+  RED: NodeAPI,
+  node: Node,
+  config: BrokerDef,
+  broker: TcpmqBroker,
+  changed: () => void,
+  warn: (text: string) => void,
+): Sharing | undefined {
   const mqtt = RED.nodes.getNode(String(config.share)) as MqttBrokerNode | null;
   if (!mqtt) {
     node.warn(RED._('tcpmq-broker.errors.no-share'));
     return undefined;
   }
-  const prefix = String(config.shareTopic ?? '').trim().replace(/\/+$/, '') || 'tcpmq';
+  const prefix =
+    String(config.shareTopic ?? '')
+      .trim()
+      .replace(/\/+$/, '') || 'tcpmq';
   const gateway = String(config.gateway ?? '').trim() || String(config.name ?? '').trim() || hostname();
   let fleet = fleets.get(broker);
   if (!fleet || fleet.options.prefix !== prefix || fleet.options.gateway !== gateway) {
     fleet?.detach();
-    fleet = new Fleet(broker, { prefix, gateway, haDiscovery: config.haDiscovery === true, minIntervalMs: MIN_INTERVAL_MS });
+    fleet = new Fleet(broker, {
+      prefix,
+      gateway,
+      haDiscovery: config.haDiscovery === true,
+      minIntervalMs: MIN_INTERVAL_MS,
+    });
     fleets.set(broker, fleet);
   }
   fleet.options.haDiscovery = config.haDiscovery === true;

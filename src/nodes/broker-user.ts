@@ -52,12 +52,7 @@ export interface BrokerConfigNode extends Node {
  * Returns the endpoint, or undefined (with a red status and a log line) if
  * there is no broker.
  */
-export function useBroker(
-  RED: NodeAPI,
-  node: Node,
-  brokerId: string,
-  listeners: Listeners = {},
-): Endpoint | undefined {
+export function useBroker(RED: NodeAPI, node: Node, brokerId: string, listeners: Listeners = {}): Endpoint | undefined {
   const brokerNode = RED.nodes.getNode(brokerId) as BrokerConfigNode | null;
   if (!brokerNode) {
     // Each node's own catalogue (locales/en-US/<type>.json) carries this key.

@@ -34,7 +34,11 @@ export class RateLimit {
  * `perMinute` lines a minute (a flood of bad input must not flood the log);
  * the next line after a full minute says how many were left out.
  */
-export function limitedWarnings(warn: (text: string) => void, perMinute: number, unlogged: (count: number) => string): (text: string) => void {
+export function limitedWarnings(
+  warn: (text: string) => void,
+  perMinute: number,
+  unlogged: (count: number) => string,
+): (text: string) => void {
   const limit = new RateLimit(perMinute);
   return (text) => {
     if (limit.take(Date.now(), (count) => warn(unlogged(count)))) warn(text);

@@ -104,7 +104,8 @@ export function runningBrokers(events: EventEmitter): RunningBrokers {
   registries.set(events, created);
   events.on('flows:started', () => created.flowsStarted());
   events.on('runtime-event', (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
-    if (event?.id === 'runtime-state' && event.payload?.state === 'stop' && !event.payload.deploy) created.flowsStopped();
+    if (event?.id === 'runtime-state' && event.payload?.state === 'stop' && !event.payload.deploy)
+      created.flowsStopped();
   });
   return created;
 }

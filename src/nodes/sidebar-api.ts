@@ -36,7 +36,13 @@ export function summarize(node: BrokerConfigNode): BrokerSummary {
 /** What a summary and an update both say of a broker, besides its devices. */
 function heading(node: BrokerConfigNode): Pick<BrokerSummary, 'id' | 'name' | 'mode' | 'status' | 'sharing'> {
   const { endpoint } = node;
-  return { id: node.id, name: node.name ?? '', mode: endpoint.mode, status: endpoint.state(), sharing: endpoint.sharing() };
+  return {
+    id: node.id,
+    name: node.name ?? '',
+    mode: endpoint.mode,
+    status: endpoint.state(),
+    sharing: endpoint.sharing(),
+  };
 }
 
 interface Request {
@@ -55,19 +61,22 @@ export const deployedBrokers = new Map<string, BrokerConfigNode>();
 export function registerSidebarApi(RED: NodeAPI): void {
   const read = RED.auth.needsPermission('tcpmq.read');
   const write = RED.auth.needsPermission('tcpmq.write');
-  const withBroker = (handler: (node: BrokerConfigNode, body: Record<string, unknown>) => unknown) => (req: Request, res: Response) => {
-    const node = deployedBrokers.get(req.params.id);
-    if (!node) {
-      res.status(404).json({ error: `no deployed tcpmq-broker ${req.params.id}` });
-      return;
-    }
-    try {
-      res.json(handler(node, req.body ?? {}));
-    } catch (err) {
-      res.status(400).json({ error: describe(err) });
-    }
-  };
-  RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) => res.json([...deployedBrokers.values()].map(summarize)));
+  const withBroker =
+    (handler: (node: BrokerConfigNode, body: Record<string, unknown>) => unknown) => (req: Request, res: Response) => {
+      const node = deployedBrokers.get(req.params.id);
+      if (!node) {
+        res.status(404).json({ error: `no deployed tcpmq-broker ${req.params.id}` });
+        return;
+      }
+      try {
+        res.json(handler(node, req.body ?? {}));
+      } catch (err) {
+        res.status(400).json({ error: describe(err) });
+      }
+    };
+  RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) =>
+    res.json([...deployedBrokers.values()].map(summarize)),
+  );
   // An open sidebar says so every few seconds: live updates are built only while one is.
   RED.httpAdmin.post('/tcpmq/watch', read, (_req: Request, res: Response) => {
     watchedUntil = Date.now() + WATCH_FOR_MS;
@@ -120,7 +129,11 @@ export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void
     if (now === published && devices.length === 0 && removed.length === 0) return;
     published = now;
     const { connections = [], counters } = node.endpoint.table({ devices: false });
-    RED.comms.publish(topic, { ...heading(node), delta: true, devices, removedDevices: removed, connections, counters }, false);
+    RED.comms.publish(
+      topic,
+      { ...heading(node), delta: true, devices, removedDevices: removed, connections, counters },
+      false,
+    );
   };
   const timer = setInterval(publish, PUBLISH_EVERY_MS);
   return () => clearInterval(timer);

@@ -40,7 +40,10 @@ export = function (RED: NodeAPI) {
     // Switched between server and client: the old one goes.
     if (kept && !keptBroker && !keptClient) kept.stop().catch(() => undefined);
     const later = (apply: () => void) => running.afterStart(() => closed || apply());
-    const role = mode === 'client' ? clientEndpoint(RED, node, config, showStatus, later, keptClient) : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
+    const role =
+      mode === 'client'
+        ? clientEndpoint(RED, node, config, showStatus, later, keptClient)
+        : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
     const { endpoint } = role;
     node.endpoint = endpoint;
     const runtime = 'broker' in role ? (node.broker = role.broker) : (node.client = role.client);

@@ -25,7 +25,8 @@ export = function (RED: NodeAPI) {
     const wanted = deviceFilter(config.device);
     const numbers = config.numbers !== false;
     const binary = config.binary === true;
-    const asNumber = (payload: unknown) => (numbers && typeof payload === 'string' && DECIMAL.test(payload) ? Number(payload) : payload);
+    const asNumber = (payload: unknown) =>
+      numbers && typeof payload === 'string' && DECIMAL.test(payload) ? Number(payload) : payload;
 
     const remote = config.remote === true;
     const ownGateway = gatewayOf(RED, config.broker);

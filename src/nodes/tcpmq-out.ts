@@ -37,8 +37,10 @@ export = function (RED: NodeAPI) {
       const message = msg as OutMessage;
       const target = fixedDevice !== '' ? fixedDevice : message.topic;
       try {
-        if (action === 'mailbox') endpoint.writeMailbox(target, message.payload, numberProperty(message.ttl, defaultTtl));
-        else if (action === 'send') endpoint.send({ connectionId: message.connectionId, device: target }, bytesOf(message.payload));
+        if (action === 'mailbox')
+          endpoint.writeMailbox(target, message.payload, numberProperty(message.ttl, defaultTtl));
+        else if (action === 'send')
+          endpoint.send({ connectionId: message.connectionId, device: target }, bytesOf(message.payload));
         else endpoint.closeConnections({ connectionId: message.connectionId, device: target });
         done();
       } catch (err) {

@@ -36,7 +36,13 @@ export = function (RED: NodeAPI) {
     const reportError = (event: RejectEvent) => {
       if (event.kind === 'idle') return; // closing a silent connection is routine, not an error
       const now = Date.now();
-      const dropped = (count: number) => node.send({ topic: 'errors', payload: 'error', error: RED._('tcpmq-status.errors.dropped', { count }), kind: 'dropped' } as Record<string, unknown>);
+      const dropped = (count: number) =>
+        node.send({
+          topic: 'errors',
+          payload: 'error',
+          error: RED._('tcpmq-status.errors.dropped', { count }),
+          kind: 'dropped',
+        } as Record<string, unknown>);
       if (!errors.take(now, dropped)) return;
       node.send({
         topic: event.deviceId ?? connectionName(event),
@@ -63,7 +69,9 @@ export = function (RED: NodeAPI) {
       const reply = msg as typeof msg & Record<string, unknown>;
       const { devices, connections, counters } = endpoint.table();
       // This gateway's devices, and the other gateways' too only if asked for.
-      reply.payload = remote ? devices : devices.filter((row) => [undefined, ownGateway].includes((row as { gateway?: string }).gateway));
+      reply.payload = remote
+        ? devices
+        : devices.filter((row) => [undefined, ownGateway].includes((row as { gateway?: string }).gateway));
       if (connections) reply.connections = connections;
       reply.counters = counters;
       send(reply);

@@ -11,6 +11,9 @@ const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\
 /** `text` quoted and escaped as JSON would, those characters included, and at most `max` characters of it. */
 export function printable(text: string, max = 64): string {
   const cut = text.length > max ? text.slice(0, max) : text;
-  const quoted = JSON.stringify(cut).replace(UNPRINTABLE, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const quoted = JSON.stringify(cut).replace(
+    UNPRINTABLE,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
   return text.length > max ? `${quoted}... (${text.length} characters)` : quoted;
 }

@@ -75,7 +75,8 @@ function nestsDeeperThan(value: unknown, max: number): boolean {
     const [item, depth] = pending.pop()!;
     if (typeof item !== 'object' || item === null) continue;
     if (depth > max) return true;
-    for (const child of Object.values(item)) if (typeof child === 'object' && child !== null) pending.push([child, depth + 1]);
+    for (const child of Object.values(item))
+      if (typeof child === 'object' && child !== null) pending.push([child, depth + 1]);
   }
   return false;
 }
@@ -90,7 +91,9 @@ export function parseRequest(frame: Buffer): Request | NotARequest {
 
 /** The request, or why its ids are refused. */
 function checkIds(request: Request): Request | NotARequest {
-  return tooLong(request.from) || tooLong(request.want) ? { reason: `device ids are at most ${MAX_ID_BYTES} bytes` } : request;
+  return tooLong(request.from) || tooLong(request.want)
+    ? { reason: `device ids are at most ${MAX_ID_BYTES} bytes` }
+    : request;
 }
 
 function tooLong(id: DeviceId): boolean {

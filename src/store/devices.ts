@@ -158,14 +158,18 @@ export class Devices {
    * are offline. Beyond maxDevices, the ones offline longest are dropped.
    */
   restore(records: DeviceRecord[], now: number): void {
-    const devices = records.map((saved) => ({ ...saved, online: saved.online && now - saved.lastSeen < this.offlineAfterMs }));
+    const devices = records.map((saved) => ({
+      ...saved,
+      online: saved.online && now - saved.lastSeen < this.offlineAfterMs,
+    }));
     for (const device of devices) {
       this.forget(device.id);
       this.records.set(device.id, device);
       this.changed.add(device.id);
     }
     // The online and offline orders follow the times, whatever the snapshot's order.
-    for (const device of [...devices].sort((a, b) => a.lastSeen - b.lastSeen)) (device.online ? this.onlineRecords : this.offlineRecords).set(device.id, device);
+    for (const device of [...devices].sort((a, b) => a.lastSeen - b.lastSeen))
+      (device.online ? this.onlineRecords : this.offlineRecords).set(device.id, device);
     while (this.records.size > this.maxDevices && this.evictOne());
   }
 

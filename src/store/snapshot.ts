@@ -10,7 +10,14 @@ import type { DeviceId } from '../protocol/request';
 export interface BrokerSnapshot {
   version: 1;
   /** `buffer`: the value is a Buffer, saved as base64 (a JSON store would turn it into an object). */
-  mailboxes: { id: DeviceId; value: unknown; buffer?: boolean; writtenAt: number; writer: 'device' | 'flow'; expiresAt: number | null }[];
+  mailboxes: {
+    id: DeviceId;
+    value: unknown;
+    buffer?: boolean;
+    writtenAt: number;
+    writer: 'device' | 'flow';
+    expiresAt: number | null;
+  }[];
   devices: DeviceRecord[];
 }
 
@@ -22,7 +29,8 @@ export function takeSnapshot(mailboxes: Mailboxes, devices: Devices, now: number
     if (mailbox.expiresAt <= now || mailbox.gateway !== undefined) continue;
     const { value, writtenAt, writer, expiresAt } = mailbox;
     const expires = Number.isFinite(expiresAt) ? expiresAt : null;
-    if (Buffer.isBuffer(value)) saved.push({ id, value: value.toString('base64'), buffer: true, writtenAt, writer, expiresAt: expires });
+    if (Buffer.isBuffer(value))
+      saved.push({ id, value: value.toString('base64'), buffer: true, writtenAt, writer, expiresAt: expires });
     else saved.push({ id, value: copyOf(value), writtenAt, writer, expiresAt: expires });
   }
   return { version: 1, mailboxes: saved, devices: devices.table() };

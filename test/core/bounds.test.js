@@ -25,7 +25,13 @@ describe('the device table is bounded (maxDevices)', function () {
       'a, offline longest, made room',
     );
     devices.heard('e', sender, 1, 1017);
-    assert.deepEqual(devices.table().map((d) => d.id).sort(), ['c', 'd', 'e']);
+    assert.deepEqual(
+      devices
+        .table()
+        .map((d) => d.id)
+        .sort(),
+      ['c', 'd', 'e'],
+    );
     assert.equal(devices.admits('f'), false, 'every record is online: no room');
     assert.equal(devices.admits('c'), true, 'a known id is always admitted');
     assert.deepEqual(devices.takeChanges().removed.sort(), ['a', 'b']);
@@ -91,13 +97,24 @@ describe('ids are short names', function () {
     const long = 'x'.repeat(129);
     assert.match(parseRequest(Buffer.from(`["${long}",1,"x"]`)).reason, /at most 128 bytes/);
     assert.match(parseRequest(Buffer.from(`[1,"${long}",{"t":1}]`)).reason, /at most 128 bytes/);
-    assert.match(parseRequest(Buffer.from(`["${'温'.repeat(43)}",1,"x"]`)).reason, /at most 128 bytes/, '129 bytes of UTF-8');
+    assert.match(
+      parseRequest(Buffer.from(`["${'温'.repeat(43)}",1,"x"]`)).reason,
+      /at most 128 bytes/,
+      '129 bytes of UTF-8',
+    );
     assert.equal(parseRequest(Buffer.from(`["${'x'.repeat(128)}",1,"x"]`)).from.length, 128);
   });
 });
 
 describe('integer ids keep every digit', function () {
-  const ids = ['9007199254740991', '9007199254740992', '9007199254740993', '12345678901234567890', '12345678901234567891', '-12345678901234567891'];
+  const ids = [
+    '9007199254740991',
+    '9007199254740992',
+    '9007199254740993',
+    '12345678901234567890',
+    '12345678901234567891',
+    '-12345678901234567891',
+  ];
 
   it('names each 64-bit id by its own digits, through both parsers', function () {
     for (const id of ids) {
@@ -157,7 +174,13 @@ describe('integer ids keep every digit', function () {
         });
       });
       await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const client = new TcpmqClient({ host: '127.0.0.1', port: server.address().port, clientId: a, watch: b, pollInterval: 0.05 });
+      const client = new TcpmqClient({
+        host: '127.0.0.1',
+        port: server.address().port,
+        clientId: a,
+        watch: b,
+        pollInterval: 0.05,
+      });
       try {
         client.start();
         await waitFor(() => received.length > 0, 'a request');

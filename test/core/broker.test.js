@@ -77,7 +77,7 @@ describe('broker core over TCP (no Node-RED)', function () {
     assert.equal(broker.counters.rawMessages, 3);
   });
 
-  it('sends bytes to a device\'s connections and closes them on request', async function () {
+  it("sends bytes to a device's connections and closes them on request", async function () {
     await startBroker();
     const device = await connect();
     await device.request('[7,7,"x"]');
@@ -87,14 +87,26 @@ describe('broker core over TCP (no Node-RED)', function () {
     const rawConnection = broker.connectionTable().find((c) => c.kind === 'raw');
     assert.equal(broker.send({ device: '7' }, 'direct'), 1);
     assert.equal((await device.nextChunk()).toString(), 'direct');
-    assert.equal(broker.send({ device: `${rawConnection.remoteAddress}:${rawConnection.remotePort}` }, Buffer.from('to the board')), 1);
+    assert.equal(
+      broker.send(
+        { device: `${rawConnection.remoteAddress}:${rawConnection.remotePort}` },
+        Buffer.from('to the board'),
+      ),
+      1,
+    );
     assert.equal((await board.nextChunk()).toString(), 'to the board');
     assert.equal(broker.send({ connectionId: rawConnection.connectionId }, 'by number'), 1);
     assert.equal((await board.nextChunk()).toString(), 'by number');
     assert.throws(() => broker.send({ device: '8' }, 'nobody'), /device 8 has no open connection/);
     assert.throws(() => broker.send({ connectionId: 9999 }, 'nobody'), /connection 9999 is not open/);
     const table = broker.connectionTable();
-    assert.deepEqual(table.map((c) => [c.deviceId, c.kind]), [['7', 'tcpmq'], [undefined, 'raw']]);
+    assert.deepEqual(
+      table.map((c) => [c.deviceId, c.kind]),
+      [
+        ['7', 'tcpmq'],
+        [undefined, 'raw'],
+      ],
+    );
     assert.ok(table[0].bytesIn > 0 && table[0].bytesOut > 0 && table[0].connectedAt <= Date.now());
     assert.equal(broker.closeConnections({ device: '7' }), 1);
     assert.equal(await device.closedWithin(1000), true);
@@ -212,7 +224,13 @@ describe('broker core over TCP (no Node-RED)', function () {
     const snapshot = JSON.parse(JSON.stringify(broker.snapshot()));
     // A device last heard 60 s ago is offline after the restart: its news is not served.
     snapshot.devices.push({ ...snapshot.devices[0], id: '9', lastSeen: Date.now() - 60000 });
-    snapshot.mailboxes.push({ id: '9', value: 'stale', writtenAt: Date.now() - 60000, writer: 'device', expiresAt: null });
+    snapshot.mailboxes.push({
+      id: '9',
+      value: 'stale',
+      writtenAt: Date.now() - 60000,
+      writer: 'device',
+      expiresAt: null,
+    });
     await sleep(60);
     const restarted = new TcpmqBroker({ offlineAfter: 30 });
     restarted.restore(snapshot);

@@ -108,7 +108,26 @@ describe('wireId: ids typed as text, on the wire', function () {
     ['123456', 123456],
     ['1e+21', 1e21],
   ];
-  const strings = ['01', '1.0', '+1', '-0', '1e3', '.5', '5.', ' 1', '1 ', '', 'abc', 'cmd', '0x10', 'Infinity', 'NaN', '12345678901234567890', '1,2', '温度'];
+  const strings = [
+    '01',
+    '1.0',
+    '+1',
+    '-0',
+    '1e3',
+    '.5',
+    '5.',
+    ' 1',
+    '1 ',
+    '',
+    'abc',
+    'cmd',
+    '0x10',
+    'Infinity',
+    'NaN',
+    '12345678901234567890',
+    '1,2',
+    '温度',
+  ];
 
   it('sends exactly the JSON text of a number as a number', function () {
     for (const [id, value] of numbers) assert.equal(wireId(id), value, `wireId(${JSON.stringify(id)})`);
@@ -156,7 +175,14 @@ describe('TcpmqClient, the device role', function () {
 
   /** A started client with quick test timings, and a log of what it emitted. */
   function startClient(options) {
-    const client = new TcpmqClient({ host: '127.0.0.1', pollInterval: 0.05, timeout: 1, retryMin: 0.05, retryMax: 0.2, ...options });
+    const client = new TcpmqClient({
+      host: '127.0.0.1',
+      pollInterval: 0.05,
+      timeout: 1,
+      retryMin: 0.05,
+      retryMax: 0.2,
+      ...options,
+    });
     client.log = { states: [], replies: [], changes: [], warnings: [] };
     client.on('state', (s) => client.log.states.push(s));
     client.on('reply', (r) => client.log.replies.push(r));
@@ -194,7 +220,11 @@ describe('TcpmqClient, the device role', function () {
         client.setPayload(undefined);
         await waitFor(() => broker.readMailbox('3') === (format === 'json' ? null : ''), 'nothing again');
 
-        assert.deepEqual([...new Set(wants.filter(([from]) => from === '3').map(([, want]) => want))], ['3'], 'it asks for its own mailbox');
+        assert.deepEqual(
+          [...new Set(wants.filter(([from]) => from === '3').map(([, want]) => want))],
+          ['3'],
+          'it asks for its own mailbox',
+        );
         assert.deepEqual(client.log.replies, [], 'its own mailbox read back is not a reply');
         assert.deepEqual(client.log.changes, []);
         assert.equal(client.status.state, 'connected');
@@ -206,7 +236,12 @@ describe('TcpmqClient, the device role', function () {
         cleanups.push(() => device.close());
         await device.request('[1,1,"26.5"]');
         broker.writeMailbox('cmd', { led: 'on' });
-        const client = startClient({ port: broker.status.port, clientId: 'pc', watch: ['1', 'cmd'], replyFormat: format });
+        const client = startClient({
+          port: broker.status.port,
+          clientId: 'pc',
+          watch: ['1', 'cmd'],
+          replyFormat: format,
+        });
         await waitFor(() => lastReply(client, '1') && lastReply(client, 'cmd'), 'replies for both ids');
 
         const one = lastReply(client, '1');
@@ -242,7 +277,13 @@ describe('TcpmqClient, the device role', function () {
 
       it('goes offline after offlineAfterNones empty replies, online again at the next real reply', async function () {
         const broker = await startBroker({ replyFormat: format });
-        const client = startClient({ port: broker.status.port, clientId: '5', watch: ['7'], offlineAfterNones: 3, replyFormat: format });
+        const client = startClient({
+          port: broker.status.port,
+          clientId: '5',
+          watch: ['7'],
+          offlineAfterNones: 3,
+          replyFormat: format,
+        });
         let emptyAtOffline;
         client.once('offline', () => (emptyAtOffline = client.counters.emptyReplies));
         await waitFor(() => client.log.changes.length === 1, 'offline');
@@ -261,7 +302,11 @@ describe('TcpmqClient, the device role', function () {
         assert.deepEqual(client.log.changes[2], ['offline', '7']);
         await sleep(150);
         assert.equal(client.log.changes.length, 3, 'offline is reported once, not at every None');
-        assert.equal(client.log.replies.filter((r) => r.payload === null || r.payload === 'None').length, 0, 'empty replies are not replies');
+        assert.equal(
+          client.log.replies.filter((r) => r.payload === null || r.payload === 'None').length,
+          0,
+          'empty replies are not replies',
+        );
       });
     });
   }
@@ -295,8 +340,16 @@ describe('TcpmqClient, the device role', function () {
 
   it('takes a reply split over two reads as one reply, and never takes late bytes as the next reply', async function () {
     const recorder = await server((text, index) => {
-      if (index === 0) return [[0, 'ab'], [5, 'cd']];
-      if (index === 1) return [[0, 'ef'], [100, 'LATE']];
+      if (index === 0)
+        return [
+          [0, 'ab'],
+          [5, 'cd'],
+        ];
+      if (index === 1)
+        return [
+          [0, 'ef'],
+          [100, 'LATE'],
+        ];
       return 'gh';
     });
     const client = startClient({ port: recorder.port, clientId: '1', watch: ['2'], pollInterval: 0.3 });
@@ -312,7 +365,13 @@ describe('TcpmqClient, the device role', function () {
   it('json replies: null and None are nothing; text that is not JSON is passed on, with one warning', async function () {
     const answers = ['None', 'null', '"x"', 'not json', '{"a":[1]}', 'not json either'];
     const recorder = await server((text, index) => answers[index] ?? 'null');
-    const client = startClient({ port: recorder.port, clientId: '1', watch: ['2'], replyFormat: 'json', offlineAfterNones: 10 });
+    const client = startClient({
+      port: recorder.port,
+      clientId: '1',
+      watch: ['2'],
+      replyFormat: 'json',
+      offlineAfterNones: 10,
+    });
     await waitFor(() => client.log.replies.length >= 4, 'four replies');
     assert.deepEqual(
       client.log.replies.map((r) => r.payload),
@@ -417,7 +476,11 @@ describe('TcpmqClient, the device role', function () {
       assert.equal(await sensor.request('[-1, 1, "605"]'), '26.5');
       await waitFor(() => lastReply(client, '-1'), "the sensor's news");
       assert.deepEqual(
-        { id: lastReply(client, '-1').id, payload: lastReply(client, '-1').payload, raw: lastReply(client, '-1').raw.toString() },
+        {
+          id: lastReply(client, '-1').id,
+          payload: lastReply(client, '-1').payload,
+          raw: lastReply(client, '-1').raw.toString(),
+        },
         { id: '-1', payload: '605', raw: '605' },
       );
       assert.deepEqual(client.log.changes, [['online', '-1']]);
@@ -478,7 +541,10 @@ describe('TcpmqClient, the device role', function () {
       const after = openResources();
       // (Timers are counted by trackOwnTimers(): mocha keeps timers of its own.)
       for (const kind of ['TCPServerWrap', 'TCPSocketWrap']) {
-        assert.ok((after[kind] ?? 0) <= (before[kind] ?? 0), `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`);
+        assert.ok(
+          (after[kind] ?? 0) <= (before[kind] ?? 0),
+          `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`,
+        );
       }
       assert.deepEqual(timers.stop(), [], 'timers of ours still alive');
     });

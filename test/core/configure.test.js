@@ -32,7 +32,9 @@ describe('configure(): a running broker takes new settings', function () {
     broker.writeMailbox('cmd', 'led on');
     const online = [];
     broker.on('online', (record) => online.push(record.id));
-    broker.configure(settings({ offlineAfter: 20, idleTimeout: 30, maxConnections: 50, maxFrameBytes: 4096, allowDevices: '1, 2' }));
+    broker.configure(
+      settings({ offlineAfter: 20, idleTimeout: 30, maxConnections: 50, maxFrameBytes: 4096, allowDevices: '1, 2' }),
+    );
     assert.equal(broker.status.state, 'listening');
     assert.equal(await device.request('[1,"cmd","26.6"]'), 'led on');
     assert.equal(device.closed, false);
@@ -129,7 +131,10 @@ describe('configure(): a running broker takes new settings', function () {
     const states = [];
     broker.on('state', (status) => states.push(status.state));
     broker.configure(settings({ host: '127.0.0.1' }));
-    await waitFor(() => broker.status.state === 'listening' && broker.status.host === '127.0.0.1', 'listening on 127.0.0.1');
+    await waitFor(
+      () => broker.status.state === 'listening' && broker.status.host === '127.0.0.1',
+      'listening on 127.0.0.1',
+    );
     assert.ok(!states.includes('error'), `states: ${states.join(', ')}`);
     const again = await connect(port);
     assert.equal(await again.request('[2,1,"x"]'), 'a');
@@ -180,7 +185,13 @@ describe('configure(): a running client takes new settings', function () {
   it('keeps its connection and watched states; the next requests use the new watch list and interval', async function () {
     broker.writeMailbox('a', 'A');
     broker.writeMailbox('b', 'B');
-    client = new TcpmqClient({ host: '127.0.0.1', port: broker.status.port, clientId: 'nr', watch: 'a', pollInterval: 0.05 });
+    client = new TcpmqClient({
+      host: '127.0.0.1',
+      port: broker.status.port,
+      clientId: 'nr',
+      watch: 'a',
+      pollInterval: 0.05,
+    });
     const replies = [];
     client.on('reply', (reply) => replies.push(reply.id));
     client.start();

@@ -36,13 +36,15 @@ class Bus {
           if (payload === '') bus.retained.delete(topic);
           else bus.retained.set(topic, payload);
         }
-        for (const { filter, onMessage } of bus.subscriptions) if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
+        for (const { filter, onMessage } of bus.subscriptions)
+          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
       },
       subscribe(filter, onMessage) {
         const subscription = { filter, onMessage };
         own.push(subscription);
         bus.subscriptions.push(subscription);
-        for (const [topic, payload] of bus.retained) if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
+        for (const [topic, payload] of bus.retained)
+          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
       },
       unsubscribe(filter) {
         bus.subscriptions = bus.subscriptions.filter((s) => !(own.includes(s) && s.filter === filter));
@@ -63,7 +65,12 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
 
   async function gateway(name, options = {}) {
     const broker = await fixture.start({ offlineAfter: 0.5, ...options });
-    const fleet = new Fleet(broker, { prefix: 'tcpmq', gateway: name, haDiscovery: options.haDiscovery === true, minIntervalMs: 250 });
+    const fleet = new Fleet(broker, {
+      prefix: 'tcpmq',
+      gateway: name,
+      haDiscovery: options.haDiscovery === true,
+      minIntervalMs: 250,
+    });
     fleet.attach(bus.transport());
     fleet.setConnected(true);
     fleets.push(fleet);
@@ -131,7 +138,11 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
     await onB.request('[2,2,"alive"]');
     await waitFor(async () => (await onA.request('[1,2,"x"]')) === 'alive', "B's news on A", 1000);
     b.fleet.detach(); // gateway B dies: no offline message will ever come
-    await waitFor(async () => (await onA.request('[1,2,"x"]')) === 'None', 'None once the news is older than offlineAfter', 2000);
+    await waitFor(
+      async () => (await onA.request('[1,2,"x"]')) === 'None',
+      'None once the news is older than offlineAfter',
+      2000,
+    );
     await waitFor(() => offline.length === 1, 'an offline event on A');
     assert.deepEqual(offline, [['2', 'hall-b']]);
   });
@@ -141,14 +152,19 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
     const b = await gateway('hall-b');
     bus.publish('tcpmq/mailbox/cmd/set', 'led off');
     bus.publish('tcpmq/mailbox/cfg/set', '{"rate":5}');
-    await waitFor(() => a.broker.readMailbox('cmd') === 'led off' && b.broker.readMailbox('cmd') === 'led off', 'the set on both', 1000);
+    await waitFor(
+      () => a.broker.readMailbox('cmd') === 'led off' && b.broker.readMailbox('cmd') === 'led off',
+      'the set on both',
+      1000,
+    );
     assert.deepEqual(a.broker.readMailbox('cfg'), { rate: 5 });
   });
 
   it('keeps the last writer by writtenAt, the gateway name breaking a tie', async function () {
     const a = await gateway('hall-a');
     const writtenAt = Date.now();
-    const message = (value, gateway, at = writtenAt) => JSON.stringify({ value, writtenAt: at, writer: 'flow', gateway, expiresAt: null });
+    const message = (value, gateway, at = writtenAt) =>
+      JSON.stringify({ value, writtenAt: at, writer: 'flow', gateway, expiresAt: null });
     bus.publish('tcpmq/mailbox/x', message('from b', 'hall-b'), true);
     bus.publish('tcpmq/mailbox/x', message('from c', 'hall-c'), true);
     bus.publish('tcpmq/mailbox/x', message('from a0', 'hall-a0'), true);

@@ -30,7 +30,10 @@ describe('frame reader', function () {
   });
 
   it('skips whitespace and newlines between frames', function () {
-    assert.deepEqual(read([' [1,1,"a"]\n[1,1,"b"]\r\n\t [1,1,"c"]\n']).out, frames('[1,1,"a"]', '[1,1,"b"]', '[1,1,"c"]'));
+    assert.deepEqual(
+      read([' [1,1,"a"]\n[1,1,"b"]\r\n\t [1,1,"c"]\n']).out,
+      frames('[1,1,"a"]', '[1,1,"b"]', '[1,1,"c"]'),
+    );
   });
 
   it('joins a frame split over reads at every byte boundary', function () {
@@ -99,7 +102,11 @@ describe('frame reader', function () {
     ]);
     for (let cut = 1; cut < stream.length; cut++) {
       const out = read([stream.subarray(0, cut), stream.subarray(cut)]).out;
-      assert.deepEqual(out.filter(([kind]) => kind === 'frame'), whole.filter(([kind]) => kind === 'frame'), `cut at ${cut}`);
+      assert.deepEqual(
+        out.filter(([kind]) => kind === 'frame'),
+        whole.filter(([kind]) => kind === 'frame'),
+        `cut at ${cut}`,
+      );
       assert.equal(out.filter(([kind]) => kind === 'stray').length, 1, `cut at ${cut}`);
     }
   });

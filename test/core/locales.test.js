@@ -112,7 +112,11 @@ describe('locales', function () {
   for (const lang of languages) {
     describe(`${lang} message catalogues against ${REFERENCE}`, function () {
       it(`has one catalogue per ${REFERENCE} catalogue, and no other`, function () {
-        assert.deepEqual(catalogues(lang), catalogues(REFERENCE), `catalogue files of locales/${lang}/ vs locales/${REFERENCE}/`);
+        assert.deepEqual(
+          catalogues(lang),
+          catalogues(REFERENCE),
+          `catalogue files of locales/${lang}/ vs locales/${REFERENCE}/`,
+        );
       });
 
       for (const file of catalogues(REFERENCE)) {
@@ -127,8 +131,12 @@ describe('locales', function () {
           const enKeys = leaves(en);
           const trKeys = leaves(tr);
           const problems = [
-            ...[...enKeys.keys()].filter((key) => !trKeys.has(key)).map((key) => `${key}: in ${REFERENCE}, missing in ${lang}`),
-            ...[...trKeys.keys()].filter((key) => !enKeys.has(key)).map((key) => `${key}: in ${lang}, not in ${REFERENCE}`),
+            ...[...enKeys.keys()]
+              .filter((key) => !trKeys.has(key))
+              .map((key) => `${key}: in ${REFERENCE}, missing in ${lang}`),
+            ...[...trKeys.keys()]
+              .filter((key) => !enKeys.has(key))
+              .map((key) => `${key}: in ${lang}, not in ${REFERENCE}`),
             ...shapeClashes(en, tr).map((key) => `${key}: a group of keys in one language, a string in the other`),
           ];
           assertNone(problems, `${lang}/${file}: keys differ from ${REFERENCE}/${file}`);
@@ -142,7 +150,8 @@ describe('locales', function () {
             if (!trKeys.has(key)) continue;
             const want = placeholders(text);
             const got = placeholders(trKeys.get(key));
-            if (want.join() !== got.join()) differences.push(`${key}: ${REFERENCE} has [${want}], ${lang} has [${got}]`);
+            if (want.join() !== got.join())
+              differences.push(`${key}: ${REFERENCE} has [${want}], ${lang} has [${got}]`);
           }
           assertNone(differences, `${lang}/${file}: placeholders differ`);
         });
@@ -181,7 +190,10 @@ describe('locales', function () {
           const expectedName = (name) => {
             const keys = [...enStrings].filter(([, text]) => text === name).map(([key]) => key);
             if (keys.length > 0) {
-              return { names: keys.map((key) => trStrings.get(key)).filter(Boolean), how: `the ${lang} text of ${keys.join(' / ')}` };
+              return {
+                names: keys.map((key) => trStrings.get(key)).filter(Boolean),
+                how: `the ${lang} text of ${keys.join(' / ')}`,
+              };
             }
             if (!name.includes(' ')) return { token: name, how: 'the same property name' };
             return undefined;
@@ -194,38 +206,50 @@ describe('locales', function () {
               problems.push(`no <script type="text/html" data-help-name="${helpName}"> block`);
               continue;
             }
-            if (block.type !== 'text/html') problems.push(`${helpName}: script type is "${block.type}", not "text/html"`);
+            if (block.type !== 'text/html')
+              problems.push(`${helpName}: script type is "${block.type}", not "text/html"`);
             const want = propertyLists(body);
             const got = propertyLists(block.body);
             if (want.length !== got.length) {
-              problems.push(`${helpName}: ${want.length} message-properties lists in English, ${got.length} in ${lang}`);
+              problems.push(
+                `${helpName}: ${want.length} message-properties lists in English, ${got.length} in ${lang}`,
+              );
               continue;
             }
             want.forEach((list, l) => {
               const where = `${helpName}, list ${l + 1}`;
               const names = (items) => items.map((item) => item.name).join(' | ');
               if (list.length !== got[l].length) {
-                problems.push(`${where}: English has ${list.length} items (${names(list)}), ${lang} has ${got[l].length} (${names(got[l])})`);
+                problems.push(
+                  `${where}: English has ${list.length} items (${names(list)}), ${lang} has ${got[l].length} (${names(got[l])})`,
+                );
                 return;
               }
               list.forEach((dt, d) => {
                 const other = got[l][d];
                 const expected = expectedName(dt.name);
                 if (expected && expected.names && !expected.names.includes(other.name)) {
-                  problems.push(`${where}, item ${d + 1}: English "${dt.name}", expected ${expected.how} ("${expected.names.join('" or "')}"), got "${other.name}"`);
+                  problems.push(
+                    `${where}, item ${d + 1}: English "${dt.name}", expected ${expected.how} ("${expected.names.join('" or "')}"), got "${other.name}"`,
+                  );
                 }
                 if (expected && expected.token && firstToken(other.name) !== expected.token) {
-                  problems.push(`${where}, item ${d + 1}: expected property "${expected.token}", got "${firstToken(other.name)}"`);
+                  problems.push(
+                    `${where}, item ${d + 1}: expected property "${expected.token}", got "${firstToken(other.name)}"`,
+                  );
                 }
                 if (other.name === '') problems.push(`${where}, item ${d + 1}: empty in ${lang}`);
                 if (dt.optional !== other.optional) {
-                  problems.push(`${where}, item ${d + 1} ("${dt.name}"): class="optional" ${dt.optional ? 'in English only' : `in ${lang} only`}`);
+                  problems.push(
+                    `${where}, item ${d + 1} ("${dt.name}"): class="optional" ${dt.optional ? 'in English only' : `in ${lang} only`}`,
+                  );
                 }
               });
             });
           }
           for (const helpName of translated.keys()) {
-            if (!english.has(helpName)) problems.push(`help for "${helpName}", which src/nodes/${file}.html does not document`);
+            if (!english.has(helpName))
+              problems.push(`help for "${helpName}", which src/nodes/${file}.html does not document`);
           }
           assertNone(problems, `locales/${lang}/${file}.html against src/nodes/${file}.html`);
         });

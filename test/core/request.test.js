@@ -14,7 +14,8 @@ describe('request parsing', function () {
   });
 
   it('refuses ids that are not numbers or strings', function () {
-    for (const id of [null, true, {}, [], Infinity, NaN, undefined]) assert.equal(canonicalId(id), undefined, String(id));
+    for (const id of [null, true, {}, [], Infinity, NaN, undefined])
+      assert.equal(canonicalId(id), undefined, String(id));
   });
 
   it('reads [from, want, payload] with canonical ids', function () {
@@ -43,10 +44,42 @@ describe('request parsing', function () {
 
   it('reads the common frames without JSON.parse exactly as JSON.parse would', function () {
     let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     const pick = (items) => items[Math.floor(random() * items.length)];
-    const ids = ['0', '1', '-1', '42', '-0', '01', '1.0', '2.5', '1e3', '123456789012345', '1234567890123456', '"1"', '"cmd"', '"温度"', '"a\\"b"', '""', 'true', 'null', '{}'];
-    const payloads = ['"26.5"', '""', '"温度 ok"', '"a]["', '"tab\\tx"', '"quote\\""', '603', '{"t":21}', '[1,2]', 'null', '"\\u0041"'];
+    const ids = [
+      '0',
+      '1',
+      '-1',
+      '42',
+      '-0',
+      '01',
+      '1.0',
+      '2.5',
+      '1e3',
+      '123456789012345',
+      '1234567890123456',
+      '"1"',
+      '"cmd"',
+      '"温度"',
+      '"a\\"b"',
+      '""',
+      'true',
+      'null',
+      '{}',
+    ];
+    const payloads = [
+      '"26.5"',
+      '""',
+      '"温度 ok"',
+      '"a]["',
+      '"tab\\tx"',
+      '"quote\\""',
+      '603',
+      '{"t":21}',
+      '[1,2]',
+      'null',
+      '"\\u0041"',
+    ];
     const spaces = ['', ' ', '  '];
     for (let n = 0; n < 3000; n++) {
       const frame = `[${pick(spaces)}${pick(ids)}${pick(spaces)},${pick(spaces)}${pick(ids)}${pick(spaces)},${pick(spaces)}${pick(payloads)}${pick(spaces)}]`;

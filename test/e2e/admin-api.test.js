@@ -7,7 +7,9 @@ const path = require('node:path');
 const { Device, freePort } = require('../support');
 const { linkedUserDir, settingsText, startNodeRed, stopNodeRed } = require('./node-red-process');
 // Node-RED's own bcrypt, to write the password hashes settings.js expects.
-const bcrypt = require(require.resolve('bcryptjs', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
+const bcrypt = require(
+  require.resolve('bcryptjs', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }),
+);
 
 describe('sidebar admin API with adminAuth', function () {
   this.timeout(60000);
@@ -31,7 +33,10 @@ describe('sidebar admin API with adminAuth', function () {
   function call(method, route, accessToken, body) {
     return fetch(url(route), {
       method,
-      headers: { 'content-type': 'application/json', ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}) },
+      headers: {
+        'content-type': 'application/json',
+        ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   }
@@ -42,10 +47,14 @@ describe('sidebar admin API with adminAuth', function () {
       { username: 'admin', password: bcrypt.hashSync('admin-secret', 8), permissions: '*' },
       { username: 'viewer', password: bcrypt.hashSync('viewer-secret', 8), permissions: 'read' },
     ];
-    userDir = linkedUserDir('tcpmq-admin-', settingsText(`adminAuth: { type: 'credentials', users: ${JSON.stringify(users)} }`), [
-      { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text' },
-      { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
-    ]);
+    userDir = linkedUserDir(
+      'tcpmq-admin-',
+      settingsText(`adminAuth: { type: 'credentials', users: ${JSON.stringify(users)} }`),
+      [
+        { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text' },
+        { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
+      ],
+    );
     nodeRed = await startNodeRed(userDir);
     editorPort = nodeRed.editorPort;
   });
@@ -57,7 +66,10 @@ describe('sidebar admin API with adminAuth', function () {
 
   it('refuses anonymous requests', async function () {
     assert.equal((await call('GET', '/tcpmq/brokers')).status, 401);
-    assert.equal((await call('POST', '/tcpmq/brokers/b1/mailbox', undefined, { device: 'cmd', payload: 'x' })).status, 401);
+    assert.equal(
+      (await call('POST', '/tcpmq/brokers/b1/mailbox', undefined, { device: 'cmd', payload: 'x' })).status,
+      401,
+    );
   });
 
   it('lets a read-only user list brokers and devices but not write', async function () {
@@ -78,7 +90,10 @@ describe('sidebar admin API with adminAuth', function () {
       [['7', 'hello']],
     );
     // Node-RED answers a permission it does not grant with 401, as it does for no login.
-    assert.equal((await call('POST', '/tcpmq/brokers/b1/mailbox', viewer, { device: 'cmd', payload: 'x' })).status, 401);
+    assert.equal(
+      (await call('POST', '/tcpmq/brokers/b1/mailbox', viewer, { device: 'cmd', payload: 'x' })).status,
+      401,
+    );
     const reader = await Device.connect(tcpmqPort);
     try {
       assert.equal(await reader.request('[9,"cmd","x"]'), 'None', 'the refused write changed nothing');
@@ -89,7 +104,10 @@ describe('sidebar admin API with adminAuth', function () {
 
   it('lets an admin write a mailbox and send to a connection', async function () {
     const admin = await token('admin', 'admin-secret');
-    const written = await call('POST', '/tcpmq/brokers/b1/mailbox', admin, { device: 'cmd', payload: 'from the sidebar' });
+    const written = await call('POST', '/tcpmq/brokers/b1/mailbox', admin, {
+      device: 'cmd',
+      payload: 'from the sidebar',
+    });
     assert.equal(written.status, 200);
     const device = await Device.connect(tcpmqPort);
     try {
@@ -100,7 +118,10 @@ describe('sidebar admin API with adminAuth', function () {
       const missing = await call('POST', '/tcpmq/brokers/b1/send', admin, { device: 'nobody', text: 'hi' });
       assert.equal(missing.status, 400);
       assert.match((await missing.json()).error, /no open connection/);
-      assert.equal((await call('POST', '/tcpmq/brokers/nope/mailbox', admin, { device: 'cmd', payload: 'x' })).status, 404);
+      assert.equal(
+        (await call('POST', '/tcpmq/brokers/nope/mailbox', admin, { device: 'cmd', payload: 'x' })).status,
+        404,
+      );
     } finally {
       device.close();
     }

@@ -15,7 +15,9 @@ const SCREENSHOTS = path.join(root, 'test-output');
 const OFFLINE_AFTER = 2;
 
 function run(script, args) {
-  const child = spawn(process.execPath, [path.join(root, 'scripts', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(root, 'scripts', script), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.output = '';
   child.stdout.on('data', (chunk) => (child.output += chunk));
   child.stderr.on('data', (chunk) => (child.output += chunk));
@@ -38,11 +40,16 @@ async function startNodeRed(name, { exampleFile, offlineAfter } = {}) {
   const userDir = fs.mkdtempSync(path.join(os.tmpdir(), `tcpmq-${name}-`));
   const editorPort = await freePort();
   const tcpmqPort = await freePort();
-  if (exampleFile) fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(exampleFlow(exampleFile, tcpmqPort)));
+  if (exampleFile)
+    fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(exampleFlow(exampleFile, tcpmqPort)));
   const args = ['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)];
   if (offlineAfter) args.push('--offline-after', String(offlineAfter));
   const nodeRed = run('start.js', args);
-  await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `Node-RED to start; output so far:\n${nodeRed.output}`, 40000);
+  await waitFor(
+    () => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output),
+    `Node-RED to start; output so far:\n${nodeRed.output}`,
+    40000,
+  );
   return {
     editorPort,
     tcpmqPort,
@@ -58,7 +65,15 @@ function launchBrowser() {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 
@@ -78,7 +93,16 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
     fs.mkdirSync(SCREENSHOTS, { recursive: true });
     nodeRed = await startNodeRed('browser', { offlineAfter: OFFLINE_AFTER });
     ({ editorPort, tcpmqPort } = nodeRed);
-    simulator = run('simulate.js', ['--devices', '2', '--port', String(tcpmqPort), '--interval', '0.5', '--droppers', '0']);
+    simulator = run('simulate.js', [
+      '--devices',
+      '2',
+      '--port',
+      String(tcpmqPort),
+      '--interval',
+      '0.5',
+      '--droppers',
+      '0',
+    ]);
     browser = await launchBrowser();
     page = await browser.newPage({ viewport: { width: 1500, height: 820 } });
   });
@@ -95,7 +119,11 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
       await page.waitForSelector(`.red-ui-palette-node[data-palette-type="${type}"]`, { timeout: 30000 });
     }
     // The status dot under tcpmq in counts the simulated devices.
-    await page.waitForFunction(() => /2 online/.test(document.querySelector('#red-ui-workspace-chart').textContent), null, { timeout: 15000 });
+    await page.waitForFunction(
+      () => /2 online/.test(document.querySelector('#red-ui-workspace-chart').textContent),
+      null,
+      { timeout: 15000 },
+    );
     await page.screenshot({ path: path.join(SCREENSHOTS, 'editor.png') });
     const brokerId = await page.evaluate(() => {
       let id;
@@ -109,10 +137,9 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
     await page.waitForSelector('#node-config-input-port', { state: 'visible' });
     const fields = await page.evaluate(() =>
       Object.fromEntries(
-        ['host', 'port', 'replyFormat', 'offlineAfter', 'idleTimeout', 'maxConnections', 'maxFrameBytes'].map((name) => [
-          name,
-          document.querySelector(`#node-config-input-${name}`).value,
-        ]),
+        ['host', 'port', 'replyFormat', 'offlineAfter', 'idleTimeout', 'maxConnections', 'maxFrameBytes'].map(
+          (name) => [name, document.querySelector(`#node-config-input-${name}`).value],
+        ),
       ),
     );
     assert.deepEqual(fields, {
@@ -161,7 +188,9 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
   it('pops up the offline notification after a simulated device stops', async function () {
     await stop(simulator);
     const stoppedAt = Date.now();
-    await page.waitForFunction(() => /Device \d is offline/.test(document.body.innerText), null, { timeout: (OFFLINE_AFTER + 8) * 1000 });
+    await page.waitForFunction(() => /Device \d is offline/.test(document.body.innerText), null, {
+      timeout: (OFFLINE_AFTER + 8) * 1000,
+    });
     const seconds = (Date.now() - stoppedAt) / 1000;
     assert.ok(seconds >= OFFLINE_AFTER - 0.5, `the alert came ${seconds} s after the devices stopped`);
     await page.waitForTimeout(600); // let the notification finish fading in
@@ -180,11 +209,15 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
       });
       assert.ok(response.ok, `${file}: deploy HTTP ${response.status}`);
       await page.goto(`http://127.0.0.1:${editorPort}/`);
-      await page.waitForFunction(() => window.RED && RED.nodes && RED.nodes.filterNodes({}).length > 0, null, { timeout: 30000 });
+      await page.waitForFunction(() => window.RED && RED.nodes && RED.nodes.filterNodes({}).length > 0, null, {
+        timeout: 30000,
+      });
       const unknown = await page.evaluate(() => RED.nodes.filterNodes({ type: 'unknown' }).map((n) => n.name || n.id));
       assert.deepEqual(unknown, [], `${file}: unknown nodes`);
       await page.waitForTimeout(300);
-      await page.screenshot({ path: path.join(SCREENSHOTS, 'examples', file.replace(/[\\/]/g, '-').replace(/\.json$/, '.png')) });
+      await page.screenshot({
+        path: path.join(SCREENSHOTS, 'examples', file.replace(/[\\/]/g, '-').replace(/\.json$/, '.png')),
+      });
     }
   });
 });
@@ -218,12 +251,20 @@ describe('in a browser: the network assistant example', function () {
     board.write('Hello 01Studio!\n');
     const page = await browser.newPage({ viewport: { width: 1300, height: 700 } });
     await page.goto(`http://127.0.0.1:${editorPort}/dashboard/assistant`);
-    await page.waitForFunction(() => /Hello 01Studio!/.test(document.body.innerText) && /\braw\b/.test(document.body.innerText), null, { timeout: 20000 });
+    await page.waitForFunction(
+      () => /Hello 01Studio!/.test(document.body.innerText) && /\braw\b/.test(document.body.innerText),
+      null,
+      { timeout: 20000 },
+    );
     await page.locator('tr:has-text("raw")').first().click();
     const input = page.locator('input[type="text"]').first();
     await input.fill('hi board');
     await input.press('Enter');
-    await waitFor(() => received === 'hi board', `the board to receive the line (got ${JSON.stringify(received)})`, 5000);
+    await waitFor(
+      () => received === 'hi board',
+      `the board to receive the line (got ${JSON.stringify(received)})`,
+      5000,
+    );
     await page.screenshot({ path: path.join(SCREENSHOTS, 'network-assistant.png') });
   });
 });
@@ -257,7 +298,11 @@ describe('in a browser: the TCPMQ sidebar', function () {
     // plugin adds it before the nodes load, and the editor shows its own tab once they have.
     await page.waitForSelector('#red-ui-tab-tcpmq', { state: 'attached', timeout: 30000 });
     await page.waitForSelector('.red-ui-palette-node[data-palette-type="tcpmq-in"]', { timeout: 30000 });
-    await page.waitForFunction(() => !document.querySelector('#red-ui-loader') || getComputedStyle(document.querySelector('#red-ui-loader')).display === 'none');
+    await page.waitForFunction(
+      () =>
+        !document.querySelector('#red-ui-loader') ||
+        getComputedStyle(document.querySelector('#red-ui-loader')).display === 'none',
+    );
     await page.evaluate(() => RED.sidebar.show('tcpmq'));
     await page.waitForSelector('.tcpmq-sidebar', { state: 'visible' });
     return page;
@@ -273,16 +318,29 @@ describe('in a browser: the TCPMQ sidebar', function () {
     const shownAfter = Date.now() - firstReport;
     assert.match(await page.textContent(row), /online/);
     assert.ok(shownAfter <= 1000, `shown ${shownAfter} ms after its first message`);
-    simulator = run('simulate.js', ['--devices', '2', '--port', String(tcpmqPort), '--interval', '0.5', '--droppers', '0']);
+    simulator = run('simulate.js', [
+      '--devices',
+      '2',
+      '--port',
+      String(tcpmqPort),
+      '--interval',
+      '0.5',
+      '--droppers',
+      '0',
+    ]);
     await page.waitForSelector('.tcpmq-sidebar-device[data-device="2"]', { timeout: 5000 });
     await page.screenshot({ path: path.join(SCREENSHOTS, 'sidebar.png') });
     // Device 1 now reports through the simulator too; once it stops, both fall silent.
     await stop(simulator);
     sensor.close();
     const stoppedAt = Date.now();
-    await page.waitForFunction((selector) => /offline/.test(document.querySelector(selector).textContent), row, { timeout: (OFFLINE_AFTER + 3) * 1000 });
+    await page.waitForFunction((selector) => /offline/.test(document.querySelector(selector).textContent), row, {
+      timeout: (OFFLINE_AFTER + 3) * 1000,
+    });
     const offlineAfter = (Date.now() - stoppedAt) / 1000;
-    console.log(`      sidebar: device shown ${shownAfter} ms after its first message, offline ${offlineAfter.toFixed(1)} s after it fell silent`);
+    console.log(
+      `      sidebar: device shown ${shownAfter} ms after its first message, offline ${offlineAfter.toFixed(1)} s after it fell silent`,
+    );
     assert.ok(offlineAfter <= OFFLINE_AFTER + 1, `offline shown after ${offlineAfter} s`);
     await page.click(row);
     await page.fill('.tcpmq-sidebar-text', 'hello from the sidebar');
@@ -303,15 +361,29 @@ describe('in a browser: the TCPMQ sidebar', function () {
     try {
       await board.request('[7,7,"before"]');
       const row = '.tcpmq-sidebar-device[data-device="7"]';
-      await page.waitForFunction((selector) => /before/.test(document.querySelector(selector)?.textContent ?? ''), row, { timeout: 5000 });
+      await page.waitForFunction(
+        (selector) => /before/.test(document.querySelector(selector)?.textContent ?? ''),
+        row,
+        { timeout: 5000 },
+      );
       for (let round = 1; round <= 3; round++) {
         // Nothing changed, so the editor is told it has: Deploy is then the full deploy users press.
         await page.evaluate(() => RED.nodes.dirty(true));
-        const deployed = page.waitForResponse((response) => response.url().endsWith('/flows') && response.request().method() === 'POST');
+        const deployed = page.waitForResponse(
+          (response) => response.url().endsWith('/flows') && response.request().method() === 'POST',
+        );
         await page.click('#red-ui-header-button-deploy');
         assert.equal((await deployed).request().headers()['node-red-deployment-type'], 'full');
-        assert.equal(await board.request(`[7,7,"after ${round}"]`), `after ${round}`, `round ${round}: the board is still served on its connection`);
-        await page.waitForFunction(([selector, text]) => document.querySelector(selector)?.textContent.includes(text), [row, `after ${round}`], { timeout: 5000 });
+        assert.equal(
+          await board.request(`[7,7,"after ${round}"]`),
+          `after ${round}`,
+          `round ${round}: the board is still served on its connection`,
+        );
+        await page.waitForFunction(
+          ([selector, text]) => document.querySelector(selector)?.textContent.includes(text),
+          [row, `after ${round}`],
+          { timeout: 5000 },
+        );
       }
       assert.equal(board.closed, false);
     } finally {
@@ -328,11 +400,20 @@ describe('in a browser: the TCPMQ sidebar', function () {
     await page.waitForSelector('.tcpmq-sidebar-device', { timeout: 5000 });
     const sidebar = await page.textContent('.tcpmq-sidebar');
     assert.match(sidebar, /设备号/, `sidebar text: ${sidebar.slice(0, 200)}`);
-    const portMessage = await page.evaluate(() => RED.nodes.getType('tcpmq-broker').defaults.port.validate.call({}, '0', { label: 'x' }));
+    const portMessage = await page.evaluate(() =>
+      RED.nodes.getType('tcpmq-broker').defaults.port.validate.call({}, '0', { label: 'x' }),
+    );
     assert.equal(portMessage, '1 到 65535 之间的整数');
     await page.evaluate(() => RED.sidebar.help.show('tcpmq-in'));
     // The help panel (one of several .red-ui-help blocks) shows tcpmq-in's help, in Chinese.
-    await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-help')].some((e) => /raw/.test(e.textContent) && /设备/.test(e.textContent)), null, { timeout: 10000 });
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('.red-ui-help')].some(
+          (e) => /raw/.test(e.textContent) && /设备/.test(e.textContent),
+        ),
+      null,
+      { timeout: 10000 },
+    );
     await page.evaluate(() => RED.sidebar.show('tcpmq'));
     await page.screenshot({ path: path.join(SCREENSHOTS, 'sidebar-zh-CN.png') });
     await page.context().close();
@@ -352,10 +433,21 @@ describe('in a browser: the editor on Node-RED 5 (Node 22)', function () {
     const { linkedUserDir, settingsText, startNodeRed: startRuntime, RUNTIMES } = require('./node-red-process');
     tcpmqPort = await freePort();
     userDir = linkedUserDir('tcpmq-nr5-', settingsText('editorTheme: { tours: false }'), [
-      { id: 'b1', type: 'tcpmq-broker', name: 'hall', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text', offlineAfter: 30 },
+      {
+        id: 'b1',
+        type: 'tcpmq-broker',
+        name: 'hall',
+        host: '127.0.0.1',
+        port: tcpmqPort,
+        replyFormat: 'text',
+        offlineAfter: 30,
+      },
       { id: 'in1', type: 'tcpmq-in', broker: 'b1', wires: [] },
     ]);
-    nodeRed = await startRuntime(userDir, { redJs: require.resolve('node-red-5/red.js'), node: RUNTIMES.find((r) => r.name === 'node-red-5').node });
+    nodeRed = await startRuntime(userDir, {
+      redJs: require.resolve('node-red-5/red.js'),
+      node: RUNTIMES.find((r) => r.name === 'node-red-5').node,
+    });
     browser = await launchBrowser();
     page = await (await browser.newContext({ viewport: { width: 1500, height: 820 } })).newPage();
   });
@@ -384,13 +476,17 @@ describe('in a browser: the editor on Node-RED 5 (Node 22)', function () {
       // Node-RED 5 shows sidebar tabs as icon buttons: ours has a glyph.
       const icon = await page.evaluate(() => {
         const glyph = document.querySelector('button[data-tab-id="tcpmq"] i');
-        return glyph ? [glyph.getBoundingClientRect().width > 0, getComputedStyle(glyph, '::before').content !== 'none'] : [false, false];
+        return glyph
+          ? [glyph.getBoundingClientRect().width > 0, getComputedStyle(glyph, '::before').content !== 'none']
+          : [false, false];
       });
       assert.deepEqual(icon, [true, true], 'the TCPMQ tab button has a visible icon');
       // Every column of the device table within the (narrow) sidebar.
       const overflow = await page.evaluate(() => {
         const sidebar = document.querySelector('.tcpmq-sidebar').getBoundingClientRect();
-        return [...document.querySelectorAll('.tcpmq-sidebar-devices th')].filter((th) => th.getBoundingClientRect().right > sidebar.right + 1).map((th) => th.textContent);
+        return [...document.querySelectorAll('.tcpmq-sidebar-devices th')]
+          .filter((th) => th.getBoundingClientRect().right > sidebar.right + 1)
+          .map((th) => th.textContent);
       });
       assert.deepEqual(overflow, [], 'columns cut off by the sidebar');
       await page.screenshot({ path: path.join(SCREENSHOTS, 'node-red-5-sidebar.png') });
@@ -398,9 +494,16 @@ describe('in a browser: the editor on Node-RED 5 (Node 22)', function () {
       device.close();
     }
     await page.evaluate(() => RED.sidebar.help.show('tcpmq-in'));
-    await page.waitForFunction(() => [...document.querySelectorAll('.red-ui-help')].some((e) => /msg\.raw|raw/.test(e.textContent) && /device/.test(e.textContent)), null, {
-      timeout: 10000,
-    });
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll('.red-ui-help')].some(
+          (e) => /msg\.raw|raw/.test(e.textContent) && /device/.test(e.textContent),
+        ),
+      null,
+      {
+        timeout: 10000,
+      },
+    );
   });
 });
 
@@ -414,7 +517,16 @@ describe('in a browser: the fleet page of the demo dashboard', function () {
     if (!fs.existsSync(CHROMIUM)) skipWithout(this, CHROMIUM, ".ci/run installs Debian's chromium");
     nodeRed = await startNodeRed('fleet', { offlineAfter: OFFLINE_AFTER });
     // Boards 1 and 2 from the simulator; board 3 is the test's, so that it knows when 3 falls silent.
-    simulator = run('simulate.js', ['--devices', '2', '--port', String(nodeRed.tcpmqPort), '--interval', '0.5', '--droppers', '0']);
+    simulator = run('simulate.js', [
+      '--devices',
+      '2',
+      '--port',
+      String(nodeRed.tcpmqPort),
+      '--interval',
+      '0.5',
+      '--droppers',
+      '0',
+    ]);
     browser = await launchBrowser();
   });
 
@@ -460,28 +572,50 @@ describe('in a browser: the fleet page of the demo dashboard', function () {
       }
     })();
     try {
-      await waitFor(async () => (await rows(page)).filter(([state]) => state === '● online').length === 3, 'three boards online in the table', 15000);
+      await waitFor(
+        async () => (await rows(page)).filter(([state]) => state === '● online').length === 3,
+        'three boards online in the table',
+        15000,
+      );
       assert.deepEqual(
         (await rows(page)).map((cells) => cells[1]),
         ['1', '2', '3'],
       );
       reporting = false;
       const silent = Date.now();
-      await waitFor(async () => (await rows(page)).some(([state, id]) => id === '3' && state === '○ offline'), 'board 3 offline', (OFFLINE_AFTER + 3) * 1000);
+      await waitFor(
+        async () => (await rows(page)).some(([state, id]) => id === '3' && state === '○ offline'),
+        'board 3 offline',
+        (OFFLINE_AFTER + 3) * 1000,
+      );
       const offlineAfter = (Date.now() - silent) / 1000;
       reporting = true;
       const back = Date.now();
-      await waitFor(async () => (await rows(page)).some(([state, id]) => id === '3' && state === '● online'), 'board 3 online again', 5000);
-      console.log(`      fleet page: board 3 offline ${offlineAfter.toFixed(1)} s after it fell silent, online ${((Date.now() - back) / 1000).toFixed(1)} s after it spoke again`);
+      await waitFor(
+        async () => (await rows(page)).some(([state, id]) => id === '3' && state === '● online'),
+        'board 3 online again',
+        5000,
+      );
+      console.log(
+        `      fleet page: board 3 offline ${offlineAfter.toFixed(1)} s after it fell silent, online ${((Date.now() - back) / 1000).toFixed(1)} s after it spoke again`,
+      );
       assert.ok(offlineAfter <= OFFLINE_AFTER + 1, `offline shown after ${offlineAfter} s`);
-      await waitFor(() => ['1', '2', '3'].every((id) => page.series.has(id)), `three chart series (got ${[...page.series]})`, 10000);
+      await waitFor(
+        () => ['1', '2', '3'].every((id) => page.series.has(id)),
+        `three chart series (got ${[...page.series]})`,
+        10000,
+      );
       // The command form writes mailbox cmd; a board reads it on its next request.
       await page.getByLabel('device id or mailbox').fill('cmd');
       await page.getByLabel('value').fill('led blue');
       await page.getByRole('button', { name: /write/ }).click();
       const reader = await Device.connect(nodeRed.tcpmqPort);
       try {
-        await waitFor(async () => (await reader.request('[9,"cmd","x"]')) === 'led blue', 'the command read by a board', 5000);
+        await waitFor(
+          async () => (await reader.request('[9,"cmd","x"]')) === 'led blue',
+          'the command read by a board',
+          5000,
+        );
       } finally {
         reader.close();
       }

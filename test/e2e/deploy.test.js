@@ -52,7 +52,18 @@ function flows(round, port) {
   ];
   if (round === 0) {
     flow.push(
-      { id: 'command', type: 'inject', z: 'tab', props: [{ p: 'payload' }], once: true, onceDelay: 0.1, repeat: '', payload: 'led on', payloadType: 'str', wires: [['out-cmd']] },
+      {
+        id: 'command',
+        type: 'inject',
+        z: 'tab',
+        props: [{ p: 'payload' }],
+        once: true,
+        onceDelay: 0.1,
+        repeat: '',
+        payload: 'led on',
+        payloadType: 'str',
+        wires: [['out-cmd']],
+      },
       { id: 'out-cmd', type: 'tcpmq-out', z: 'tab', broker: 'broker', device: 'cmd', ttl: 0, wires: [] },
     );
   }
@@ -113,7 +124,10 @@ describe('full deploys of a real node-red process keep every board connected', f
     const starts = flowStarts();
     await deploy(nodeRed.editorPort, flows(round, onPort), type);
     await waitFor(() => flowStarts() > starts, `round ${round} (${type}) to start`, 10000);
-    await waitFor(async () => (await brokers())[0]?.status.state === 'listening', `round ${round}: the broker to listen`);
+    await waitFor(
+      async () => (await brokers())[0]?.status.state === 'listening',
+      `round ${round}: the broker to listen`,
+    );
   }
 
   /** What a fresh device reads from mailbox `id`. */
@@ -160,7 +174,10 @@ describe('full deploys of a real node-red process keep every board connected', f
       await deployRound(round, port, round % 5 === 0 ? 'reload' : 'full');
       deployTimes.push(performance.now() - started);
       const before = sensor.requests + reader.requests;
-      await waitFor(() => sensor.requests + reader.requests >= before + 4 || sensor.dropped || reader.dropped, `round ${round}: exchanges go on`);
+      await waitFor(
+        () => sensor.requests + reader.requests >= before + 4 || sensor.dropped || reader.dropped,
+        `round ${round}: exchanges go on`,
+      );
     }
     sensor.running = reader.running = false;
     await Promise.all([sensor.done, reader.done]);
@@ -175,9 +192,17 @@ describe('full deploys of a real node-red process keep every board connected', f
         `${sensor.requests + reader.requests} device requests, longest reply wait ${Math.max(sensor.longestWait, reader.longestWait).toFixed(1)} ms; ` +
         `flow messages missed: ${missed} of ${broker.counters.requests - 1} (${unheard} while no tcpmq-in listened, ${missed - unheard} in flight as the old flow closed)`,
     );
-    assert.deepEqual([sensor.dropped, reader.dropped, sensor.error ?? reader.error], [false, false, undefined], 'no device lost its connection');
+    assert.deepEqual(
+      [sensor.dropped, reader.dropped, sensor.error ?? reader.error],
+      [false, false, undefined],
+      'no device lost its connection',
+    );
     assert.deepEqual([...sensor.wrong, ...reader.wrong], [], 'wrong replies');
-    assert.equal(broker.counters.connections, 2 + probes, 'a connection for each device and each probe: no reconnection');
+    assert.equal(
+      broker.counters.connections,
+      2 + probes,
+      'a connection for each device and each probe: no reconnection',
+    );
     assert.deepEqual(
       broker.devices.filter((d) => d.id !== 'probe').map((d) => [d.id, d.messages, d.online]),
       [
@@ -186,7 +211,11 @@ describe('full deploys of a real node-red process keep every board connected', f
       ],
       'the device table kept every count',
     );
-    assert.deepEqual(events, { 'online 1': 1, 'online probe': 1, 'online -1': 1 }, 'each device online once, none offline');
+    assert.deepEqual(
+      events,
+      { 'online 1': 1, 'online probe': 1, 'online -1': 1 },
+      'each device online once, none offline',
+    );
     assert.ok(missed >= unheard, `no request reached the flow twice (${missed} missed, ${unheard} unheard)`);
     assert.ok(missed <= DEPLOYS * 2, `flow messages missed: ${missed} in ${DEPLOYS} deploys`);
     assert.equal(await read('cmd'), 'led on', "the flow's command survives every deploy");

@@ -35,11 +35,23 @@ function linkedUserDir(prefix, settings = settingsText(), flows = []) {
  * output matches `ready`. The child carries
  * `output`, `exited` (a promise of the exit code) and `editorPort`.
  */
-async function startNodeRed(userDir, { ready = /listening on 127\.0\.0\.1:\d+/, redJs = require.resolve('node-red/red.js'), node = process.execPath, ms = 30000 } = {}) {
+async function startNodeRed(
+  userDir,
+  {
+    ready = /listening on 127\.0\.0\.1:\d+/,
+    redJs = require.resolve('node-red/red.js'),
+    node = process.execPath,
+    ms = 30000,
+  } = {},
+) {
   const editorPort = await freePort();
-  const child = spawn(node, [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    node,
+    [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.editorPort = editorPort;
   child.output = '';
   child.stdout.on('data', (chunk) => (child.output += chunk));
@@ -91,6 +103,8 @@ const RUNTIMES = [
 ];
 
 /** Node-RED's own websocket client, for its comms (Node 20 has none built in). */
-const WebSocket = require(require.resolve('ws', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }));
+const WebSocket = require(
+  require.resolve('ws', { paths: [path.dirname(require.resolve('@node-red/editor-api/package.json'))] }),
+);
 
 module.exports = { RUNTIMES, WebSocket, root, settingsText, linkedUserDir, startNodeRed, stopNodeRed, api, deploy };

@@ -71,7 +71,11 @@ describe('npm start: a real node-red process', function () {
     editorPort = await freePort();
     tcpmqPort = await freePort();
     nodeRed = run(['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)]);
-    await waitFor(() => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output), `the demo broker to listen; output so far:\n${nodeRed.output}`, 30000);
+    await waitFor(
+      () => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output),
+      `the demo broker to listen; output so far:\n${nodeRed.output}`,
+      30000,
+    );
   });
 
   after(async function () {
@@ -121,9 +125,25 @@ describe('npm start: a real node-red process', function () {
   it('carries a device report through a flow to another device (in -> change -> out)', async function () {
     await deployFlow([
       { id: 'tab1', type: 'tab', label: 'relay' },
-      { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'text', offlineAfter: 30, idleTimeout: 60, maxConnections: 1000, maxFrameBytes: 65536 },
+      {
+        id: 'b1',
+        type: 'tcpmq-broker',
+        host: '127.0.0.1',
+        port: tcpmqPort,
+        replyFormat: 'text',
+        offlineAfter: 30,
+        idleTimeout: 60,
+        maxConnections: 1000,
+        maxFrameBytes: 65536,
+      },
       { id: 'in1', type: 'tcpmq-in', z: 'tab1', broker: 'b1', device: '1', numbers: true, wires: [['c1']] },
-      { id: 'c1', type: 'change', z: 'tab1', rules: [{ t: 'set', p: 'topic', pt: 'msg', to: 'relayed', tot: 'str' }], wires: [['out1']] },
+      {
+        id: 'c1',
+        type: 'change',
+        z: 'tab1',
+        rules: [{ t: 'set', p: 'topic', pt: 'msg', to: 'relayed', tot: 'str' }],
+        wires: [['out1']],
+      },
       { id: 'out1', type: 'tcpmq-out', z: 'tab1', broker: 'b1', device: '', ttl: 0, wires: [] },
     ]);
     const sensor = await connect();

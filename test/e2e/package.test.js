@@ -30,7 +30,9 @@ for (const { name: runtime, node } of RUNTIMES) {
     let nodeRed;
 
     async function get(route) {
-      const response = await fetch(`http://127.0.0.1:${editorPort}${route}`, { headers: { accept: 'application/json' } });
+      const response = await fetch(`http://127.0.0.1:${editorPort}${route}`, {
+        headers: { accept: 'application/json' },
+      });
       assert.ok(response.ok, `GET ${route}: HTTP ${response.status}`);
       return response.json();
     }
@@ -40,9 +42,19 @@ for (const { name: runtime, node } of RUNTIMES) {
       const userDir = path.join(work, 'user');
       fs.mkdirSync(userDir);
       // --ignore-scripts: the build already ran (npm test builds first); pack what it made.
-      const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], { cwd: work, encoding: 'utf8', env: cleanEnv }));
+      const packed = JSON.parse(
+        execFileSync(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', work, root], {
+          cwd: work,
+          encoding: 'utf8',
+          env: cleanEnv,
+        }),
+      );
       const tarball = path.join(work, packed[0].filename);
-      execFileSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball], { cwd: userDir, stdio: 'ignore', env: cleanEnv });
+      execFileSync(
+        npm,
+        ['install', '--no-save', '--no-audit', '--no-fund', '--prefer-offline', '--ignore-scripts', tarball],
+        { cwd: userDir, stdio: 'ignore', env: cleanEnv },
+      );
       tcpmqPort = await freePort();
       fs.writeFileSync(
         path.join(userDir, 'flows.json'),
@@ -51,7 +63,10 @@ for (const { name: runtime, node } of RUNTIMES) {
           { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
         ]),
       );
-      fs.writeFileSync(path.join(userDir, 'settings.js'), "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n");
+      fs.writeFileSync(
+        path.join(userDir, 'settings.js'),
+        "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n",
+      );
       nodeRed = await startNodeRed(userDir, { redJs: require.resolve(`${runtime}/red.js`), node, ms: 40000 });
       editorPort = nodeRed.editorPort;
     });
@@ -75,7 +90,9 @@ for (const { name: runtime, node } of RUNTIMES) {
         const catalogue = await get(`/locales/@tcpmq/node-red-tcpmq/${type}?lng=en-US`);
         assert.ok(catalogue[type]?.label, `${type} has its message catalogue`);
       }
-      const html = await (await fetch(`http://127.0.0.1:${editorPort}/nodes`, { headers: { accept: 'text/html' } })).text();
+      const html = await (
+        await fetch(`http://127.0.0.1:${editorPort}/nodes`, { headers: { accept: 'text/html' } })
+      ).text();
       for (const type of ['tcpmq-broker', 'tcpmq-in', 'tcpmq-out', 'tcpmq-status']) {
         assert.match(html, new RegExp(`data-help-name="${type}"`), `${type} has help text`);
       }
@@ -89,7 +106,9 @@ for (const { name: runtime, node } of RUNTIMES) {
       );
       const catalogues = await get('/plugins/messages?lng=zh-CN');
       assert.match(catalogues['@tcpmq/node-red-tcpmq/tcpmq-sidebar']['tcpmq-sidebar'].title, /TCPMQ/);
-      const html = await (await fetch(`http://127.0.0.1:${editorPort}/plugins`, { headers: { accept: 'text/html' } })).text();
+      const html = await (
+        await fetch(`http://127.0.0.1:${editorPort}/plugins`, { headers: { accept: 'text/html' } })
+      ).text();
       assert.match(html, /registerPlugin\('tcpmq-sidebar'/);
       const [broker] = await get('/tcpmq/brokers');
       assert.equal(broker.id, 'b1');

@@ -51,7 +51,10 @@ describe('persist: mailboxes through a Node-RED restart', function () {
   }
 
   before(async function () {
-    userDir = linkedUserDir('tcpmq-persist-', settingsText("contextStorage: { default: { module: 'localfilesystem' } }"));
+    userDir = linkedUserDir(
+      'tcpmq-persist-',
+      settingsText("contextStorage: { default: { module: 'localfilesystem' } }"),
+    );
     tcpmqPort = await freePort();
   });
 
@@ -65,7 +68,10 @@ describe('persist: mailboxes through a Node-RED restart', function () {
     nodeRed = await startNodeRed(userDir);
     const sensor = await Device.connect(tcpmqPort);
     assert.equal(await sensor.request('[1,1,"26.5 before the restart"]'), '26.5 before the restart');
-    await waitFor(async () => (await sensor.request('[1,"cmd","26.5 before the restart"]')) === 'written by the flow', 'the flow to write mailbox cmd');
+    await waitFor(
+      async () => (await sensor.request('[1,"cmd","26.5 before the restart"]')) === 'written by the flow',
+      'the flow to write mailbox cmd',
+    );
     sensor.close();
     await stopNodeRed(nodeRed, 'SIGTERM');
     assert.ok(fs.existsSync(path.join(userDir, 'tcpmq', 'broker.json')), 'the snapshot file is in the user directory');
@@ -87,7 +93,10 @@ describe('persist: mailboxes through a Node-RED restart', function () {
     writeFlows(true);
     nodeRed = await startNodeRed(userDir);
     const sensor = await Device.connect(tcpmqPort);
-    await waitFor(async () => (await sensor.request('[1,"cmd","x"]')) === 'written by the flow', 'the flow to write mailbox cmd');
+    await waitFor(
+      async () => (await sensor.request('[1,"cmd","x"]')) === 'written by the flow',
+      'the flow to write mailbox cmd',
+    );
     assert.equal(await sensor.request('[1,1,"6 s before the kill"]'), '6 s before the kill');
     await sleep(6000);
     sensor.close();

@@ -32,7 +32,9 @@ async function startMosquitto(port, dir) {
 
 /** mosquitto_sub/_pub, resolving with what they print. */
 function mqtt(command, args) {
-  return new Promise((resolve, reject) => execFile(command, args, { timeout: 10000 }, (err, stdout) => (err && !stdout ? reject(err) : resolve(stdout))));
+  return new Promise((resolve, reject) =>
+    execFile(command, args, { timeout: 10000 }, (err, stdout) => (err && !stdout ? reject(err) : resolve(stdout))),
+  );
 }
 
 /** A gateway's flows: a broker sharing through the mosquitto at `mqttPort`, a tcpmq-status for every gateway's devices. */
@@ -90,8 +92,27 @@ describe('two gateways on one mosquitto', function () {
       const tcpmqPort = await freePort();
       // Hall A writes the ids of its own device table and of the whole fleet's into two mailboxes, every second.
       const tables = [
-        { id: 'tick', type: 'inject', z: 'tab', props: [{ p: 'payload' }], repeat: '1', once: true, onceDelay: 0.5, payload: '', payloadType: 'date', wires: [['own', 'all']] },
-        { id: 'own', type: 'tcpmq-status', z: 'tab', broker: 'broker', device: '', remote: false, wires: [['own-ids']] },
+        {
+          id: 'tick',
+          type: 'inject',
+          z: 'tab',
+          props: [{ p: 'payload' }],
+          repeat: '1',
+          once: true,
+          onceDelay: 0.5,
+          payload: '',
+          payloadType: 'date',
+          wires: [['own', 'all']],
+        },
+        {
+          id: 'own',
+          type: 'tcpmq-status',
+          z: 'tab',
+          broker: 'broker',
+          device: '',
+          remote: false,
+          wires: [['own-ids']],
+        },
         { id: 'all', type: 'tcpmq-status', z: 'tab', broker: 'broker', device: '', remote: true, wires: [['all-ids']] },
         ...['own', 'all'].map((table) => ({
           id: `${table}-ids`,
@@ -107,7 +128,18 @@ describe('two gateways on one mosquitto', function () {
           ? tables
           : name === 'hall-b'
             ? [
-                { id: 'cmd', type: 'inject', z: 'tab', props: [{ p: 'payload' }], once: true, onceDelay: 0.5, repeat: '', payload: 'led on', payloadType: 'str', wires: [['out']] },
+                {
+                  id: 'cmd',
+                  type: 'inject',
+                  z: 'tab',
+                  props: [{ p: 'payload' }],
+                  once: true,
+                  onceDelay: 0.5,
+                  repeat: '',
+                  payload: 'led on',
+                  payloadType: 'str',
+                  wires: [['out']],
+                },
                 { id: 'out', type: 'tcpmq-out', z: 'tab', broker: 'broker', device: 'cmd', ttl: 0, wires: [] },
               ]
             : [];
@@ -115,7 +147,11 @@ describe('two gateways on one mosquitto', function () {
       gateways[name] = { userDir, tcpmqPort, nodeRed: await startNodeRed(userDir, { ready: /Started flows/ }) };
     }
     for (const gateway of Object.values(gateways)) {
-      await waitFor(async () => (await api(gateway.nodeRed.editorPort, 'GET', '/tcpmq/brokers'))[0]?.sharing?.connected === true, 'sharing connected', 15000);
+      await waitFor(
+        async () => (await api(gateway.nodeRed.editorPort, 'GET', '/tcpmq/brokers'))[0]?.sharing?.connected === true,
+        'sharing connected',
+        15000,
+      );
     }
   });
 
@@ -139,7 +175,11 @@ describe('two gateways on one mosquitto', function () {
       const sent = Date.now();
       await waitFor(async () => (await reader.request('[1,2,"x"]')) === '21.5 in hall B', "B's news on A", 1000);
       console.log(`      hall B -> hall A in ${Date.now() - sent} ms (polled)`);
-      await waitFor(async () => (await reader.request('[1,"cmd","x"]')) === 'led on', "B's flow-written cmd on A", 3000);
+      await waitFor(
+        async () => (await reader.request('[1,"cmd","x"]')) === 'led on',
+        "B's flow-written cmd on A",
+        3000,
+      );
       const a = await summary('hall-a');
       assert.deepEqual(
         a.devices.filter((d) => d.id === '2').map((d) => [d.gateway, d.online]),
@@ -147,7 +187,11 @@ describe('two gateways on one mosquitto', function () {
         "the table on A lists B's device with its gateway",
       );
       // tcpmq status: its own gateway's devices, or every gateway's with Other gateways ticked.
-      await waitFor(async () => (await reader.request('[1,"all-table","a news"]')).includes('2@hall-b'), "B's device in A's whole-fleet table", 3000);
+      await waitFor(
+        async () => (await reader.request('[1,"all-table","a news"]')).includes('2@hall-b'),
+        "B's device in A's whole-fleet table",
+        3000,
+      );
       const own = await reader.request('[1,"own-table","a news"]');
       assert.match(own, /1@hall-a/);
       assert.doesNotMatch(own, /hall-b/, `A's own table: ${own}`);
@@ -158,11 +202,49 @@ describe('two gateways on one mosquitto', function () {
   });
 
   it('is readable by any MQTT client as retained JSON, and commandable through /set', async function () {
-    const retained = JSON.parse(await mqtt('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/mailbox/2', '-C', '1', '-W', '5']));
-    assert.deepEqual([retained.value, retained.writer, retained.gateway, typeof retained.writtenAt], ['21.5 in hall B', 'device', 'hall-b', 'number']);
-    const device = JSON.parse(await mqtt('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/device/2', '-C', '1', '-W', '5']));
+    const retained = JSON.parse(
+      await mqtt('mosquitto_sub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(mqttPort),
+        '-t',
+        'tcpmq/mailbox/2',
+        '-C',
+        '1',
+        '-W',
+        '5',
+      ]),
+    );
+    assert.deepEqual(
+      [retained.value, retained.writer, retained.gateway, typeof retained.writtenAt],
+      ['21.5 in hall B', 'device', 'hall-b', 'number'],
+    );
+    const device = JSON.parse(
+      await mqtt('mosquitto_sub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(mqttPort),
+        '-t',
+        'tcpmq/device/2',
+        '-C',
+        '1',
+        '-W',
+        '5',
+      ]),
+    );
     assert.deepEqual([device.online, device.gateway], [true, 'hall-b']);
-    await mqtt('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/mailbox/fan/set', '-m', 'fan off']);
+    await mqtt('mosquitto_pub', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(mqttPort),
+      '-t',
+      'tcpmq/mailbox/fan/set',
+      '-m',
+      'fan off',
+    ]);
     for (const name of ['hall-a', 'hall-b']) {
       const board = await on(name);
       try {
@@ -174,7 +256,20 @@ describe('two gateways on one mosquitto', function () {
   });
 
   it('publishes valid Home Assistant discovery for each board', async function () {
-    const config = JSON.parse(await mqtt('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'homeassistant/sensor/tcpmq_2/config', '-C', '1', '-W', '5']));
+    const config = JSON.parse(
+      await mqtt('mosquitto_sub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(mqttPort),
+        '-t',
+        'homeassistant/sensor/tcpmq_2/config',
+        '-C',
+        '1',
+        '-W',
+        '5',
+      ]),
+    );
     assert.equal(config.unique_id, 'tcpmq_2');
     assert.equal(config.state_topic, 'tcpmq/mailbox/2');
     assert.equal(config.availability_topic, 'tcpmq/device/2');
@@ -216,7 +311,11 @@ describe('two gateways on one mosquitto', function () {
       await waitFor(async () => (await reader.request('[1,4,"x"]')) === 'about to die', "B's news on A", 2000);
       await stopNodeRed(gateways['hall-b'].nodeRed, 'SIGKILL');
       const killed = Date.now();
-      await waitFor(async () => (await reader.request('[1,4,"x"]')) === 'None', 'None on A after offlineAfter', (OFFLINE_AFTER + 3) * 1000);
+      await waitFor(
+        async () => (await reader.request('[1,4,"x"]')) === 'None',
+        'None on A after offlineAfter',
+        (OFFLINE_AFTER + 3) * 1000,
+      );
       const after = (Date.now() - killed) / 1000;
       assert.ok(after >= OFFLINE_AFTER - 0.5, `None after ${after} s, not before offlineAfter`);
     } finally {
@@ -233,13 +332,18 @@ describe('two gateways on one mosquitto', function () {
     const statuses = [];
     await new Promise((resolve) => socket.once('open', resolve));
     socket.on('message', (data) => {
-      for (const message of [].concat(JSON.parse(String(data)))) if (message.topic === 'status/in') statuses.push(message.data);
+      for (const message of [].concat(JSON.parse(String(data))))
+        if (message.topic === 'status/in') statuses.push(message.data);
     });
     socket.send(JSON.stringify({ subscribe: 'status/#' }));
     mosquitto.kill();
     await mosquitto.exited;
     await waitFor(async () => (await summary('hall-a')).sharing.connected === false, 'A to see MQTT gone', 15000);
-    await waitFor(() => statuses.some((status) => status.fill === 'yellow' && /sharing disconnected/.test(status.text)), 'a yellow ring under tcpmq in', 5000);
+    await waitFor(
+      () => statuses.some((status) => status.fill === 'yellow' && /sharing disconnected/.test(status.text)),
+      'a yellow ring under tcpmq in',
+      5000,
+    );
     socket.terminate();
     const board = await on('hall-a');
     const reader = await on('hall-b');
@@ -252,12 +356,23 @@ describe('two gateways on one mosquitto', function () {
       }
     })();
     try {
-      await api(gateways['hall-a'].nodeRed.editorPort, 'POST', '/tcpmq/brokers/broker/mailbox', { device: 'pump', payload: 'pump on' });
+      await api(gateways['hall-a'].nodeRed.editorPort, 'POST', '/tcpmq/brokers/broker/mailbox', {
+        device: 'pump',
+        payload: 'pump on',
+      });
       assert.equal(await reader.request('[7,7,"b"]'), 'b', 'B serves its boards too');
       assert.equal(await reader.request('[7,"pump","b"]'), 'None', 'not shared while MQTT is down');
       mosquitto = await startMosquitto(mqttPort, dir);
-      await waitFor(async () => (await reader.request('[7,"pump","b"]')) === 'pump on', "A's command on B after the resync", 20000);
-      await waitFor(async () => /^report \d+$/.test(await reader.request('[7,6,"b"]')), "A's board on B after the resync", 5000);
+      await waitFor(
+        async () => (await reader.request('[7,"pump","b"]')) === 'pump on',
+        "A's command on B after the resync",
+        20000,
+      );
+      await waitFor(
+        async () => /^report \d+$/.test(await reader.request('[7,6,"b"]')),
+        "A's board on B after the resync",
+        5000,
+      );
       assert.equal((await summary('hall-a')).sharing.connected, true);
     } finally {
       reporting = false;

@@ -27,7 +27,8 @@ describe('sidebar updates over comms', function () {
       socket.once('error', reject);
     });
     socket.on('message', (data) => {
-      for (const message of [].concat(JSON.parse(String(data)))) if (/^tcpmq\//.test(message.topic)) updates.push(message.data);
+      for (const message of [].concat(JSON.parse(String(data))))
+        if (/^tcpmq\//.test(message.topic)) updates.push(message.data);
     });
     socket.send(JSON.stringify({ subscribe: 'tcpmq/broker/#' }));
   });

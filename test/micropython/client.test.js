@@ -97,7 +97,10 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
 
   const broker = () => helper.getNode('broker').broker;
   // The broker listens once a node uses it.
-  const brokerFlow = (settings) => [brokerConfig(port, settings), { id: 'user', type: 'tcpmq-status', broker: 'broker', wires: [[]] }];
+  const brokerFlow = (settings) => [
+    brokerConfig(port, settings),
+    { id: 'user', type: 'tcpmq-status', broker: 'broker', wires: [[]] },
+  ];
 
   it('compiles both example files and uses only MicroPython modules and syntax', async function () {
     const run = await runScenario('lint', 0);
@@ -124,7 +127,11 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
   });
 
   it('sends ids that look like numbers as JSON numbers', async function () {
-    await deploy([brokerConfig(port), { id: 'in', type: 'tcpmq-in', broker: 'broker', numbers: false, wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+    await deploy([
+      brokerConfig(port),
+      { id: 'in', type: 'tcpmq-in', broker: 'broker', numbers: false, wires: [['sink']] },
+      { id: 'sink', type: 'helper' },
+    ]);
     const received = messagesOf('sink');
     const run = await runScenario('ids', port);
     assertPassed(run, 'ids');
@@ -158,7 +165,11 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
   });
 
   it('counts None replies per peer: offline after offline_after, online again at the next reply', async function () {
-    await deploy([brokerConfig(port, { offlineAfter: 0.5 }), { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+    await deploy([
+      brokerConfig(port, { offlineAfter: 0.5 }),
+      { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['sink']] },
+      { id: 'sink', type: 'helper' },
+    ]);
     const statuses = messagesOf('sink');
     const run = await runScenario('offline', port);
     assertPassed(run, 'offline');

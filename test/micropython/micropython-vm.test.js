@@ -60,7 +60,8 @@ describe('MicroPython client (examples/micropython/tcpmq.py) in a MicroPython VM
       run(`gc.collect(); print('retained', gc.mem_alloc() - heap_before)`);
       retained.push(Number(output[output.length - 1].split(' ')[1]));
     }
-    for (const bytes of retained) assert.ok(bytes < 512, `heap retained after a run of exchanges: ${retained.join(', ')} bytes`);
+    for (const bytes of retained)
+      assert.ok(bytes < 512, `heap retained after a run of exchanges: ${retained.join(', ')} bytes`);
   });
 
   it('compiles main.py', function () {

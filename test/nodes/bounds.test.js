@@ -37,7 +37,10 @@ describe('hostile input through Node-RED', function () {
     assert.equal(reasons.length, 20);
     for (const reason of reasons) {
       assert.doesNotMatch(reason, /[\r\n\u2028\u2029]/, 'no line break of the device reaches the reason');
-      assert.match(reason, /^device id "x\d+\\r\\n\[error\] \[tcpmq-broker:broker\] forged\\u2028" not in allowDevices$/);
+      assert.match(
+        reason,
+        /^device id "x\d+\\r\\n\[error\] \[tcpmq-broker:broker\] forged\\u2028" not in allowDevices$/,
+      );
     }
   });
 
@@ -57,7 +60,10 @@ describe('hostile input through Node-RED', function () {
 
   it('carries a 20-digit id exactly to msg.topic, to allowDevices and to a flow-written mailbox', async function () {
     const id = '12345678901234567891';
-    await deploy([...flow({ allowDevices: `${id}, 7` }), { id: 'out', type: 'tcpmq-out', broker: 'broker', device: '', wires: [] }]);
+    await deploy([
+      ...flow({ allowDevices: `${id}, 7` }),
+      { id: 'out', type: 'tcpmq-out', broker: 'broker', device: '', wires: [] },
+    ]);
     const received = messagesOf('received');
     const device = await fixture.connect();
     assert.equal(await device.request(`[${id},${id},"26.5"]`), '26.5');
@@ -86,7 +92,17 @@ describe('client mode: a joined broker that sends stray bytes', function () {
     await new Promise((resolve) => server.listen(fixture.port, '127.0.0.1', resolve));
     try {
       await helper.load(NODES, [
-        { id: 'remote', type: 'tcpmq-broker', mode: 'client', host: '127.0.0.1', port: fixture.port, clientId: '100', watch: '1', pollInterval: 0.4, replyFormat: 'text' },
+        {
+          id: 'remote',
+          type: 'tcpmq-broker',
+          mode: 'client',
+          host: '127.0.0.1',
+          port: fixture.port,
+          clientId: '100',
+          watch: '1',
+          pollInterval: 0.4,
+          replyFormat: 'text',
+        },
         { id: 'in', type: 'tcpmq-in', broker: 'remote', wires: [[]] },
       ]);
       const client = helper.getNode('remote').client;

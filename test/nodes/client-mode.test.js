@@ -36,7 +36,19 @@ describe('tcpmq-broker in client mode', function () {
   beforeEach(() => (port = fixture.port));
 
   const clientFlow = (settings = {}) => [
-    { id: 'remote', type: 'tcpmq-broker', mode: 'client', host: '127.0.0.1', port, clientId: '100', watch: '1, 2', pollInterval: 0.05, offlineAfterNones: 8, replyFormat: 'text', ...settings },
+    {
+      id: 'remote',
+      type: 'tcpmq-broker',
+      mode: 'client',
+      host: '127.0.0.1',
+      port,
+      clientId: '100',
+      watch: '1, 2',
+      pollInterval: 0.05,
+      offlineAfterNones: 8,
+      replyFormat: 'text',
+      ...settings,
+    },
     { id: 'in', type: 'tcpmq-in', broker: 'remote', wires: [['news']] },
     { id: 'status', type: 'tcpmq-status', broker: 'remote', wires: [['statuses']] },
     { id: 'out', type: 'tcpmq-out', broker: 'remote', device: '', wires: [] },
@@ -67,13 +79,23 @@ describe('tcpmq-broker in client mode', function () {
       assert.ok(!news.some((m) => m.topic === '2'), 'None replies send nothing');
       helper.getNode('out').receive({ payload: 'hello from Node-RED' });
       await waitFor(() => broker.readMailbox('100') === 'hello from Node-RED', 'its own news on the remote broker');
-      await waitFor(() => statuses.some((m) => m.topic === '2' && m.payload === 'offline'), 'id 2 offline after 8 None replies');
+      await waitFor(
+        () => statuses.some((m) => m.topic === '2' && m.payload === 'offline'),
+        'id 2 offline after 8 None replies',
+      );
       assert.deepEqual(statuses.find((m) => m.payload === 'connected').topic, `127.0.0.1:${port}`);
       assert.ok(statuses.some((m) => m.topic === '1' && m.payload === 'online'));
       const inNode = helper.getNode('in');
       await waitFor(() => inNode.status.lastCall?.args[0].fill === 'green', 'a green dot');
-      const warnings = helper.log().args.filter(([entry]) => entry.level === helper.log().WARN).map(([entry]) => String(entry.msg));
-      assert.deepEqual(warnings.filter((text) => /listener failed/.test(text)), [], 'no listener failed');
+      const warnings = helper
+        .log()
+        .args.filter(([entry]) => entry.level === helper.log().WARN)
+        .map(([entry]) => String(entry.msg));
+      assert.deepEqual(
+        warnings.filter((text) => /listener failed/.test(text)),
+        [],
+        'no listener failed',
+      );
     });
 
     it('keeps its connection and polling through full deploys, with no repeated online or connected', async function () {
@@ -92,10 +114,10 @@ describe('tcpmq-broker in client mode', function () {
       }
       assert.equal(broker.counters.connections, 1, 'one connection to the remote broker in all');
       assert.equal(helper.getNode('remote').client.counters.connections, 1);
-      assert.deepEqual(
-        reported.map((m) => `${m.topic} ${m.payload}`).sort(),
-        ['1 online', `127.0.0.1:${port} connected`],
-      );
+      assert.deepEqual(reported.map((m) => `${m.topic} ${m.payload}`).sort(), [
+        '1 online',
+        `127.0.0.1:${port} connected`,
+      ]);
     });
 
     it('reports the remote broker disconnected and carries on once it is back', async function () {
@@ -127,7 +149,13 @@ describe('tcpmq-broker in client mode', function () {
       helper.getNode('status').receive({ topic: 'table' });
       await waitFor(() => statuses.some((m) => m.topic === 'table'), 'the table');
       const table = statuses.find((m) => m.topic === 'table');
-      assert.deepEqual(table.payload.map((w) => [w.id, w.online]), [['1', true], ['2', table.payload[1].online]]);
+      assert.deepEqual(
+        table.payload.map((w) => [w.id, w.online]),
+        [
+          ['1', true],
+          ['2', table.payload[1].online],
+        ],
+      );
       helper.getNode('sender').receive({ payload: 'x' });
       await waitFor(() => caught.length === 1, 'the catch node');
       assert.match(caught[0].error.message, /client-action/);

@@ -21,30 +21,41 @@ describe('plain-text boards and tcpmq-out send / close', function () {
   ];
 
   it('is an echo server with two nodes: tcpmq in -> tcpmq out (send)', async function () {
-    await deploy(withCatch([
-      { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['echo']] },
-      { id: 'echo', type: 'tcpmq-out', broker: 'broker', action: 'send', device: '', wires: [] },
-    ]));
+    await deploy(
+      withCatch([
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['echo']] },
+        { id: 'echo', type: 'tcpmq-out', broker: 'broker', action: 'send', device: '', wires: [] },
+      ]),
+    );
     const board = await connect();
     assert.equal(await board.request('Hello Handbit'), 'Hello Handbit');
     assert.equal(await board.request('温度 26.5\n'), '温度 26.5');
   });
 
   it('answers a K230 board the way it answers itself: "I got:" + text', async function () {
-    await deploy(withCatch([
-      { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['prefix']] },
-      { id: 'prefix', type: 'change', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '"I got:" & payload', tot: 'jsonata' }], wires: [['reply']] },
-      { id: 'reply', type: 'tcpmq-out', broker: 'broker', action: 'send', device: '', wires: [] },
-    ]));
+    await deploy(
+      withCatch([
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['prefix']] },
+        {
+          id: 'prefix',
+          type: 'change',
+          rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '"I got:" & payload', tot: 'jsonata' }],
+          wires: [['reply']],
+        },
+        { id: 'reply', type: 'tcpmq-out', broker: 'broker', action: 'send', device: '', wires: [] },
+      ]),
+    );
     const board = await connect();
     assert.equal(await board.request('Hello 01Studio!'), 'I got:Hello 01Studio!');
   });
 
   it('sends to a device by id and closes its connections; an unknown device goes to the catch node', async function () {
-    await deploy(withCatch([
-      { id: 'sender', type: 'tcpmq-out', broker: 'broker', action: 'send', device: '', wires: [] },
-      { id: 'closer', type: 'tcpmq-out', broker: 'broker', action: 'close', device: '', wires: [] },
-    ]));
+    await deploy(
+      withCatch([
+        { id: 'sender', type: 'tcpmq-out', broker: 'broker', action: 'send', device: '', wires: [] },
+        { id: 'closer', type: 'tcpmq-out', broker: 'broker', action: 'close', device: '', wires: [] },
+      ]),
+    );
     const caught = messagesOf('caught');
     const device = await connect();
     await device.request('[7,7,"x"]');
@@ -60,12 +71,14 @@ describe('plain-text boards and tcpmq-out send / close', function () {
   });
 
   it('passes bytes that are not text on only when binary is ticked', async function () {
-    await deploy(withCatch([
-      { id: 'text', type: 'tcpmq-in', broker: 'broker', wires: [['textOnly']] },
-      { id: 'bytes', type: 'tcpmq-in', broker: 'broker', binary: true, wires: [['withBytes']] },
-      { id: 'textOnly', type: 'helper' },
-      { id: 'withBytes', type: 'helper' },
-    ]));
+    await deploy(
+      withCatch([
+        { id: 'text', type: 'tcpmq-in', broker: 'broker', wires: [['textOnly']] },
+        { id: 'bytes', type: 'tcpmq-in', broker: 'broker', binary: true, wires: [['withBytes']] },
+        { id: 'textOnly', type: 'helper' },
+        { id: 'withBytes', type: 'helper' },
+      ]),
+    );
     const textOnly = messagesOf('textOnly');
     const withBytes = messagesOf('withBytes');
     const board = await connect();
@@ -79,10 +92,12 @@ describe('plain-text boards and tcpmq-out send / close', function () {
   });
 
   it('lists every open connection with the device table', async function () {
-    await deploy(withCatch([
-      { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['table']] },
-      { id: 'table', type: 'helper' },
-    ]));
+    await deploy(
+      withCatch([
+        { id: 'status', type: 'tcpmq-status', broker: 'broker', wires: [['table']] },
+        { id: 'table', type: 'helper' },
+      ]),
+    );
     const answers = messagesOf('table');
     const device = await connect();
     await device.request('[1,1,"a"]');
@@ -93,11 +108,14 @@ describe('plain-text boards and tcpmq-out send / close', function () {
     helper.getNode('status').receive({ topic: 'list' });
     await waitFor(() => answers.some((m) => m.topic === 'list'), 'the table');
     const { connections } = answers.find((m) => m.topic === 'list');
-    assert.deepEqual(connections.map((c) => [c.deviceId, c.kind, c.remoteAddress]), [
-      ['1', 'tcpmq', '127.0.0.1'],
-      [undefined, 'raw', '127.0.0.1'],
-      [undefined, 'unknown', '127.0.0.1'],
-    ]);
+    assert.deepEqual(
+      connections.map((c) => [c.deviceId, c.kind, c.remoteAddress]),
+      [
+        ['1', 'tcpmq', '127.0.0.1'],
+        [undefined, 'raw', '127.0.0.1'],
+        [undefined, 'unknown', '127.0.0.1'],
+      ],
+    );
     assert.equal(connections[1].bytesIn, 6);
   });
 });

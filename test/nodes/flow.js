@@ -10,7 +10,8 @@ console.log(`      (node tests on ${runtime} ${require(`${runtime}/package.json`
 
 const path = require('node:path');
 /** One of Node-RED's own nodes, from the runtime under test. */
-const coreNode = (file) => require(require.resolve(`@node-red/nodes/core/${file}`, { paths: [path.dirname(require.resolve(runtime))] }));
+const coreNode = (file) =>
+  require(require.resolve(`@node-red/nodes/core/${file}`, { paths: [path.dirname(require.resolve(runtime))] }));
 
 const NODES = [
   require('../../dist/nodes/tcpmq-broker.js'),

@@ -39,7 +39,10 @@ describe('deploying and closing tcpmq flows', function () {
     await sleep(50);
     const after = openResources();
     for (const kind of ['TCPServerWrap', 'TCPSocketWrap']) {
-      assert.ok((after[kind] ?? 0) <= (before[kind] ?? 0), `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`);
+      assert.ok(
+        (after[kind] ?? 0) <= (before[kind] ?? 0),
+        `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`,
+      );
     }
     assert.deepEqual(timers.stop(), [], 'timers of ours still alive');
     await deploy(flow());
@@ -55,7 +58,10 @@ describe('deploying and closing tcpmq flows', function () {
     assert.equal(await device.request('[1,1,"after"]'), 'after');
     await waitFor(() => received.length === 1, 'one message');
     await sleep(50);
-    assert.deepEqual(received.map((m) => m.payload), ['after']);
+    assert.deepEqual(
+      received.map((m) => m.payload),
+      ['after'],
+    );
   });
 
   it('keeps every device connection, mailbox and device record through full deploys', async function () {
@@ -79,7 +85,11 @@ describe('deploying and closing tcpmq flows', function () {
       await helper.setFlows(fullFlow({ name: `round ${round}` }), 'full');
       events = messagesOf('events');
       const received = messagesOf('sink');
-      assert.equal(await device.request(`[1,"cmd","r${round}"]`), 'led on', `round ${round}: the flow's mailbox survives`);
+      assert.equal(
+        await device.request(`[1,"cmd","r${round}"]`),
+        'led on',
+        `round ${round}: the flow's mailbox survives`,
+      );
       assert.equal(await device.request(`[2,1,"r${round}"]`), `r${round}`, `round ${round}: device 1's news survives`);
       await waitFor(() => received.length === 2, `round ${round}: both requests reach the flow`);
       await sleep(20);
@@ -101,7 +111,10 @@ describe('deploying and closing tcpmq flows', function () {
       'device 1 came online once',
     );
     const errors = helper.log().args.filter(([entry]) => entry.level === helper.log().ERROR);
-    assert.deepEqual(errors.map(([entry]) => entry.msg), []);
+    assert.deepEqual(
+      errors.map(([entry]) => entry.msg),
+      [],
+    );
   });
 
   it('applies changed settings to the running broker: reply dialect at once, a refused device closed and reported', async function () {
@@ -132,14 +145,18 @@ describe('deploying and closing tcpmq flows', function () {
     await device.request('[1,1,"a"]');
     await helper.setFlows([{ id: 'other', type: 'helper' }], 'full');
     assert.equal(await device.closedWithin(1000), true, 'the deleted broker closes its connections');
-    await waitFor(async () => {
-      try {
-        (await Device.connect(port)).close();
-        return false;
-      } catch {
-        return true;
-      }
-    }, 'the port to be free', 1000);
+    await waitFor(
+      async () => {
+        try {
+          (await Device.connect(port)).close();
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      'the port to be free',
+      1000,
+    );
   });
 
   it('stops a broker no new instance takes over once the flows have started (its tab disabled)', async function () {
@@ -186,21 +203,32 @@ describe('deploying and closing tcpmq flows', function () {
       await waitFor(() => replies >= repliesBefore + 4, `replies after redeploy ${round}`);
       // Each request is one message: as many messages as requests made since, never twice as many.
       const counted = received.length;
-      assert.ok(counted <= replies - repliesBefore + 2, `round ${round}: ${counted} messages for ${replies - repliesBefore} replies`);
+      assert.ok(
+        counted <= replies - repliesBefore + 2,
+        `round ${round}: ${counted} messages for ${replies - repliesBefore} replies`,
+      );
     }
     sending = false;
     await Promise.all(talkers); // a dropped connection rejects here
     assert.equal(wrong, 0, 'wrong replies');
     assert.equal(helper.getNode('broker').broker.counters.connections, 2, 'two connections in all: none was dropped');
     const errors = helper.log().args.filter(([entry]) => entry.level === helper.log().ERROR);
-    assert.deepEqual(errors.map(([entry]) => entry.msg), []);
+    assert.deepEqual(
+      errors.map(([entry]) => entry.msg),
+      [],
+    );
     await helper.unload();
     await sleep(50);
     const after = openResources();
     const ownTimers = timers.stop();
-    console.log(`      open before: ${JSON.stringify(before)}; after 20 redeploys and unload: ${JSON.stringify(after)}; timers of ours alive: ${ownTimers.length}`);
+    console.log(
+      `      open before: ${JSON.stringify(before)}; after 20 redeploys and unload: ${JSON.stringify(after)}; timers of ours alive: ${ownTimers.length}`,
+    );
     for (const kind of ['TCPServerWrap', 'TCPSocketWrap']) {
-      assert.ok((after[kind] ?? 0) <= (before[kind] ?? 0), `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`);
+      assert.ok(
+        (after[kind] ?? 0) <= (before[kind] ?? 0),
+        `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`,
+      );
     }
     assert.deepEqual(ownTimers, [], 'timers of ours still alive');
     await deploy(flow());

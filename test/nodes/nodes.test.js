@@ -14,7 +14,11 @@ describe('tcpmq nodes in a flow', function () {
 
   describe('tcpmq-in', function () {
     it('sends one message per request with topic, payload, want and address', async function () {
-      await deploy([brokerConfig(port), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+      await deploy([
+        brokerConfig(port),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] },
+        { id: 'sink', type: 'helper' },
+      ]);
       const received = messagesOf('sink');
       const device = await connect();
       await device.request('[-1,1,"605"]');
@@ -42,21 +46,38 @@ describe('tcpmq nodes in a flow', function () {
       const device = await connect();
       for (const news of ['26.545', '1e3', '0x10', '', ' 5']) await device.request(JSON.stringify([1, 1, news]));
       await waitFor(() => plain.length === 5 && converted.length === 5, 'five messages each');
-      assert.deepEqual(plain.map((m) => m.payload), ['26.545', '1e3', '0x10', '', ' 5']);
-      assert.deepEqual(converted.map((m) => m.payload), [26.545, '1e3', '0x10', '', ' 5']);
+      assert.deepEqual(
+        plain.map((m) => m.payload),
+        ['26.545', '1e3', '0x10', '', ' 5'],
+      );
+      assert.deepEqual(
+        converted.map((m) => m.payload),
+        [26.545, '1e3', '0x10', '', ' 5'],
+      );
     });
 
     it('sends only the listed devices when device is set', async function () {
-      await deploy([brokerConfig(port), { id: 'in', type: 'tcpmq-in', broker: 'broker', device: '1, kitchen', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+      await deploy([
+        brokerConfig(port),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', device: '1, kitchen', wires: [['sink']] },
+        { id: 'sink', type: 'helper' },
+      ]);
       const received = messagesOf('sink');
       const device = await connect();
       for (const frame of ['[1,1,"a"]', '[2,1,"b"]', '["kitchen",1,"c"]', '[-1,1,"d"]']) await device.request(frame);
       await sleep(50);
-      assert.deepEqual(received.map((m) => m.topic), ['1', 'kitchen']);
+      assert.deepEqual(
+        received.map((m) => m.topic),
+        ['1', 'kitchen'],
+      );
     });
 
     it('sends plain text as a raw message', async function () {
-      await deploy([brokerConfig(port), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+      await deploy([
+        brokerConfig(port),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] },
+        { id: 'sink', type: 'helper' },
+      ]);
       const received = messagesOf('sink');
       const board = await connect();
       board.send('Hello 01Studio!');
@@ -166,10 +187,13 @@ describe('tcpmq nodes in a flow', function () {
       const lastFrame = Date.now();
       await reader.request('[2,1,"r"]');
       await waitFor(() => received.some((m) => m.topic === '2'), 'device 2 online');
-      assert.deepEqual(received.slice(0, 2).map((m) => [m.topic, m.payload]), [
-        ['1', 'online'],
-        ['2', 'online'],
-      ]);
+      assert.deepEqual(
+        received.slice(0, 2).map((m) => [m.topic, m.payload]),
+        [
+          ['1', 'online'],
+          ['2', 'online'],
+        ],
+      );
       // Device 2 keeps talking; device 1 is silent.
       const keepTalking = setInterval(() => reader.send('[2,2,"r"]'), 200);
       try {
@@ -215,7 +239,11 @@ describe('tcpmq nodes in a flow', function () {
 
   describe('tcpmq-broker', function () {
     it('counts bad input, sends no reply to it, and keeps other connections working', async function () {
-      await deploy([brokerConfig(port, { maxFrameBytes: 1024 }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+      await deploy([
+        brokerConfig(port, { maxFrameBytes: 1024 }),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] },
+        { id: 'sink', type: 'helper' },
+      ]);
       const received = messagesOf('sink');
       const good = await connect();
       const bad = await connect();
@@ -233,27 +261,45 @@ describe('tcpmq nodes in a flow', function () {
       const broker = helper.getNode('broker').broker;
       assert.equal(broker.counters.protocolErrors, 5);
       assert.equal(broker.counters.oversize, 1);
-      assert.deepEqual(received.map((m) => m.payload), ['a', 'x', 'b', 'c']);
-      const warnings = helper.log().args.filter(([entry]) => entry.level === helper.log().WARN).map(([entry]) => entry.msg);
-      assert.ok(warnings.some((text) => /protocol-error/.test(text)), `warnings logged: ${warnings.join(' | ')}`);
+      assert.deepEqual(
+        received.map((m) => m.payload),
+        ['a', 'x', 'b', 'c'],
+      );
+      const warnings = helper
+        .log()
+        .args.filter(([entry]) => entry.level === helper.log().WARN)
+        .map(([entry]) => entry.msg);
+      assert.ok(
+        warnings.some((text) => /protocol-error/.test(text)),
+        `warnings logged: ${warnings.join(' | ')}`,
+      );
     });
 
     it('closes idle connections after idleTimeout', async function () {
-      await deploy([brokerConfig(port, { idleTimeout: 0.3 }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
+      await deploy([
+        brokerConfig(port, { idleTimeout: 0.3 }),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] },
+      ]);
       const device = await connect();
       await device.request('[1,1,"a"]');
       assert.equal(await device.closedWithin(2000), true);
     });
 
     it('never closes idle connections when idleTimeout is 0', async function () {
-      await deploy([brokerConfig(port, { idleTimeout: 0 }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
+      await deploy([
+        brokerConfig(port, { idleTimeout: 0 }),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] },
+      ]);
       const device = await connect();
       await device.request('[1,1,"a"]');
       assert.equal(await device.closedWithin(500), false);
     });
 
     it('refuses connections beyond maxConnections', async function () {
-      await deploy([brokerConfig(port, { maxConnections: 3 }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
+      await deploy([
+        brokerConfig(port, { maxConnections: 3 }),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] },
+      ]);
       const kept = [await connect(), await connect(), await connect()];
       await waitFor(() => helper.getNode('broker').broker.connectionCount === 3, 'three connections');
       const refused = await connect();
@@ -277,8 +323,14 @@ describe('tcpmq nodes in a flow', function () {
           await waitFor(() => node.status.lastCall?.args[0].fill === 'red', `a red status on ${id}`);
           assert.equal(node.status.lastCall.args[0].shape, 'ring');
         }
-        const errors = helper.log().args.filter(([entry]) => entry.level === helper.log().ERROR).map(([entry]) => entry.msg);
-        assert.ok(errors.some((text) => /listen/.test(text)), `errors logged: ${errors.join(' | ')}`);
+        const errors = helper
+          .log()
+          .args.filter(([entry]) => entry.level === helper.log().ERROR)
+          .map(([entry]) => entry.msg);
+        assert.ok(
+          errors.some((text) => /listen/.test(text)),
+          `errors logged: ${errors.join(' | ')}`,
+        );
       } finally {
         await new Promise((resolve) => squatter.close(resolve));
       }

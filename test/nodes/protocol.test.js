@@ -14,7 +14,10 @@ describe('TCPMQ wire contract in Node-RED', function () {
 
   vectorSuite({
     async start(format) {
-      await deploy([brokerConfig(port, { replyFormat: format }), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] }]);
+      await deploy([
+        brokerConfig(port, { replyFormat: format }),
+        { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [[]] },
+      ]);
       return { connect, readMailbox: (id) => helper.getNode('broker').broker.readMailbox(id) };
     },
   });
@@ -31,7 +34,11 @@ describe('TCPMQ wire contract in Node-RED', function () {
   });
 
   it('serves 50 devices at once, each its own replies in order', async function () {
-    await deploy([brokerConfig(port), { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] }, { id: 'sink', type: 'helper' }]);
+    await deploy([
+      brokerConfig(port),
+      { id: 'in', type: 'tcpmq-in', broker: 'broker', wires: [['sink']] },
+      { id: 'sink', type: 'helper' },
+    ]);
     const received = messagesOf('sink');
     const fleet = await Promise.all(Array.from({ length: 50 }, () => connect()));
     const rounds = 20;
@@ -57,10 +64,7 @@ describe('TCPMQ wire contract in Node-RED', function () {
   });
 
   it('lets a device read mailbox "cmd" written by a flow', async function () {
-    await deploy([
-      brokerConfig(port),
-      { id: 'out', type: 'tcpmq-out', broker: 'broker', device: '', wires: [] },
-    ]);
+    await deploy([brokerConfig(port), { id: 'out', type: 'tcpmq-out', broker: 'broker', device: '', wires: [] }]);
     helper.getNode('out').receive({ topic: 'cmd', payload: 'led on' });
     const device = await connect();
     assert.equal(await device.request('[5,"cmd","x"]'), 'led on');

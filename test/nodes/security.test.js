@@ -13,14 +13,36 @@ const { helper, brokerConfig, brokerInStatusFlow, deploy, messagesOf, nodeRedFix
 function makeCertificate(dir, name) {
   const key = path.join(dir, `${name}-key.pem`);
   const cert = path.join(dir, `${name}-cert.pem`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   return { key, cert };
 }
 
 /** A TLS device: resolves with the first reply to `frame`, or rejects with the TLS error. */
 function tlsRequest(port, frame, options = {}) {
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...options }, () => socket.write(frame));
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...options }, () =>
+      socket.write(frame),
+    );
     socket.once('data', (reply) => {
       resolve(reply.toString());
       socket.destroy();
@@ -48,7 +70,10 @@ describe('access control and TLS', function () {
     stranger.send('[1,1,"sneaky"]');
     assert.equal(await stranger.closedWithin(2000), true);
     await waitFor(() => statuses.length === 1, 'an error message');
-    assert.deepEqual([statuses[0].payload, statuses[0].kind, statuses[0].remoteAddress], ['error', 'forbidden', '127.0.0.1']);
+    assert.deepEqual(
+      [statuses[0].payload, statuses[0].kind, statuses[0].remoteAddress],
+      ['error', 'forbidden', '127.0.0.1'],
+    );
     assert.match(statuses[0].error, /not in allowFrom/);
     assert.equal(helper.getNode('broker').broker.readMailbox('1'), undefined, 'no mailbox written');
     assert.equal(received.length, 0, 'nothing reached the flow');
@@ -82,7 +107,10 @@ describe('access control and TLS', function () {
     await waitFor(() => statuses.some((m) => m.payload === 'error'), 'an error message');
     const error = statuses.find((m) => m.payload === 'error');
     assert.deepEqual([error.kind, error.topic], ['unknown-device', '3']);
-    assert.deepEqual(received.map((m) => m.topic), ['kitchen', '1']);
+    assert.deepEqual(
+      received.map((m) => m.topic),
+      ['kitchen', '1'],
+    );
     assert.equal(helper.getNode('broker').broker.counters.unknownDevices, 1);
   });
 
@@ -113,7 +141,15 @@ describe('access control and TLS', function () {
     });
 
     const tlsFlow = (verify) => [
-      { id: 'tlsconf', type: 'tls-config', cert: server.cert, key: server.key, ca: verify ? server.cert : '', verifyservercert: verify, servername: '' },
+      {
+        id: 'tlsconf',
+        type: 'tls-config',
+        cert: server.cert,
+        key: server.key,
+        ca: verify ? server.cert : '',
+        verifyservercert: verify,
+        servername: '',
+      },
       ...flow({ usetls: true, tls: 'tlsconf' }),
     ];
 
@@ -130,7 +166,15 @@ describe('access control and TLS', function () {
 
     it('reports a key that does not match its certificate instead of crashing', async function () {
       await helper.load(require('./flow').NODES, [
-        { id: 'tlsconf', type: 'tls-config', cert: server.cert, key: stranger.key, ca: '', verifyservercert: false, servername: '' },
+        {
+          id: 'tlsconf',
+          type: 'tls-config',
+          cert: server.cert,
+          key: stranger.key,
+          ca: '',
+          verifyservercert: false,
+          servername: '',
+        },
         ...flow({ usetls: true, tls: 'tlsconf' }),
       ]);
       const inNode = helper.getNode('in');

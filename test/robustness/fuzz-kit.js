@@ -119,7 +119,8 @@ const STRING_CHARS = [
 function genString(rng, maxLength = 12) {
   let text = '';
   const length = rng.int(maxLength + 1);
-  for (let i = 0; i < length; i++) text += rng.chance(0.5) ? rng.pick('abcxyz0123456789'.split('')) : rng.pick(STRING_CHARS);
+  for (let i = 0; i < length; i++)
+    text += rng.chance(0.5) ? rng.pick('abcxyz0123456789'.split('')) : rng.pick(STRING_CHARS);
   return text;
 }
 
@@ -233,7 +234,11 @@ function mutate(rng, bytes) {
         if (out.length > 0) out[Math.min(at, out.length - 1)] = rng.int(256);
         break;
       case 1:
-        out = Buffer.concat([out.subarray(0, at), B(rng.pick(['[', ']', '{', '}', '"', '\\', ',', '\n', '\u0000'])), out.subarray(at)]);
+        out = Buffer.concat([
+          out.subarray(0, at),
+          B(rng.pick(['[', ']', '{', '}', '"', '\\', ',', '\n', '\u0000'])),
+          out.subarray(at),
+        ]);
         break;
       case 2:
         out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1 + rng.int(4))]);
@@ -251,7 +256,18 @@ function mutate(rng, bytes) {
   return out;
 }
 
-const HOSTILE_KINDS = ['valid', 'random-bytes', 'deep-nesting', 'huge-string', 'invalid-utf8', 'unbalanced', 'nul-bytes', 'mutated', 'control-in-string', 'separator'];
+const HOSTILE_KINDS = [
+  'valid',
+  'random-bytes',
+  'deep-nesting',
+  'huge-string',
+  'invalid-utf8',
+  'unbalanced',
+  'nul-bytes',
+  'mutated',
+  'control-in-string',
+  'separator',
+];
 
 /** One segment of hostile input of the given (or a random) kind. */
 function genHostile(rng, maxFrameBytes, kind = rng.pick(HOSTILE_KINDS)) {
@@ -265,7 +281,11 @@ function genHostile(rng, maxFrameBytes, kind = rng.pick(HOSTILE_KINDS)) {
       const depth = rng.chance(0.5) ? 10000 : 1 + rng.int(3000);
       const open = rng.pick(['[', '{', '[{']);
       const opening = open.repeat(Math.ceil(depth / open.length));
-      return B(rng.chance(0.5) ? opening : opening + (open === '[' ? ']' : open === '{' ? '}' : '}]').repeat(Math.ceil(depth / open.length)));
+      return B(
+        rng.chance(0.5)
+          ? opening
+          : opening + (open === '[' ? ']' : open === '{' ? '}' : '}]').repeat(Math.ceil(depth / open.length)),
+      );
     }
     case 'huge-string': {
       // Near and over the limit, terminated or not.
@@ -276,11 +296,22 @@ function genHostile(rng, maxFrameBytes, kind = rng.pick(HOSTILE_KINDS)) {
     case 'invalid-utf8':
       return Buffer.concat([
         B('[1,1,"'),
-        Buffer.from(rng.pick([[0xff], [0xfe, 0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe6, 0xb8], [0xf8, 0x88, 0x80, 0x80, 0x80]])),
+        Buffer.from(
+          rng.pick([
+            [0xff],
+            [0xfe, 0xff],
+            [0xc0, 0x80],
+            [0xed, 0xa0, 0x80],
+            [0xe6, 0xb8],
+            [0xf8, 0x88, 0x80, 0x80, 0x80],
+          ]),
+        ),
         B(rng.pick(['"]', '', '"', '\n'])),
       ]);
     case 'unbalanced':
-      return B(rng.pick([']]]', '[[[', '}}', '{{', '[1,1,"a"]]', '[[1,1,"a"]', '"', '\\', '[1,1,"a\\', '"]"]', '[', '{']));
+      return B(
+        rng.pick([']]]', '[[[', '}}', '{{', '[1,1,"a"]]', '[[1,1,"a"]', '"', '\\', '[1,1,"a\\', '"]"]', '[', '{']),
+      );
     case 'nul-bytes':
       return rng.chance(0.5) ? Buffer.alloc(1 + rng.int(16)) : B('[1,1,"a\u0000b"]');
     case 'mutated':
@@ -329,13 +360,15 @@ function feed(reads, maxFrameBytes) {
     const buffered = reader.bufferedBytes;
     maxBuffered = Math.max(maxBuffered, buffered);
     assert.ok(buffered <= maxFrameBytes, `bufferedBytes ${buffered} > maxFrameBytes ${maxFrameBytes}`);
-    if (reader.held) assert.ok(reader.held.length <= maxFrameBytes, `held buffer of ${reader.held.length} bytes > ${maxFrameBytes}`);
+    if (reader.held)
+      assert.ok(reader.held.length <= maxFrameBytes, `held buffer of ${reader.held.length} bytes > ${maxFrameBytes}`);
   }
   return { events, reader, maxBuffered };
 }
 
 const frameTexts = (events) => events.filter((e) => e.kind === 'frame').map((e) => e.bytes.toString('latin1'));
-const requestFrameTexts = (events) => events.filter((e) => e.kind === 'frame' && e.bytes[0] === OPEN_BRACKET).map((e) => e.bytes.toString('latin1'));
+const requestFrameTexts = (events) =>
+  events.filter((e) => e.kind === 'frame' && e.bytes[0] === OPEN_BRACKET).map((e) => e.bytes.toString('latin1'));
 const texts = (buffers) => buffers.map((b) => b.toString('latin1'));
 
 // ---- properties (FrameReader) ---------------------------------------------
@@ -454,7 +487,11 @@ const PROPERTIES = {
     const parts = [genFrame(rng).bytes];
     for (let n = 3 + rng.int(12); n > 0; n--) {
       // Stray garbage (it starts with a byte that cannot start a frame), with quotes and braces inside.
-      const garbage = Buffer.from(Array.from({ length: 2 + rng.int(10) }, (_, i) => (i === 0 ? 0x78 : rng.pick([0x78, 0x20, 0x22, 0x7b, 0x7d, 0x5d, 0x0a, 0x00, 0xff]))));
+      const garbage = Buffer.from(
+        Array.from({ length: 2 + rng.int(10) }, (_, i) =>
+          i === 0 ? 0x78 : rng.pick([0x78, 0x20, 0x22, 0x7b, 0x7d, 0x5d, 0x0a, 0x00, 0xff]),
+        ),
+      );
       parts.push(garbage, genFrame(rng).bytes);
     }
     const bytes = Buffer.concat(parts);
@@ -621,7 +658,8 @@ async function lockstepDevice(port, id, isDone, { replyTimeoutMs = 2000, onReply
       socket.write(`[${frameId},${frameId},"${payload}"]`);
       const until = Date.now() + replyTimeoutMs;
       while (buffered.length < payload.length) {
-        if (socket.destroyed || Date.now() > until) throw new Error(`lockstep device ${id}: no reply to request ${count}`);
+        if (socket.destroyed || Date.now() > until)
+          throw new Error(`lockstep device ${id}: no reply to request ${count}`);
         await nextData();
       }
       assert.equal(buffered, payload, `lockstep device ${id}: reply to request ${count}`);

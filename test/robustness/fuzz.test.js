@@ -143,7 +143,9 @@ describe('robustness: fuzzing (fixed seed)', function () {
       broker.on('warning', (message) => warnings.push(message));
       let done = false;
       let lockstepReplies = 0;
-      const lockstep = [0, 1, 2, 3].map((i) => kit.lockstepDevice(port, `lock-${i}`, () => done, { onReply: () => lockstepReplies++ }));
+      const lockstep = [0, 1, 2, 3].map((i) =>
+        kit.lockstepDevice(port, `lock-${i}`, () => done, { onReply: () => lockstepReplies++ }),
+      );
       for (const p of lockstep) p.catch(() => {}); // awaited below; a failure must not be an unhandled rejection meanwhile
       const started = Date.now();
       let fuzzFrames = 0;
@@ -155,10 +157,13 @@ describe('robustness: fuzzing (fixed seed)', function () {
           const fuzz = [];
           for (let i = 0; i < 8; i++) {
             const n = wave * 8 + i;
-            fuzz.push(kit.fuzzConnection(port, kit.caseSeed(SEED, 1000 + n), n % 2 ? `fz-${n}` : 10000 + n, { frames: 15 }));
+            fuzz.push(
+              kit.fuzzConnection(port, kit.caseSeed(SEED, 1000 + n), n % 2 ? `fz-${n}` : 10000 + n, { frames: 15 }),
+            );
           }
           const chaos = [];
-          for (let i = 0; i < 4; i++) chaos.push(kit.chaosConnection(port, kit.caseSeed(SEED, 2000 + wave * 4 + i), 65536));
+          for (let i = 0; i < 4; i++)
+            chaos.push(kit.chaosConnection(port, kit.caseSeed(SEED, 2000 + wave * 4 + i), 65536));
           for (const result of await Promise.all(fuzz)) {
             fuzzFrames += result.frames;
             fuzzBytes += result.bytes;
@@ -259,12 +264,18 @@ describe('robustness: fuzzing (fixed seed)', function () {
       const trickleMs = Date.now() - started;
       const expected = (i) => Buffer.byteLength(prefixes[i]) + BODY;
       const index = new Map(sockets.map((socket, i) => [socket.localPort, i]));
-      await waitFor(() => connections.every((c) => c.reader.bufferedBytes === expected(index.get(c.remotePort))), 'every connection to hold its whole unfinished frame');
+      await waitFor(
+        () => connections.every((c) => c.reader.bufferedBytes === expected(index.get(c.remotePort))),
+        'every connection to hold its whole unfinished frame',
+      );
       const during = process.memoryUsage();
       let held = 0;
       for (const connection of connections) {
         assert.ok(connection.reader.bufferedBytes <= maxFrameBytes);
-        assert.ok(connection.reader.held.length <= maxFrameBytes, `held buffer of ${connection.reader.held.length} bytes`);
+        assert.ok(
+          connection.reader.held.length <= maxFrameBytes,
+          `held buffer of ${connection.reader.held.length} bytes`,
+        );
         held += connection.reader.held.length;
       }
       // Generous bound: the held buffers (at most 50 x 64 KiB = 3.2 MiB) plus

@@ -209,7 +209,9 @@ describe('robustness: hostile clients', function () {
     for (const [i, d] of again.entries()) assert.equal(await d.request(`[${i},${i},"again"]`), 'again');
     assert.equal(broker.connectionCount, 20);
     assert.equal(broker.counters.refused, 180);
-    console.log(`      flood: 200 connections at once, ${broker.counters.refused} refused and closed, 20 served, 5 freed places reused`);
+    console.log(
+      `      flood: 200 connections at once, ${broker.counters.refused} refused and closed, 20 served, 5 freed places reused`,
+    );
     assertNoUncaught();
   });
 
@@ -249,7 +251,10 @@ describe('robustness: hostile clients', function () {
       sockets.push(socket);
       socket.write('[8,8,"' + 'x'.repeat(1000));
     }
-    await waitFor(() => [...broker.connections.values()].filter((c) => c.reader.bufferedBytes === 1006).length === 10, 'ten unfinished frames held');
+    await waitFor(
+      () => [...broker.connections.values()].filter((c) => c.reader.bufferedBytes === 1006).length === 10,
+      'ten unfinished frames held',
+    );
     const reset = typeof net.Socket.prototype.resetAndDestroy === 'function';
     for (const socket of resetters) {
       if (reset) socket.resetAndDestroy();
@@ -259,7 +264,9 @@ describe('robustness: hostile clients', function () {
     assert.equal(disconnects.length, 10);
     assert.equal(broker.readMailbox(8), undefined, 'no half frame was read');
     assert.equal(await other.request('[9,9,"after"]'), 'after');
-    console.log(`      reset: 10 clients ${reset ? 'reset (RST)' : 'destroyed'} mid-frame, all forgotten, others served`);
+    console.log(
+      `      reset: 10 clients ${reset ? 'reset (RST)' : 'destroyed'} mid-frame, all forgotten, others served`,
+    );
     assertNoUncaught();
   });
 });
