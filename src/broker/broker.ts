@@ -1,45 +1,41 @@
 /**
- * The TCPMQ broker: listens (listener.ts), takes in connections
- * (connections.ts), answers each request from the mailboxes (mailboxes.ts),
- * keeps the device table (devices.ts) and reports what happens as events;
- * the flow API writes mailboxes and connections. No Node-RED import: usable
- * on its own. A byte goes: socket -> Connection -> FrameReader -> onFrame()
- * here -> parseRequest -> Mailboxes / Devices -> reply and 'request' event.
- *
- * Events (all arguments are plain objects):
- * - 'state'      (BrokerStatus)  starting / listening / error / stopped
- * - 'request'    (RequestEvent)  a device sent a valid request (already answered)
- * - 'raw'        (RawEvent)      a line or chunk of plain text (docs/PROTOCOL.md, plain text)
- * - 'online'     (DeviceRecord)  a device sent its first request since being offline
- * - 'offline'    (DeviceRecord)  a device was silent for offlineAfter seconds
- * - 'rejected'   (RejectEvent)   bad input, oversize frame, refused or dropped connection
- * - 'connection' / 'disconnect' (ConnectionInfo)
- * - 'warning'    (string)        a listener threw; the broker carried on
+ * The TCPMQ broker: handed sockets (by its Server, server.ts, or by any
+ * net.Server a user owns: `net.createServer((socket) => broker.handle(socket))`),
+ * it admits them (admission.ts), answers each request from the mailboxes and
+ * keeps the device table (src/store), and reports what happens as events
+ * (events.ts); the flow API writes mailboxes and connections. No Node-RED
+ * import. A byte goes: socket -> Connection -> FrameReader -> onFrame() here ->
+ * parseRequest -> Mailboxes / Devices -> reply and 'request' event.
  */
 
-import { isUtf8 } from 'node:buffer';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
-import { isAllowedAddress, parseAllowFrom, parseIdList } from './access';
-import {
-  plainAddress,
-  type Connection,
-  type ConnectionHandlers,
-  type ConnectionInfo,
-  type ConnectionRecord,
-} from './connection';
-import { Connections, type ConnectionTarget } from './connections';
-import { Devices, type DeviceRecord } from '../store/devices';
-import { Listener, listenError, sameTls } from './listener';
-import { copyOf, Mailboxes, type Mailbox } from '../store/mailboxes';
-import { encodeReply, type ReplyFormat } from '../protocol/reply';
-import { printable } from '../protocol/printable';
-import { canonicalId, isRequest, parseRequest, type DeviceId } from '../protocol/request';
+import type * as net from 'node:net';
+import type * as tls from 'node:tls';
 import { SafeEmitter, describe } from '../events/safe-emitter';
+import { isText, preview, printable } from '../protocol/printable';
+import { encodeReply, type ReplyFormat } from '../protocol/reply';
+import { canonicalId, isRequest, parseRequest, type DeviceId } from '../protocol/request';
+import { defaults } from '../settings/schema';
+import { Devices, type DeviceRecord } from '../store/devices';
+import { copyOf, Mailboxes } from '../store/mailboxes';
 import { restoreSnapshot, takeSnapshot, type BrokerSnapshot } from '../store/snapshot';
+import { Admission } from './admission';
+import { plainAddress, type Connection, type ConnectionHandlers, type ConnectionRecord } from './connection';
+import { Connections, type ConnectionTarget } from './connections';
+import type {
+  BrokerCounters,
+  BrokerEvents,
+  BrokerStatus,
+  RawEvent,
+  RejectEvent,
+  RejectKind,
+  RequestEvent,
+  ShareHook,
+} from './events';
+import { Server, type ListenAddress } from './server';
 
 export { connectionName, type ConnectionInfo, type ConnectionRecord } from './connection';
 export type { ConnectionTarget } from './connections';
+export * from './events';
 export type { BrokerSnapshot } from '../store/snapshot';
 
 export interface BrokerOptions {
@@ -64,96 +60,21 @@ export interface BrokerOptions {
   tls?: tls.TlsOptions;
 }
 
+const SCHEMA_DEFAULTS = defaults('server');
+
 export const DEFAULT_OPTIONS: BrokerOptions = {
-  host: '0.0.0.0',
-  port: 9999,
-  replyFormat: 'text',
-  offlineAfter: 30,
-  idleTimeout: 60,
-  maxConnections: 1000,
-  maxFrameBytes: 65536,
+  host: SCHEMA_DEFAULTS.host,
+  port: SCHEMA_DEFAULTS.port,
+  replyFormat: SCHEMA_DEFAULTS.replyFormat as ReplyFormat,
+  offlineAfter: SCHEMA_DEFAULTS.offlineAfter,
+  idleTimeout: SCHEMA_DEFAULTS.idleTimeout,
+  maxConnections: SCHEMA_DEFAULTS.maxConnections,
+  maxFrameBytes: SCHEMA_DEFAULTS.maxFrameBytes,
   retryInterval: 5000,
-  allowFrom: '',
-  allowDevices: '',
-  maxDevices: 10000,
+  allowFrom: SCHEMA_DEFAULTS.allowFrom,
+  allowDevices: SCHEMA_DEFAULTS.allowDevices,
+  maxDevices: SCHEMA_DEFAULTS.maxDevices,
 };
-
-export type BrokerState = 'stopped' | 'starting' | 'listening' | 'error';
-
-export interface BrokerStatus {
-  state: BrokerState;
-  host: string;
-  port: number;
-  /** Why listening failed, naming the address: set in the 'error' state. */
-  error?: string;
-  /** The system error code (EADDRINUSE, EACCES, ...) in the 'error' state. */
-  code?: string;
-}
-
-export interface RequestEvent extends ConnectionInfo {
-  from: DeviceId;
-  want: DeviceId;
-  payload: unknown;
-}
-
-export interface RawEvent extends ConnectionInfo {
-  bytes: Buffer;
-  /** False for bytes that are not UTF-8 text (or hold control characters other than tab, CR, LF, ESC). */
-  isText: boolean;
-}
-
-export type RejectKind =
-  'protocol-error' | 'oversize' | 'refused' | 'forbidden' | 'unknown-device' | 'capacity' | 'tls' | 'idle' | 'backlog';
-
-export interface RejectEvent extends ConnectionInfo {
-  kind: RejectKind;
-  reason: string;
-  /** The device id involved, for 'unknown-device'. */
-  deviceId?: DeviceId;
-}
-
-/**
- * What sharing (fleet.ts) hears of this broker's own changes: called at once,
- * with no copy made, so that a request costs one call more, not an event.
- */
-export interface ShareHook {
-  /** Mailbox `id` was written here (a device's request, a flow), or cleared (`mailbox` undefined). */
-  written(id: DeviceId, mailbox: Mailbox | undefined): void;
-  /** A device of this broker came online or went offline. */
-  device(record: DeviceRecord): void;
-}
-
-/** What each of the broker's events carries (see the top of this file). */
-export interface BrokerEvents {
-  state: BrokerStatus;
-  request: RequestEvent;
-  raw: RawEvent;
-  online: DeviceRecord;
-  offline: DeviceRecord;
-  rejected: RejectEvent;
-  connection: ConnectionInfo;
-  disconnect: ConnectionInfo;
-  warning: string;
-}
-
-export interface BrokerCounters {
-  connections: number;
-  requests: number;
-  rawMessages: number;
-  protocolErrors: number;
-  oversize: number;
-  /** Connections refused: over maxConnections, or from an address not in allowFrom. */
-  refused: number;
-  /** Requests from ids not in allowDevices (their connections are closed). */
-  unknownDevices: number;
-  idleClosed: number;
-  /** Requests answered while no flow listened for them (no tcpmq-in, or in the moment of a deploy). */
-  unheardRequests: number;
-  /** Connections closed because a changed allowFrom or allowDevices no longer admits them. */
-  closedBySettings: number;
-  /** Requests from new ids answered but not recorded: maxDevices records, all online. */
-  capacityRefused: number;
-}
 
 export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   readonly mailboxes: Mailboxes;
@@ -173,27 +94,16 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   };
 
   private settings: BrokerOptions;
-  /** Sharing through MQTT, when on (see fleet.ts). */
+  /** Sharing through MQTT, when on (see src/fleet). */
   private share: ShareHook | undefined;
-  private readonly connections = new Connections();
-  /** The listener bound with the current settings. */
-  private listener: Listener | undefined;
-  /** A listener being replaced (new host, port or TLS): closed once the new one has bound. */
-  private retiring: Listener | undefined;
-  /** Listeners being closed: stop() waits for them. */
-  private readonly closing = new Set<Promise<void>>();
-  /** Every accepted TCP socket until it closes (TLS ones from before their handshake), whichever listener took it. */
+  private readonly admission: Admission;
+  /** Listening, when start() runs it (a broker may also be handed sockets by a server of the user's). */
+  private readonly server: Server;
+  /** Every admitted socket until it closes (TLS ones from before their handshake): counted against maxConnections. */
   private readonly sockets = new Set<net.Socket>();
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly connections = new Connections();
   private flowWrites = 0;
-  private currentStatus: BrokerStatus;
-  /** Between start() and stop(): serving, or trying to. */
-  private running = false;
-  private stopping = false;
-  private allowedAddresses: net.BlockList | undefined;
-  private allowedDevices: Set<DeviceId> | undefined;
-  /** A setting that cannot work (a bad allowFrom entry): reported instead of listening. */
-  private configError: string | undefined;
+  private sweepsOn = false;
 
   /** Where a connection's bytes go: closures, so that nothing of this is public. */
   private readonly handlers: ConnectionHandlers = {
@@ -222,14 +132,20 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   constructor(options: Partial<BrokerOptions> = {}) {
     super();
     this.settings = { ...DEFAULT_OPTIONS, ...options };
-    this.parseAccess();
+    this.admission = new Admission(this.settings);
     this.mailboxes = new Mailboxes(this.settings.replyFormat);
     this.devices = new Devices(
       this.settings.offlineAfter * 1000,
       (device) => this.wentOffline(device),
       this.settings.maxDevices,
     );
-    this.currentStatus = { state: 'stopped', host: this.settings.host, port: this.settings.port };
+    this.server = new Server({
+      admit: (socket) => this.admit(socket),
+      handle: (socket) => this.serve(socket),
+      tlsFailed: (err, socket) => this.tlsFailed(err, socket),
+      state: (status) => this.safeEmit('state', status),
+    });
+    this.server.move(this.listenAddress());
   }
 
   /** The settings in force (configure() replaces them). */
@@ -238,7 +154,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   }
 
   get status(): BrokerStatus {
-    return this.currentStatus;
+    return this.server.status;
   }
 
   get connectionCount(): number {
@@ -257,68 +173,30 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
 
   // ---- running ------------------------------------------------------------
 
-  /** Starts listening; a failure is reported as an 'error' state and retried. */
+  /** Starts listening (server.ts); a failure is reported as an 'error' state and retried. */
   start(): void {
-    if (this.listener || this.retryTimer || this.stopping) return;
-    this.running = true;
-    const { host, port } = this.settings;
-    if (this.configError) {
-      this.setStatus({ state: 'error', host, port, code: 'EINVAL', error: this.configError });
-      this.retire();
-      return;
-    }
+    if (this.server.running) return;
     this.startSweeps();
-    this.setStatus({ state: 'starting', host, port });
-    const tlsOptions = this.settings.tls;
-    let server: net.Server;
-    try {
-      server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
-    } catch (err) {
-      // A key that does not match its certificate, a wrong passphrase: reported, not thrown.
-      this.setStatus({ state: 'error', host, port, code: 'ETLS', error: `TLS settings rejected: ${describe(err)}` });
-      this.retire();
-      return;
-    }
-    const listener = new Listener(server);
-    server.on('connection', (socket: net.Socket) => {
-      // With TLS, devices are served once the handshake is done ('secureConnection').
-      if (this.admit(socket, listener) && !tlsOptions) this.accept(socket);
-    });
-    if (tlsOptions) {
-      server.on('secureConnection', (socket: tls.TLSSocket) => this.accept(socket));
-      server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => this.tlsFailed(err, socket));
-    }
-    this.listener = listener;
-    server.on('error', (err: NodeJS.ErrnoException) => this.listenFailed(listener, err));
-    try {
-      server.listen({ host, port }, () => {
-        if (this.listener !== listener) return; // stopped or moved while binding
-        const address = server.address();
-        const boundPort = typeof address === 'object' && address ? address.port : port;
-        this.setStatus({ state: 'listening', host, port: boundPort });
-        this.retire();
-      });
-    } catch (err) {
-      // A port out of range or a malformed host fails at once rather than as an event.
-      this.listenFailed(listener, err as NodeJS.ErrnoException);
-    }
+    this.server.start(this.listenAddress());
+  }
+
+  /**
+   * Takes in a socket from a server of the caller's own, as aedes does:
+   * admitted (allowFrom, maxConnections) and served. start() is then not needed
+   * for listening; the caller's server owns the port.
+   */
+  handle(socket: net.Socket): void {
+    if (!this.sockets.has(socket) && !this.admit(socket)) return;
+    this.startSweeps();
+    this.serve(socket);
   }
 
   /** Closes every connection and listener, and clears every timer. */
   async stop(): Promise<void> {
-    this.running = false;
-    this.stopping = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
     this.stopSweeps();
     // Every socket, served or still in its TLS handshake: server.close() waits for them all.
     for (const socket of this.sockets) socket.destroy();
-    for (const listener of [this.listener, this.retiring]) if (listener) this.closeListener(listener);
-    this.listener = undefined;
-    this.retiring = undefined;
-    await Promise.all(this.closing);
-    this.stopping = false;
-    this.setStatus({ state: 'stopped', host: this.settings.host, port: this.settings.port });
+    await this.server.stop();
   }
 
   /**
@@ -330,24 +208,19 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
    * bound first, then the old one and its connections are closed.
    */
   configure(options: Partial<BrokerOptions>): void {
-    const previous = this.settings;
     const next: BrokerOptions = { ...DEFAULT_OPTIONS, ...options };
     this.settings = next;
-    const hadConfigError = this.configError;
-    this.parseAccess();
+    this.admission.configure(next);
     this.mailboxes.setFormat(next.replyFormat);
     this.connections.setMaxFrameBytes(next.maxFrameBytes);
     this.devices.setOfflineAfter(next.offlineAfter * 1000);
     this.devices.setMaxDevices(next.maxDevices);
-    if (!this.running) {
-      this.currentStatus = { ...this.currentStatus, host: next.host, port: next.port };
-      return;
+    if (this.sweeping) {
+      this.stopSweeps();
+      this.startSweeps();
     }
-    this.stopSweeps();
-    this.startSweeps();
-    this.closeUnadmitted();
-    const moved = next.host !== previous.host || next.port !== previous.port || !sameTls(next.tls, previous.tls);
-    if (moved || this.configError !== hadConfigError) this.relisten();
+    if (this.server.running || this.sockets.size > 0) this.closeUnadmitted();
+    this.server.move(this.listenAddress());
   }
 
   /** Sharing hears of this broker's own changes from now on (undefined: no more). */
@@ -425,116 +298,44 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     restoreSnapshot(snapshot, this.mailboxes, this.devices, Date.now());
   }
 
-  // ---- listening ------------------------------------------------------------
-
-  /** Binds a listener for the new settings; the current one is retired once it has (see retire()). */
-  private relisten(): void {
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    if (this.listener) {
-      // A listener replaced before the one it replaced was closed: that one goes now.
-      if (this.retiring) this.closeListener(this.retiring);
-      this.retiring = this.listener;
-      this.listener = undefined;
-    }
-    this.start();
-  }
-
-  /** The new listener has bound (or cannot): the one it replaces closes, with its connections. */
-  private retire(): void {
-    const retiring = this.retiring;
-    this.retiring = undefined;
-    if (retiring) this.closeListener(retiring);
-  }
-
-  /** Closes `listener` and the connections it accepted; stop() waits for it. */
-  private closeListener(listener: Listener): Promise<void> {
-    const closed = listener.close();
-    this.closing.add(closed);
-    closed.then(() => this.closing.delete(closed));
-    return closed;
-  }
-
-  private listenFailed(listener: Listener, err: NodeJS.ErrnoException): void {
-    listener.server.close();
-    if (this.listener !== listener) return;
-    this.listener = undefined;
-    const retiring = this.retiring;
-    if (retiring && err.code === 'EADDRINUSE') {
-      // The listener being replaced holds the port (same port, new host or TLS): it closes first.
-      this.retiring = undefined;
-      this.closeListener(retiring).then(() => {
-        if (this.running && !this.listener && !this.retryTimer) this.start();
-      });
-      return;
-    }
-    const { host, port, retryInterval } = this.settings;
-    this.setStatus({ state: 'error', host, port, code: err.code, error: listenError(host, port, err) });
-    this.retire();
-    if (this.stopping || !this.running) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.start();
-    }, retryInterval);
-  }
-
-  private setStatus(status: BrokerStatus): void {
-    this.currentStatus = status;
-    this.safeEmit('state', status);
-  }
-
   // ---- admission --------------------------------------------------------------
 
-  private parseAccess(): void {
-    this.configError = undefined;
-    try {
-      this.allowedAddresses = parseAllowFrom(this.settings.allowFrom);
-    } catch (err) {
-      this.allowedAddresses = undefined;
-      this.configError = describe(err);
-    }
-    this.allowedDevices = parseIdList(this.settings.allowDevices);
+  private listenAddress(): ListenAddress {
+    const { host, port, tls, retryInterval } = this.settings;
+    return { host, port, tls, retryInterval, invalid: this.admission.configError };
   }
 
   /** Takes in a new TCP socket, or refuses it (allowFrom, maxConnections) before any byte is read. */
-  private admit(socket: net.Socket, listener: Listener): boolean {
+  private admit(socket: net.Socket): boolean {
     socket.on('error', () => {
       // Resets and timeouts from the device's side: 'close' follows and cleans up.
     });
     const remoteAddress = plainAddress(socket.remoteAddress);
-    const refusal =
-      this.allowedAddresses && !isAllowedAddress(this.allowedAddresses, remoteAddress)
-        ? ({ kind: 'forbidden', reason: 'address not in allowFrom' } as const)
-        : this.sockets.size >= this.settings.maxConnections
-          ? ({ kind: 'refused', reason: `connection limit of ${this.settings.maxConnections} reached` } as const)
-          : undefined;
+    const refusal = this.admission.refuseConnection(remoteAddress, this.sockets.size);
     if (refusal) {
       this.counters.refused++;
-      this.safeEmit('rejected', {
-        ...refusal,
-        connectionId: 0,
-        remoteAddress,
-        remotePort: socket.remotePort ?? 0,
-      } satisfies RejectEvent);
+      const where = { connectionId: 0, remoteAddress, remotePort: socket.remotePort ?? 0 };
+      this.safeEmit('rejected', { ...refusal, ...where } satisfies RejectEvent);
       socket.destroy();
       return false;
     }
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
-    listener.track(socket);
     return true;
   }
 
   /** Serves an admitted socket (a TLSSocket once its handshake is done). */
-  private accept(socket: net.Socket): void {
+  private serve(socket: net.Socket): void {
     socket.on('error', () => {
       // As in admit(): 'close' follows.
     });
+    const remoteAddress = plainAddress(socket.remoteAddress);
+    const { maxFrameBytes } = this.settings;
     const connection = this.connections.add(
       socket,
-      plainAddress(socket.remoteAddress),
+      remoteAddress,
       socket.remotePort ?? 0,
-      this.settings.maxFrameBytes,
+      maxFrameBytes,
       this.handlers,
     );
     this.counters.connections++;
@@ -559,26 +360,11 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   /** After a change of allowFrom or allowDevices: the connections they no longer admit are closed. */
   private closeUnadmitted(): void {
     for (const connection of this.connections.values()) {
-      let refusal: { kind: RejectKind; reason: string } | undefined;
-      if (this.allowedAddresses && !isAllowedAddress(this.allowedAddresses, connection.remoteAddress)) {
-        refusal = { kind: 'forbidden', reason: 'address no longer in allowFrom' };
-      } else if (
-        this.allowedDevices &&
-        connection.deviceId !== undefined &&
-        !this.allowedDevices.has(connection.deviceId)
-      ) {
-        refusal = {
-          kind: 'unknown-device',
-          reason: `device id ${printable(connection.deviceId)} no longer in allowDevices`,
-        };
-      }
+      const refusal = this.admission.refuseOpen(connection.remoteAddress, connection.deviceId);
       if (!refusal) continue;
       this.counters.closedBySettings++;
-      this.safeEmit('rejected', {
-        ...connection.info(),
-        ...refusal,
-        deviceId: connection.deviceId,
-      } satisfies RejectEvent);
+      const event = { ...connection.info(), ...refusal, deviceId: connection.deviceId };
+      this.safeEmit('rejected', event satisfies RejectEvent);
       connection.close();
     }
   }
@@ -605,15 +391,11 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       return;
     }
     const { from, want, payload } = parsed;
-    if (this.allowedDevices && !this.allowedDevices.has(from)) {
+    const refusal = this.admission.refuseDevice(from);
+    if (refusal) {
       // Refused before it touches a mailbox; the connection goes, so nothing it queued is read.
       this.counters.unknownDevices++;
-      this.safeEmit('rejected', {
-        ...connection.info(),
-        kind: 'unknown-device',
-        reason: `device id ${printable(from)} not in allowDevices`,
-        deviceId: from,
-      } satisfies RejectEvent);
+      this.safeEmit('rejected', { ...connection.info(), ...refusal, deviceId: from } satisfies RejectEvent);
       connection.close();
       return;
     }
@@ -679,7 +461,13 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
 
   // ---- sweeps -------------------------------------------------------------------
 
+  private get sweeping(): boolean {
+    return this.sweepsOn;
+  }
+
   private startSweeps(): void {
+    if (this.sweepsOn) return;
+    this.sweepsOn = true;
     this.devices.startSweeping();
     this.connections.startIdleSweep(this.settings.idleTimeout * 1000, (connection) => {
       this.counters.idleClosed++;
@@ -689,22 +477,8 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   }
 
   private stopSweeps(): void {
+    this.sweepsOn = false;
     this.devices.stopSweeping();
     this.connections.stopIdleSweep();
   }
-}
-
-/** The first bytes of `bytes`, printable, for a log line. */
-function preview(bytes: Buffer): string {
-  const text = printable(bytes.subarray(0, 24).toString('latin1'));
-  return bytes.length > 24 ? `${text}... (${bytes.length} bytes)` : text;
-}
-
-/** Text is UTF-8 with no NUL or other C0 control bytes except tab, CR, LF (and ESC for terminals). */
-function isText(bytes: Buffer): boolean {
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i];
-    if (byte < 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d && byte !== 0x1b) return false;
-  }
-  return isUtf8(bytes);
 }

@@ -16,7 +16,7 @@
  */
 
 import * as net from 'node:net';
-import { listItems } from '../broker/access';
+import { listItems } from '../protocol/ids';
 import { decodeReply, type ReplyFormat } from '../protocol/reply';
 import { printable } from '../protocol/printable';
 import { wireIdJson } from '../protocol/request';

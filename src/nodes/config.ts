@@ -1,6 +1,6 @@
 /** Reading node properties as the editor saves them (numbers may arrive as text). */
 
-import { parseIdList } from '../broker/access';
+import { parseIdList } from '../protocol/ids';
 
 /** A number property, or `fallback` when it is empty or not a number. */
 export function numberProperty(value: unknown, fallback: number): number {
