@@ -20,7 +20,7 @@
 'use strict';
 const { parseArgs } = require('node:util');
 const kit = require('../test/robustness/fuzz-kit');
-const { freePort } = require('../test/support');
+const { freePort } = require('../tools/free-port');
 const { TcpmqBroker } = require('../dist');
 
 const { values: args } = parseArgs({

@@ -10,6 +10,8 @@ const os = require('node:os');
 const path = require('node:path');
 const { execSync, fork, spawn } = require('node:child_process');
 const { parseArgs } = require('node:util');
+const { freePort } = require('../tools/free-port');
+const { settingsText, nodeRedHome } = require('../tools/node-red-home');
 
 const root = path.join(__dirname, '..');
 const { values: options } = parseArgs({
@@ -25,17 +27,6 @@ const WARMUP_MS = 1000;
 const CLOCK_TICKS = Number(execSync('getconf CLK_TCK').toString()) || 100;
 
 // ---- processes ------------------------------------------------------------
-
-/** Ports the OS picks, closed again before use. */
-function freePort() {
-  const net = require('node:net');
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts `command` and resolves once its output matches `ready`. */
 function startProcess(command, args, ready, env = process.env) {
@@ -139,18 +130,12 @@ function benchFlows(port, name = '', offlineAfter = 30, share = undefined) {
 
 /** A real node-red with this package installed, running benchFlows(port), with `gc()` for memory figures. */
 async function startNodeRed(port, offlineAfter = 30, share = undefined) {
-  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-bench-'));
-  const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
-  fs.mkdirSync(path.dirname(link), { recursive: true });
-  fs.symlinkSync(root, link, 'dir');
-  fs.mkdirSync(path.join(userDir, 'nodes'));
-  for (const file of ['counter-node.js', 'counter-node.html'])
-    fs.copyFileSync(path.join(__dirname, file), path.join(userDir, 'nodes', file));
-  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(benchFlows(port, '', offlineAfter, share)));
-  fs.writeFileSync(
-    path.join(userDir, 'settings.js'),
-    "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }, logging: { console: { level: 'info' } } };\n",
-  );
+  const userDir = nodeRedHome({
+    prefix: 'tcpmq-bench-',
+    settings: settingsText("logging: { console: { level: 'info' } }"),
+    flows: benchFlows(port, '', offlineAfter, share),
+    nodes: ['counter-node.js', 'counter-node.html'].map((file) => path.join(__dirname, file)),
+  });
   const editorPort = await freePort();
   const redJs = require.resolve('node-red/red.js', { paths: [root] });
   const child = await startProcess(

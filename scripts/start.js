@@ -10,6 +10,7 @@ const net = require('node:net');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { parseArgs } = require('node:util');
+const { settingsText, nodeRedHome } = require('../tools/node-red-home');
 
 const root = path.join(__dirname, '..');
 /** The demo: the device page and the fleet page (config nodes they share appear in both files once). */
@@ -44,36 +45,23 @@ function checkFree(port, what) {
 }
 
 /** Settings for the private user directory: a demo, so no update prompts or tours. */
-const SETTINGS = `module.exports = {
-  flowFile: 'flows.json',
-  credentialSecret: false,
-  telemetry: { enabled: false },
-  editorTheme: { tours: false, projects: { enabled: false } },
-};
-`;
+const SETTINGS = settingsText('editorTheme: { tours: false, projects: { enabled: false } }');
 
-/** The user directory: settings, this package linked in as an installed module, and the demo flow. */
+/**
+ * The user directory (on a fresh checkout it does not exist yet): settings, this package linked in as an
+ * installed module, and the demo flow; what is already there stays.
+ */
 function prepareUserDir() {
-  // On a fresh checkout the directory does not exist yet.
-  fs.mkdirSync(userDir, { recursive: true });
-  const settings = path.join(userDir, 'settings.js');
-  if (!fs.existsSync(settings)) fs.writeFileSync(settings, SETTINGS);
-  const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
-  fs.mkdirSync(path.dirname(link), { recursive: true });
-  if (!fs.existsSync(link)) fs.symlinkSync(root, link, 'dir');
   const flows = path.join(userDir, 'flows.json');
-  if (!fs.existsSync(flows)) {
-    const byId = new Map();
-    for (const file of DEMO) for (const node of JSON.parse(fs.readFileSync(file, 'utf8'))) byId.set(node.id, node);
-    const demo = [...byId.values()];
-    for (const node of demo) {
-      if (node.type === 'tcpmq-broker')
-        Object.assign(node, { port: tcpmqPort, offlineAfter: Number(options['offline-after']) });
-    }
-    fs.writeFileSync(flows, JSON.stringify(demo, null, 2));
-  } else {
-    console.log(`Using your flows in ${flows} (delete it to get the demo back).`);
+  if (fs.existsSync(flows)) console.log(`Using your flows in ${flows} (delete it to get the demo back).`);
+  const byId = new Map();
+  for (const file of DEMO) for (const node of JSON.parse(fs.readFileSync(file, 'utf8'))) byId.set(node.id, node);
+  const demo = [...byId.values()];
+  for (const node of demo) {
+    if (node.type === 'tcpmq-broker')
+      Object.assign(node, { port: tcpmqPort, offlineAfter: Number(options['offline-after']) });
   }
+  nodeRedHome({ dir: userDir, settings: SETTINGS, flows: demo, keep: true });
 }
 
 async function main() {

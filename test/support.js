@@ -5,6 +5,7 @@ const asyncHooks = require('node:async_hooks');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
+const { freePort } = require('../tools/free-port');
 
 /** Where this package's runtime code lives once built: dist/. */
 const OWN_CODE = new RegExp(`[\\/]${path.basename(path.join(__dirname, '..'))}[\\/]dist[\\/]`);
@@ -45,18 +46,6 @@ function skipWithout(suite, tool, hint = '') {
     throw new Error(`${message} (CI=true: a suite may not skip)`);
   console.log(`      (skipped: ${message})`);
   suite.skip();
-}
-
-/** A free TCP port on loopback (the OS picks it; closed again before use). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Resolves when `check()` is true, polling; rejects with `what` after `ms`. */

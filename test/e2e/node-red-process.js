@@ -2,31 +2,17 @@
 // A real node-red process in a temporary user directory, for the end-to-end tests:
 // deploys through the admin API, restarts, kills.
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const { freePort, waitFor } = require('../support');
-
-const root = path.join(__dirname, '..', '..');
-
-/** settings.js for a test: flows.json, no credential secret, no telemetry, plus `extra` (JS object text). */
-function settingsText(extra = '') {
-  return `module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false }${extra ? `, ${extra}` : ''} };\n`;
-}
+const { root, settingsText, nodeRedHome } = require('../../tools/node-red-home');
 
 /**
  * A new user directory with this package installed as a link (as `npm link`
  * would) and the given settings.js text and flows. Returns its path.
  */
 function linkedUserDir(prefix, settings = settingsText(), flows = []) {
-  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  const link = path.join(userDir, 'node_modules', '@tcpmq', 'node-red-tcpmq');
-  fs.mkdirSync(path.dirname(link), { recursive: true });
-  fs.symlinkSync(root, link, 'dir');
-  fs.writeFileSync(path.join(userDir, 'settings.js'), settings);
-  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
-  return userDir;
+  return nodeRedHome({ prefix, settings, flows });
 }
 
 /**

@@ -8,6 +8,7 @@ const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { Device, exampleFiles, freePort } = require('../support');
 const { RUNTIMES, startNodeRed, stopNodeRed } = require('./node-red-process');
+const { nodeRedHome } = require('../../tools/node-red-home');
 
 const root = path.join(__dirname, '..', '..');
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -56,17 +57,14 @@ for (const { name: runtime, node } of RUNTIMES) {
         { cwd: userDir, stdio: 'ignore', env: cleanEnv },
       );
       tcpmqPort = await freePort();
-      fs.writeFileSync(
-        path.join(userDir, 'flows.json'),
-        JSON.stringify([
+      nodeRedHome({
+        dir: userDir,
+        link: false,
+        flows: [
           { id: 'b1', type: 'tcpmq-broker', host: '127.0.0.1', port: tcpmqPort, replyFormat: 'json' },
           { id: 'in1', type: 'tcpmq-in', z: '', broker: 'b1', wires: [] },
-        ]),
-      );
-      fs.writeFileSync(
-        path.join(userDir, 'settings.js'),
-        "module.exports = { flowFile: 'flows.json', credentialSecret: false, telemetry: { enabled: false } };\n",
-      );
+        ],
+      });
       nodeRed = await startNodeRed(userDir, { redJs: require.resolve(`${runtime}/red.js`), node, ms: 40000 });
       editorPort = nodeRed.editorPort;
     });
