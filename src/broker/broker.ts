@@ -417,7 +417,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     const written = this.mailboxes.write(from, payload, 'device', now);
     const cameOnline = this.devices.heard(from, connection, payload, now);
     if (this.share) {
-      this.share.written(from, written);
+      this.share.written(from, written, want, connection);
       if (cameOnline) this.share.device(cameOnline);
     }
     connection.deviceId = from;

@@ -55,8 +55,11 @@ export interface RejectEvent extends ConnectionInfo {
  * with no copy made, so that a request costs one call more, not an event.
  */
 export interface ShareHook {
-  /** Mailbox `id` was written here (a device's request, a flow), or cleared (`mailbox` undefined). */
-  written(id: DeviceId, mailbox: Mailbox | undefined): void;
+  /**
+   * Mailbox `id` was written here (a device's request, a flow), or cleared
+   * (`mailbox` undefined); for a device's request, what it asked for and its connection.
+   */
+  written(id: DeviceId, mailbox: Mailbox | undefined, want?: DeviceId, connection?: ConnectionInfo): void;
   /** A device of this broker came online or went offline. */
   device(record: DeviceRecord): void;
 }

@@ -4,23 +4,39 @@
  * board here reads a board there (docs/PROTOCOL.md, sharing). Replies never
  * wait on MQTT: remote mailboxes are written into the local store as they
  * come, and served from there. No MQTT client here either: the transport
- * (Node-RED's mqtt-broker node, or a test double) is given.
+ * (Node-RED's mqtt-broker node, MQTT.js in the gateway, or a test double) is
+ * given. Topics and their payloads: topics.ts; Home Assistant: discovery.ts.
  *
- * Topics under `prefix`, the public contract:
- * - `<prefix>/mailbox/<id>`     retained JSON {value, writtenAt, writer, gateway, expiresAt}; empty = cleared
- * - `<prefix>/device/<id>`      retained JSON {online, lastSeen, gateway, remoteAddress}
- * - `<prefix>/mailbox/<id>/set` any client writes a mailbox, as a flow would
+ * A broker that never listens and shares only what flows write is how Node-RED
+ * attaches to a fleet served by gateways elsewhere (tcpmq-broker mode `fleet`).
  *
- * Events: 'news' (a remote device's news), 'online' / 'offline' (remote
- * devices), 'state' (connected or not), 'warning'.
+ * Events: 'news' (a remote device's news), 'raw' (a remote plain-text line,
+ * with `followRaw`), 'online' / 'offline' (remote devices), 'state'
+ * (connected or not), 'warning'.
  */
 
-import type { ShareHook, TcpmqBroker } from '../broker/broker';
-import { Devices, type DeviceRecord } from '../store/devices';
-import type { Mailbox } from '../store/mailboxes';
-import { printable } from '../protocol/printable';
-import type { DeviceId } from '../protocol/request';
+import type { ConnectionInfo, RawEvent, ShareHook, TcpmqBroker } from '../broker/broker';
 import { SafeEmitter, describe } from '../events/safe-emitter';
+import { isText, printable } from '../protocol/printable';
+import type { DeviceId } from '../protocol/request';
+import { Devices, type DeviceRecord } from '../store/devices';
+import { mailboxJson, mailboxValue } from '../store/mailbox-codec';
+import type { Mailbox } from '../store/mailboxes';
+import { sensorDiscovery } from './discovery';
+import {
+  fleetTopics,
+  idOfLevel,
+  levelsAfter,
+  type FleetTopics,
+  type SharedCommand,
+  type SharedDevice,
+  type SharedGateway,
+  type SharedMailbox,
+  type SharedRaw,
+} from './topics';
+
+export { idOfLevel, topicLevel } from './topics';
+export type { SharedDevice, SharedMailbox } from './topics';
 
 /** What carries the fleet's messages: an MQTT client's publish and subscribe. */
 export interface FleetTransport {
@@ -36,27 +52,13 @@ export interface FleetOptions {
   gateway: string;
   /** Publish Home Assistant MQTT discovery for each device of this gateway. */
   haDiscovery: boolean;
-  /** The least time between two publishes of one id: a device reporting faster is coalesced (the latest gets out). */
+  /**
+   * The least time between two publishes of one id: a device reporting faster
+   * is coalesced (the latest gets out). 0: every report, as soon as it is answered.
+   */
   minIntervalMs: number;
-}
-
-/** `<prefix>/mailbox/<id>`, as published. */
-export interface SharedMailbox {
-  value: unknown;
-  /** The value is a Buffer, as base64. */
-  buffer?: true;
-  writtenAt: number;
-  writer: 'device' | 'flow';
-  gateway: string;
-  expiresAt: number | null;
-}
-
-/** `<prefix>/device/<id>`, as published. */
-export interface SharedDevice {
-  online: boolean;
-  lastSeen: number;
-  gateway: string;
-  remoteAddress: string;
+  /** Take in the plain-text lines of every gateway ('raw' events): a Node-RED attached in fleet mode. */
+  followRaw?: boolean;
 }
 
 /** A device of another gateway, as events carry it. */
@@ -64,49 +66,52 @@ export interface RemoteDevice extends DeviceRecord {
   gateway: string;
 }
 
+/** A remote device's news, with what its gateway said of the request. */
+export interface RemoteNews {
+  from: DeviceId;
+  payload: unknown;
+  gateway: string;
+  want?: DeviceId;
+  connectionId?: number;
+  remoteAddress?: string;
+  remotePort?: number;
+}
+
 export interface FleetEvents {
-  news: { from: DeviceId; payload: unknown; gateway: string };
+  news: RemoteNews;
+  raw: RawEvent & { gateway: string };
   online: RemoteDevice;
   offline: RemoteDevice;
   state: { connected: boolean };
   warning: string;
 }
 
-/** Characters an MQTT topic level cannot carry as they are (wildcards, the separator, `$` first, NUL), and `%` itself. */
-// eslint-disable-next-line no-control-regex -- NUL is one of them
-const TOPIC_UNSAFE = /[%/+#\u0000]|^\$/g;
-
-/** An id as one topic level: reversibly, `a/b` is `a%2Fb`. */
-export function topicLevel(id: DeviceId): string {
-  if (id === '') return '%';
-  return id.replace(TOPIC_UNSAFE, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
-}
-
-/** The id a topic level names (the inverse of topicLevel). */
-export function idOfLevel(level: string): DeviceId {
-  if (level === '%') return '';
-  return level.replace(/%([0-9A-F]{2})/g, (_match, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-}
-
-/** An id as Home Assistant's object ids allow: letters, digits, `_` and `-`; anything else by its code. */
-function objectId(id: DeviceId): string {
-  return id.replace(/[^A-Za-z0-9-]/g, (char) => `_${char.codePointAt(0)!.toString(16)}`);
+/** What a request that wrote a mailbox here said besides its news (published with it). */
+interface RequestOrigin {
+  want: DeviceId;
+  connection: ConnectionInfo;
 }
 
 export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   /** The devices of other gateways: online while their news is fresh. */
   readonly remote: Devices;
+  readonly topics: FleetTopics;
   private readonly gatewayOf = new Map<DeviceId, string>();
   private transport: FleetTransport | undefined;
+  private subscribed: string[] = [];
   private isConnected = false;
   /** Ids whose mailbox or device changed here and are not published yet. */
   private readonly dirtyMailboxes = new Set<DeviceId>();
   private readonly dirtyDevices = new Set<DeviceId>();
+  /** The request behind each dirty mailbox a device wrote. */
+  private readonly origins = new Map<DeviceId, RequestOrigin>();
   /** When each id was last published, oldest first; only the last minIntervalMs are kept. */
   private readonly lastPublished = new Map<DeviceId, number>();
   private flushTimer: NodeJS.Timeout | undefined;
+  private flushSoon: NodeJS.Immediate | undefined;
   private readonly discovered = new Set<DeviceId>();
-  /** Messages published, for the benchmark and the sidebar. */
+  private detachRaw: (() => void) | undefined;
+  /** Messages published and taken in, for the benchmark and the sidebar. */
   readonly counters = { published: 0, received: 0 };
 
   constructor(
@@ -114,11 +119,9 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     readonly options: FleetOptions,
   ) {
     super();
-    this.remote = new Devices(
-      broker.options.offlineAfter * 1000,
-      (device) => this.remoteWentOffline(device),
-      broker.options.maxDevices,
-    );
+    this.topics = fleetTopics(options.prefix);
+    const { offlineAfter, maxDevices } = broker.options;
+    this.remote = new Devices(offlineAfter * 1000, (device) => this.remoteWentOffline(device), maxDevices);
   }
 
   get connected(): boolean {
@@ -134,21 +137,32 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     return this.gatewayOf.get(id) ?? this.options.gateway;
   }
 
+  /** Whether another gateway's device or mailbox is known under `id`. */
+  isRemote(id: DeviceId): boolean {
+    return this.gatewayOf.has(id);
+  }
+
   /** Starts sharing over `transport`: subscribes, and hears this broker's changes. */
   attach(transport: FleetTransport): void {
     this.detach();
     this.transport = transport;
-    const { prefix } = this.options;
-    transport.subscribe(`${prefix}/mailbox/+`, (topic, payload) =>
-      this.safely(() => this.mailboxMessage(topic, payload)),
-    );
-    transport.subscribe(`${prefix}/mailbox/+/set`, (topic, payload) =>
-      this.safely(() => this.setMessage(topic, payload)),
-    );
-    transport.subscribe(`${prefix}/device/+`, (topic, payload) =>
-      this.safely(() => this.deviceMessage(topic, payload)),
-    );
+    const { filters, command } = this.topics;
+    const own = this.options.gateway;
+    const routes: [string, (topic: string, payload: Buffer) => void][] = [
+      [filters.mailboxes, (topic, payload) => this.mailboxMessage(topic, payload)],
+      [filters.sets, (topic, payload) => this.setMessage(topic, payload)],
+      [filters.devices, (topic, payload) => this.deviceMessage(topic, payload)],
+      [filters.gateways, (topic, payload) => this.gatewayMessage(topic, payload)],
+      [command(own, 'send'), (_topic, payload) => this.commandMessage('send', payload)],
+      [command(own, 'close'), (_topic, payload) => this.commandMessage('close', payload)],
+    ];
+    if (this.options.followRaw) routes.push([filters.raw, (topic, payload) => this.rawMessage(topic, payload)]);
+    for (const [filter, route] of routes) {
+      transport.subscribe(filter, (topic, payload) => this.safely(() => route(topic, payload)));
+      this.subscribed.push(filter);
+    }
     this.broker.setShare(this);
+    this.detachRaw = this.broker.listen({ raw: (event) => this.publishRaw(event) });
     this.remote.startSweeping();
   }
 
@@ -156,14 +170,14 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   detach(): void {
     const transport = this.transport;
     this.transport = undefined;
-    if (this.flushTimer) clearInterval(this.flushTimer);
-    this.flushTimer = undefined;
+    this.stopFlushing();
     this.remote.stopSweeping();
     this.broker.setShare(undefined);
+    this.detachRaw?.();
+    this.detachRaw = undefined;
     if (!transport) return;
-    const { prefix } = this.options;
-    for (const topic of [`${prefix}/mailbox/+`, `${prefix}/mailbox/+/set`, `${prefix}/device/+`])
-      transport.unsubscribe(topic);
+    for (const topic of this.subscribed) transport.unsubscribe(topic);
+    this.subscribed = [];
     this.setConnected(false);
   }
 
@@ -175,8 +189,9 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     if (connected === this.isConnected) return;
     this.isConnected = connected;
     if (connected) {
-      for (const [id, mailbox] of this.broker.mailboxes.entries())
+      for (const [id, mailbox] of this.broker.mailboxes.entries()) {
         if (mailbox.gateway === undefined) this.dirtyMailboxes.add(id);
+      }
       for (const id of this.broker.devices.ids()) this.dirtyDevices.add(id);
       this.discovered.clear();
       this.lastPublished.clear();
@@ -185,12 +200,21 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     this.safeEmit('state', { connected });
   }
 
+  /** Writes to (or closes) connections on the gateway `gateway`, through its command topic. */
+  command(gateway: string, command: 'send' | 'close', target: SharedCommand): void {
+    if (!this.transport || !this.isConnected) throw new Error('sharing is not connected');
+    this.transport.publish(this.topics.command(gateway, command), JSON.stringify(target), false);
+    this.counters.published++;
+  }
+
   // ---- this broker's changes (ShareHook) -------------------------------------
 
-  written(id: DeviceId, mailbox: Mailbox | undefined): void {
+  written(id: DeviceId, mailbox: Mailbox | undefined, want?: DeviceId, connection?: ConnectionInfo): void {
     if (mailbox?.gateway !== undefined) return; // taken in from the fleet: never sent back
     this.gatewayOf.delete(id);
     this.dirtyMailboxes.add(id);
+    if (want !== undefined && connection) this.origins.set(id, { want, connection });
+    else this.origins.delete(id);
     this.scheduleFlush();
   }
 
@@ -200,9 +224,24 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   }
 
   private scheduleFlush(): void {
-    if (this.flushTimer || !this.transport || !this.isConnected) return;
+    if (!this.transport || !this.isConnected) return;
+    if (this.options.minIntervalMs <= 0) {
+      // Every report: once the reply is written (this runs before it), never in its way.
+      this.flushSoon ??= setImmediate(() => {
+        this.flushSoon = undefined;
+        this.safely(() => this.flush());
+      });
+      return;
+    }
     // Often enough that a value crosses within a few tens of ms; each id at most every minIntervalMs.
-    this.flushTimer = setInterval(() => this.safely(() => this.flush()), 20);
+    this.flushTimer ??= setInterval(() => this.safely(() => this.flush()), 20);
+  }
+
+  private stopFlushing(): void {
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    if (this.flushSoon) clearImmediate(this.flushSoon);
+    this.flushTimer = undefined;
+    this.flushSoon = undefined;
   }
 
   /** Publishes what changed, each id at most every minIntervalMs (the latest value of a busy id waits its turn). */
@@ -210,7 +249,7 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     const transport = this.transport;
     if (!transport || !this.isConnected) return;
     const now = Date.now();
-    const { prefix, minIntervalMs } = this.options;
+    const { minIntervalMs } = this.options;
     for (const [id, at] of this.lastPublished) {
       // The rest were published later.
       if (now - at < minIntervalMs) break;
@@ -219,78 +258,58 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     for (const id of this.dirtyMailboxes) {
       if (this.lastPublished.has(id)) continue; // published less than minIntervalMs ago: its turn comes
       this.dirtyMailboxes.delete(id);
-      this.lastPublished.set(id, now);
+      if (minIntervalMs > 0) this.lastPublished.set(id, now);
       const mailbox = this.broker.mailboxes.read(id, now);
-      transport.publish(
-        `${prefix}/mailbox/${topicLevel(id)}`,
-        mailbox && mailbox.gateway === undefined ? JSON.stringify(this.shared(mailbox)) : '',
-        true,
-      );
+      const own = mailbox && mailbox.gateway === undefined ? JSON.stringify(this.shared(id, mailbox)) : '';
+      this.origins.delete(id);
+      transport.publish(this.topics.mailbox(id), own, true);
       this.counters.published++;
     }
     for (const id of this.dirtyDevices) {
       this.dirtyDevices.delete(id);
       const record = this.broker.devices.get(id);
       if (!record) continue;
-      const device: SharedDevice = {
-        online: record.online,
-        lastSeen: record.lastSeen,
-        gateway: this.options.gateway,
-        remoteAddress: record.remoteAddress,
-      };
-      transport.publish(`${prefix}/device/${topicLevel(id)}`, JSON.stringify(device), true);
+      const { online, lastSeen, remoteAddress } = record;
+      const device: SharedDevice = { online, lastSeen, gateway: this.options.gateway, remoteAddress };
+      transport.publish(this.topics.device(id), JSON.stringify(device), true);
       this.counters.published++;
       if (this.options.haDiscovery && !this.discovered.has(id)) this.discover(id);
     }
-    if (this.dirtyMailboxes.size === 0 && this.dirtyDevices.size === 0 && this.flushTimer) {
-      clearInterval(this.flushTimer);
-      this.flushTimer = undefined;
-    }
+    if (this.dirtyMailboxes.size === 0 && this.dirtyDevices.size === 0) this.stopFlushing();
   }
 
-  private shared(mailbox: Mailbox): SharedMailbox {
+  private shared(id: DeviceId, mailbox: Mailbox): SharedMailbox {
+    const shared: SharedMailbox = { ...mailboxJson(mailbox), gateway: this.options.gateway };
     // A device's news expires where it is read when the device has been silent for offlineAfter.
-    const expiresAt =
-      mailbox.writer === 'device'
-        ? mailbox.writtenAt + this.broker.options.offlineAfter * 1000
-        : Number.isFinite(mailbox.expiresAt)
-          ? mailbox.expiresAt
-          : null;
-    const { value, writtenAt, writer } = mailbox;
-    if (Buffer.isBuffer(value))
-      return {
-        value: value.toString('base64'),
-        buffer: true,
-        writtenAt,
-        writer,
-        gateway: this.options.gateway,
-        expiresAt,
-      };
-    return { value, writtenAt, writer, gateway: this.options.gateway, expiresAt };
+    if (mailbox.writer === 'device') shared.expiresAt = mailbox.writtenAt + this.broker.options.offlineAfter * 1000;
+    const origin = this.origins.get(id);
+    if (origin) {
+      const { connectionId, remoteAddress, remotePort } = origin.connection;
+      Object.assign(shared, { want: origin.want, connectionId, remoteAddress, remotePort });
+    }
+    return shared;
   }
 
-  /** Home Assistant's MQTT discovery: the device appears as a sensor, available while online. */
+  private publishRaw(event: RawEvent): void {
+    if (!this.transport || !this.isConnected) return;
+    const { connectionId, remoteAddress, remotePort, bytes } = event;
+    const text = isText(bytes);
+    const raw: SharedRaw = {
+      gateway: this.options.gateway,
+      connectionId,
+      remoteAddress,
+      remotePort,
+      data: text ? bytes.toString('utf8') : bytes.toString('base64'),
+      ...(text ? {} : { buffer: true as const }),
+    };
+    this.transport.publish(this.topics.raw(this.options.gateway), JSON.stringify(raw), false);
+    this.counters.published++;
+  }
+
   private discover(id: DeviceId): void {
     this.discovered.add(id);
-    const { prefix, gateway } = this.options;
-    const level = topicLevel(id);
-    const config = {
-      name: `TCPMQ ${id}`,
-      unique_id: `tcpmq_${objectId(id)}`,
-      object_id: `tcpmq_${objectId(id)}`,
-      state_topic: `${prefix}/mailbox/${level}`,
-      value_template: '{{ value_json.value }}',
-      availability_topic: `${prefix}/device/${level}`,
-      availability_template: "{{ 'online' if value_json.online else 'offline' }}",
-      payload_available: 'online',
-      payload_not_available: 'offline',
-      device: {
-        identifiers: [`tcpmq_${objectId(id)}`],
-        name: `TCPMQ device ${id}`,
-        via_device: `tcpmq_gateway_${objectId(gateway)}`,
-      },
-    };
-    this.transport?.publish(`homeassistant/sensor/tcpmq_${objectId(id)}/config`, JSON.stringify(config), true);
+    const { topic, config } = sensorDiscovery(this.options.prefix, this.options.gateway, id);
+    this.transport?.publish(topic, JSON.stringify(config), true);
     this.counters.published++;
   }
 
@@ -308,53 +327,41 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
       return;
     }
     const shared = JSON.parse(payload.toString('utf8')) as SharedMailbox;
-    if (
-      typeof shared !== 'object' ||
-      shared === null ||
-      typeof shared.writtenAt !== 'number' ||
-      typeof shared.gateway !== 'string'
-    ) {
+    if (typeof shared !== 'object' || shared === null || typeof shared.writtenAt !== 'number') {
       throw new Error(`not a mailbox message: ${printable(payload.toString('utf8'))}`);
     }
-    if (shared.gateway === this.options.gateway) return; // this gateway's own, retained
+    if (typeof shared.gateway !== 'string') throw new Error(`mailbox message without a gateway: ${printable(topic)}`);
+    const writer = shared.writer === 'flow' ? 'flow' : 'device';
+    // This gateway's own, retained: only what a flow wrote is taken back (after a restart it holds nothing).
+    if (shared.gateway === this.options.gateway && (writer === 'device' || current)) return;
     // Last writer wins; the gateway name breaks a tie.
     if (current) {
       const currentGateway = current.gateway ?? this.options.gateway;
-      if (
-        current.writtenAt > shared.writtenAt ||
-        (current.writtenAt === shared.writtenAt && currentGateway >= shared.gateway)
-      )
-        return;
+      if (current.writtenAt > shared.writtenAt) return;
+      if (current.writtenAt === shared.writtenAt && currentGateway >= shared.gateway) return;
     }
-    const writer = shared.writer === 'flow' ? 'flow' : 'device';
     const expiresAt =
       writer === 'device' ? shared.writtenAt + this.broker.options.offlineAfter * 1000 : shared.expiresAt;
     if (expiresAt !== null && expiresAt <= now) {
       if (current) this.broker.mailboxes.clear(id);
       return;
     }
-    const value = shared.buffer ? Buffer.from(String(shared.value), 'base64') : shared.value;
-    const mailbox = this.broker.mailboxes.write(
-      id,
-      value,
-      writer,
-      shared.writtenAt,
-      expiresAt === null ? 0 : expiresAt - shared.writtenAt,
-    );
-    mailbox.gateway = shared.gateway;
+    const value = mailboxValue(shared);
+    const ttl = expiresAt === null ? 0 : expiresAt - shared.writtenAt;
+    this.broker.mailboxes.write(id, value, writer, shared.writtenAt, ttl, undefined, shared.gateway);
     this.gatewayOf.set(id, shared.gateway);
-    if (writer === 'device') {
-      // The broker's settings may have changed since (a deploy): the remote devices follow them.
-      this.remote.setOfflineAfter(this.broker.options.offlineAfter * 1000);
-      const cameOnline = this.remote.heard(
-        id,
-        { remoteAddress: '', remotePort: 0, connectionId: 0 },
-        value,
-        shared.writtenAt,
-      );
-      if (cameOnline) this.safeEmit('online', this.remoteRecord(cameOnline));
-      this.safeEmit('news', { from: id, payload: value, gateway: shared.gateway });
-    }
+    if (writer === 'device') this.remoteNews(id, value, shared);
+  }
+
+  private remoteNews(id: DeviceId, value: unknown, shared: SharedMailbox): void {
+    // The broker's settings may have changed since (a deploy): the remote devices follow them.
+    this.remote.setOfflineAfter(this.broker.options.offlineAfter * 1000);
+    this.remote.setMaxDevices(this.broker.options.maxDevices);
+    const { want, connectionId, remoteAddress, remotePort, gateway } = shared;
+    const sender = { remoteAddress: remoteAddress ?? '', remotePort: remotePort ?? 0, connectionId: connectionId ?? 0 };
+    const cameOnline = this.remote.heard(id, sender, value, shared.writtenAt);
+    if (cameOnline) this.safeEmit('online', this.remoteRecord(cameOnline));
+    this.safeEmit('news', { from: id, payload: value, gateway, want, connectionId, remoteAddress, remotePort });
   }
 
   /** Any MQTT client writes a mailbox, as a flow would (every gateway that hears it writes it). */
@@ -387,6 +394,42 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     } else if (record) record.remoteAddress = String(shared.remoteAddress ?? '');
   }
 
+  /** A gateway's own state: when it says offline (its will), its devices are offline here at once. */
+  private gatewayMessage(topic: string, payload: Buffer): void {
+    const levels = levelsAfter(this.options.prefix, topic);
+    if (!levels || levels.length !== 2 || payload.length === 0) return;
+    const gateway = idOfLevel(levels[1]);
+    if (gateway === this.options.gateway) return;
+    const state = JSON.parse(payload.toString('utf8')) as SharedGateway;
+    if (state?.online !== false) return;
+    for (const [id, owner] of this.gatewayOf) {
+      if (owner !== gateway) continue;
+      const wentOffline = this.remote.wentOffline(id);
+      if (wentOffline) this.remoteWentOffline(wentOffline);
+    }
+  }
+
+  private rawMessage(topic: string, payload: Buffer): void {
+    if (levelsAfter(this.options.prefix, topic)?.length !== 2) return;
+    const raw = JSON.parse(payload.toString('utf8')) as SharedRaw;
+    if (typeof raw !== 'object' || raw === null || typeof raw.data !== 'string') return;
+    if (raw.gateway === this.options.gateway) return;
+    this.counters.received++;
+    const bytes = raw.buffer ? Buffer.from(raw.data, 'base64') : Buffer.from(raw.data, 'utf8');
+    const where = { connectionId: Number(raw.connectionId) || 0, remotePort: Number(raw.remotePort) || 0 };
+    const remoteAddress = String(raw.remoteAddress ?? '');
+    this.safeEmit('raw', { ...where, remoteAddress, bytes, isText: !raw.buffer, gateway: String(raw.gateway) });
+  }
+
+  /** A flow elsewhere writes to or closes connections of this gateway. */
+  private commandMessage(command: 'send' | 'close', payload: Buffer): void {
+    this.counters.received++;
+    const { connectionId, device, data, buffer } = JSON.parse(payload.toString('utf8')) as SharedCommand;
+    const target = typeof connectionId === 'number' ? { connectionId } : { device: String(device ?? '') };
+    if (command === 'close') this.broker.closeConnections(target);
+    else this.broker.send(target, buffer ? Buffer.from(String(data), 'base64') : String(data ?? ''));
+  }
+
   private remoteWentOffline(device: DeviceRecord): void {
     const mailbox = this.broker.mailboxes.read(device.id, Date.now());
     if (mailbox?.gateway !== undefined && mailbox.writer === 'device') this.broker.mailboxes.clear(device.id);
@@ -397,10 +440,10 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     return { ...structuredClone(device), gateway: this.gatewayFor(device.id) };
   }
 
-  /** The id of a topic `<prefix>/<kind>/<id>[/set]` whose id level is at `index` (from the end), if it is one of ours. */
-  private idIn(topic: string, levelsAfterPrefix: number): DeviceId | undefined {
-    const rest = topic.slice(this.options.prefix.length + 1).split('/');
-    return rest.length === levelsAfterPrefix ? idOfLevel(rest[1]) : undefined;
+  /** The id of a topic `<prefix>/<kind>/<id>[/set]` with `levels` levels after the prefix. */
+  private idIn(topic: string, levels: number): DeviceId | undefined {
+    const rest = levelsAfter(this.options.prefix, topic);
+    return rest?.length === levels ? idOfLevel(rest[1]) : undefined;
   }
 
   /** A bad message from the MQTT broker is a warning, never an exception in its client. */

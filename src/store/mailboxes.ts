@@ -25,14 +25,26 @@ export class Mailboxes {
   constructor(private format: ReplyFormat = 'text') {}
 
   /**
-   * Writes mailbox `id`. `reply`: the value's reply bytes if the caller has
-   * encoded them already (a flow's value is checked that way before it is written).
+   * Writes mailbox `id`, the one way anything is written: by `writer` at
+   * `writtenAt`, served for `ttlMs` from then (0: until overwritten), taken in
+   * from `gateway` (sharing; undefined: written here). `reply`: the value's
+   * reply bytes if the caller has encoded them already (a flow's value is
+   * checked that way before it is written).
    */
-  write(id: DeviceId, value: unknown, writer: Writer, now: number, ttlMs = 0, reply?: Buffer): Mailbox {
+  write(
+    id: DeviceId,
+    value: unknown,
+    writer: Writer,
+    writtenAt: number,
+    ttlMs = 0,
+    reply?: Buffer,
+    gateway?: string,
+  ): Mailbox {
+    const now = writtenAt;
     const expiresAt = ttlMs > 0 ? now + ttlMs : Infinity;
     let mailbox = this.boxes.get(id);
     if (mailbox === undefined) {
-      mailbox = { value, writtenAt: now, writer, expiresAt, reply, gateway: undefined };
+      mailbox = { value, writtenAt: now, writer, expiresAt, reply, gateway };
       this.boxes.set(id, mailbox);
     } else {
       // Updated in place: a device writes its mailbox every few seconds, for as long as it runs.
@@ -41,7 +53,7 @@ export class Mailboxes {
       mailbox.writer = writer;
       mailbox.expiresAt = expiresAt;
       mailbox.reply = reply;
-      mailbox.gateway = undefined;
+      mailbox.gateway = gateway;
     }
     return mailbox;
   }

@@ -4,20 +4,14 @@
  */
 
 import type { DeviceRecord, Devices } from './devices';
-import { copyOf, type Mailboxes } from './mailboxes';
+import { mailboxJson, mailboxValue, type MailboxJson } from './mailbox-codec';
+import type { Mailboxes } from './mailboxes';
 import type { DeviceId } from '../protocol/request';
 
 export interface BrokerSnapshot {
   version: 1;
   /** `buffer`: the value is a Buffer, saved as base64 (a JSON store would turn it into an object). */
-  mailboxes: {
-    id: DeviceId;
-    value: unknown;
-    buffer?: boolean;
-    writtenAt: number;
-    writer: 'device' | 'flow';
-    expiresAt: number | null;
-  }[];
+  mailboxes: (MailboxJson & { id: DeviceId })[];
   devices: DeviceRecord[];
 }
 
@@ -27,11 +21,7 @@ export function takeSnapshot(mailboxes: Mailboxes, devices: Devices, now: number
   for (const [id, mailbox] of mailboxes.entries()) {
     // Expired, or another gateway's (the fleet brings those back itself).
     if (mailbox.expiresAt <= now || mailbox.gateway !== undefined) continue;
-    const { value, writtenAt, writer, expiresAt } = mailbox;
-    const expires = Number.isFinite(expiresAt) ? expiresAt : null;
-    if (Buffer.isBuffer(value))
-      saved.push({ id, value: value.toString('base64'), buffer: true, writtenAt, writer, expiresAt: expires });
-    else saved.push({ id, value: copyOf(value), writtenAt, writer, expiresAt: expires });
+    saved.push({ id, ...mailboxJson(mailbox) });
   }
   return { version: 1, mailboxes: saved, devices: devices.table() };
 }
@@ -44,12 +34,11 @@ export function takeSnapshot(mailboxes: Mailboxes, devices: Devices, now: number
 export function restoreSnapshot(snapshot: BrokerSnapshot, mailboxes: Mailboxes, devices: Devices, now: number): void {
   if (snapshot?.version !== 1) return;
   devices.restore(snapshot.devices ?? [], now);
-  for (const { id, value, buffer, writtenAt, writer, expiresAt } of snapshot.mailboxes ?? []) {
-    const ttl = expiresAt === null ? 0 : expiresAt - now;
-    if (expiresAt !== null && ttl <= 0) continue;
+  for (const saved of snapshot.mailboxes ?? []) {
+    const { id, writtenAt, writer, expiresAt } = saved;
+    if (expiresAt !== null && expiresAt <= now) continue;
     if (writer === 'device' && !devices.get(id)?.online) continue;
     if (mailboxes.read(id, now)) continue;
-    const mailbox = mailboxes.write(id, buffer ? Buffer.from(String(value), 'base64') : value, writer, now, ttl);
-    mailbox.writtenAt = writtenAt;
+    mailboxes.write(id, mailboxValue(saved), writer, writtenAt, expiresAt === null ? 0 : expiresAt - writtenAt);
   }
 }

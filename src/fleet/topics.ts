@@ -1,0 +1,96 @@
+/**
+ * The fleet's topics and what they carry: the public contract between gateways
+ * (docs/PROTOCOL.md, sharing). An id is one topic level, reversibly encoded.
+ */
+
+import type { DeviceId } from '../protocol/request';
+import type { MailboxJson } from '../store/mailbox-codec';
+
+/** `<prefix>/mailbox/<id>`, retained: a mailbox as its gateway holds it. */
+export interface SharedMailbox extends MailboxJson {
+  gateway: string;
+  /** For a device's own news: the request that wrote it (what it asked for, where it spoke from). */
+  want?: DeviceId;
+  connectionId?: number;
+  remoteAddress?: string;
+  remotePort?: number;
+}
+
+/** `<prefix>/device/<id>`, retained. */
+export interface SharedDevice {
+  online: boolean;
+  lastSeen: number;
+  gateway: string;
+  remoteAddress: string;
+}
+
+/** `<prefix>/raw/<gateway>`: a line or chunk from a plain-text connection. */
+export interface SharedRaw {
+  gateway: string;
+  connectionId: number;
+  remoteAddress: string;
+  remotePort: number;
+  /** The bytes as UTF-8 text, or as base64 with `buffer: true` when they are not text. */
+  data: string;
+  buffer?: true;
+}
+
+/** `<prefix>/gateway/<gateway>/send` and `.../close`: a flow elsewhere writes to or closes connections here. */
+export interface SharedCommand {
+  connectionId?: number;
+  device?: string;
+  /** send: the bytes, as text or as base64 with `buffer: true`. */
+  data?: string;
+  buffer?: true;
+}
+
+/** `<prefix>/gateway/<gateway>`, retained: the gateway's own state (its will says `online: false`). */
+export interface SharedGateway {
+  online: boolean;
+  version?: string;
+  startedAt?: number;
+  counters?: Record<string, number>;
+}
+
+/** Characters an MQTT topic level cannot carry as they are (wildcards, the separator, `$` first, NUL), and `%` itself. */
+// eslint-disable-next-line no-control-regex -- NUL is one of them
+const TOPIC_UNSAFE = /[%/+#\u0000]|^\$/g;
+
+/** An id as one topic level: reversibly, `a/b` is `a%2Fb`. */
+export function topicLevel(id: DeviceId): string {
+  if (id === '') return '%';
+  return id.replace(TOPIC_UNSAFE, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/** The id a topic level names (the inverse of topicLevel). */
+export function idOfLevel(level: string): DeviceId {
+  if (level === '%') return '';
+  return level.replace(/%([0-9A-F]{2})/g, (_match, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** Every topic of a fleet under `prefix`. */
+export function fleetTopics(prefix: string) {
+  return {
+    mailbox: (id: DeviceId) => `${prefix}/mailbox/${topicLevel(id)}`,
+    set: (id: DeviceId) => `${prefix}/mailbox/${topicLevel(id)}/set`,
+    device: (id: DeviceId) => `${prefix}/device/${topicLevel(id)}`,
+    raw: (gateway: string) => `${prefix}/raw/${topicLevel(gateway)}`,
+    gateway: (gateway: string) => `${prefix}/gateway/${topicLevel(gateway)}`,
+    command: (gateway: string, command: 'send' | 'close') => `${prefix}/gateway/${topicLevel(gateway)}/${command}`,
+    /** What a gateway subscribes to. */
+    filters: {
+      mailboxes: `${prefix}/mailbox/+`,
+      sets: `${prefix}/mailbox/+/set`,
+      devices: `${prefix}/device/+`,
+      raw: `${prefix}/raw/+`,
+      gateways: `${prefix}/gateway/+`,
+    },
+  };
+}
+
+export type FleetTopics = ReturnType<typeof fleetTopics>;
+
+/** The levels of `topic` after `prefix`, or undefined if it is not under it. */
+export function levelsAfter(prefix: string, topic: string): string[] | undefined {
+  return topic.startsWith(`${prefix}/`) ? topic.slice(prefix.length + 1).split('/') : undefined;
+}
