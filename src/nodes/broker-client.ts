@@ -10,7 +10,7 @@ import { TcpmqClient, type ClientSettings, type ClientStatus } from '../client/c
 import { REPLY_FORMATS } from '../protocol/reply';
 import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
-import { limitedWarnings } from './rate-limit';
+import { limitedWarnings } from '../events/rate-limit';
 import type { Endpoint, EndpointEvent, EndpointEvents, LinkEvent, NewsEvent } from './endpoint';
 
 /** At most this many warning lines per client each minute; the rest are counted. */

@@ -6,7 +6,6 @@
  * new settings instead of a new one.
  */
 
-import * as path from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import {
@@ -14,22 +13,20 @@ import {
   connectionName,
   type BrokerEvents,
   type BrokerOptions,
-  type BrokerSnapshot,
   type BrokerStatus,
-  type ConnectionTarget,
   type RejectEvent,
 } from '../broker/broker';
-import { REPLY_FORMATS } from '../protocol/reply';
+import type { ReplyFormat } from '../protocol/reply';
+import { readSettings } from '../settings/schema';
 import type { DeviceRecord } from '../store/devices';
 import type { FleetEvents } from '../fleet/fleet';
-import { canonicalId } from '../protocol/request';
 import { describe, type EventListeners } from '../events/safe-emitter';
 import type { BrokerDef } from './broker-user';
-import { numberProperty } from './config';
-import type { ConnectionChoice, Endpoint, EndpointEvent } from './endpoint';
+import type { Endpoint, EndpointEvent } from './endpoint';
 import { shareBroker } from './broker-share';
-import { limitedWarnings } from './rate-limit';
-import { SnapshotFile } from './snapshot-file';
+import { connectionTarget, writeMailbox } from './flow-writes';
+import { limitedWarnings } from '../events/rate-limit';
+import { persistBroker } from './broker-persist';
 
 /** Node-RED's tls-config node, as far as a server needs it. */
 interface TlsConfigNode extends Node {
@@ -39,10 +36,6 @@ interface TlsConfigNode extends Node {
 
 /** At most this many warning lines per broker each minute; the rest are counted. */
 const WARNINGS_PER_MINUTE = 20;
-/** Where earlier versions kept `persist`'s snapshot in the node's context (read if there is no snapshot file). */
-const SNAPSHOT_KEY = 'tcpmq';
-/** How often a changed snapshot is saved while running (it is saved on close too): a crash loses at most this much. */
-const SAVE_EVERY_MS = 5000;
 /** The broker's event behind each endpoint event, carrying the same (a server has no remote broker: no 'link'). */
 const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = {
   news: 'request',
@@ -60,17 +53,19 @@ export function serverEndpoint(
   later: (apply: () => void) => void,
   kept?: TcpmqBroker,
 ): { endpoint: Endpoint; broker: TcpmqBroker } {
+  const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'server');
+  for (const problem of problems) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
   const options: Partial<BrokerOptions> = {
-    host: String(config.host ?? '').trim() || '0.0.0.0',
-    port: numberProperty(config.port, 9999),
-    replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
-    offlineAfter: numberProperty(config.offlineAfter, 30),
-    idleTimeout: numberProperty(config.idleTimeout, 60),
-    maxConnections: numberProperty(config.maxConnections, 1000),
-    maxFrameBytes: numberProperty(config.maxFrameBytes, 65536),
-    maxDevices: numberProperty(config.maxDevices, 10000),
-    allowFrom: config.allowFrom ?? '',
-    allowDevices: config.allowDevices ?? '',
+    host: settings.host,
+    port: settings.port,
+    replyFormat: settings.replyFormat as ReplyFormat,
+    offlineAfter: settings.offlineAfter,
+    idleTimeout: settings.idleTimeout,
+    maxConnections: settings.maxConnections,
+    maxFrameBytes: settings.maxFrameBytes,
+    maxDevices: settings.maxDevices,
+    allowFrom: settings.allowFrom,
+    allowDevices: settings.allowDevices,
     tls: tlsOptions(),
   };
   const broker = kept ?? new TcpmqBroker(options);
@@ -92,53 +87,7 @@ export function serverEndpoint(
     return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
   }
 
-  // persist: mailboxes and devices come back from the snapshot file before listening
-  // (a broker kept through a deploy has them already, newer).
-  const userDir = (RED.settings as { userDir?: string }).userDir;
-  const file = userDir ? new SnapshotFile(path.join(userDir, 'tcpmq', `${node.id}.json`)) : undefined;
-  let savedChanges = broker.changes;
-  /** A snapshot that could not be read is not overwritten: it may still be fixed by hand. */
-  let restoreFailed = false;
-  const restored = config.persist && !kept ? restoreSnapshot() : Promise.resolve();
-  const saveTimer = config.persist
-    ? setInterval(() => broker.changes !== savedChanges && saveSnapshot(), SAVE_EVERY_MS)
-    : undefined;
-
-  async function restoreSnapshot(): Promise<void> {
-    try {
-      // The node's context holds what earlier versions saved (and is the store when there is no user directory).
-      const saved = (await file?.read()) ?? (await fromContext());
-      if (saved) broker.restore(saved as BrokerSnapshot);
-    } catch (failure) {
-      restoreFailed = true;
-      node.warn(RED._('tcpmq-broker.errors.restore', { error: describe(failure) }));
-    }
-    savedChanges = broker.changes;
-  }
-
-  function fromContext(): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      // The store may call back at once (memory) or later (localfilesystem).
-      node
-        .context()
-        .get(SNAPSHOT_KEY, (err: Error | undefined, saved: unknown) => (err ? reject(err) : resolve(saved)));
-    });
-  }
-
-  async function saveSnapshot(): Promise<void> {
-    savedChanges = broker.changes;
-    if (restoreFailed) return;
-    const snapshot = broker.snapshot();
-    try {
-      if (file) await file.write(snapshot);
-      else
-        await new Promise<void>((resolve, reject) =>
-          node.context().set(SNAPSHOT_KEY, snapshot, (err?: Error) => (err ? reject(err) : resolve())),
-        );
-    } catch (err) {
-      node.warn(RED._('tcpmq-broker.errors.save', { error: describe(err) }));
-    }
-  }
+  const persistence = persistBroker(RED, node, broker, config.persist === true, kept !== undefined);
 
   const detach = broker.listen({
     state(status: BrokerStatus) {
@@ -164,20 +113,11 @@ export function serverEndpoint(
       warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
   });
   // Sharing through MQTT, when a mqtt-broker node is given (its replica goes through deploys with the broker).
-  const sharing = config.share ? shareBroker(RED, node, config, broker, showStatus, warn) : undefined;
+  const sharing = config.share ? shareBroker(RED, node, config, settings, broker, showStatus, warn) : undefined;
   const fleet = sharing?.fleet;
 
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));
-
-  /** The connections a message chose: msg.connectionId, else the device's. */
-  function connectionTarget({ connectionId, device }: ConnectionChoice): ConnectionTarget {
-    const number = numberProperty(connectionId, NaN);
-    if (Number.isInteger(number)) return { connectionId: number };
-    const id = canonicalId(device);
-    if (id === undefined || id === '') throw new Error(RED._('tcpmq-broker.errors.no-connection'));
-    return { device: id };
-  }
 
   const endpoint: Endpoint = {
     mode: 'server',
@@ -197,15 +137,12 @@ export function serverEndpoint(
       };
     },
     start() {
-      restored.then(() => broker.start()).catch((err: unknown) => node.error(describe(err)));
+      persistence.restored.then(() => broker.start()).catch((err: unknown) => node.error(describe(err)));
     },
     async close(removed) {
-      if (saveTimer) clearInterval(saveTimer);
       detach();
       sharing?.close();
-      // A deleted broker's snapshot goes with it, as Node-RED drops a deleted node's context.
-      if (removed) await file?.remove();
-      else if (config.persist) await restored.then(saveSnapshot);
+      await persistence.close(removed);
     },
     status(): NodeStatus {
       const status = broker.status;
@@ -260,15 +197,9 @@ export function serverEndpoint(
       broker.devices.dropChanges();
       fleet?.remote.dropChanges();
     },
-    writeMailbox(target, value, ttlSeconds) {
-      if (target === undefined || target === null || target === '')
-        throw new Error(RED._('tcpmq-broker.errors.no-target'));
-      if (!(ttlSeconds >= 0)) throw new Error(RED._('tcpmq-broker.errors.bad-ttl', { ttl: String(ttlSeconds) }));
-      if (value === undefined || value === null) broker.clearMailbox(target);
-      else broker.writeMailbox(target, value, ttlSeconds);
-    },
-    send: (choice, data) => broker.send(connectionTarget(choice), data),
-    closeConnections: (choice) => broker.closeConnections(connectionTarget(choice)),
+    writeMailbox: (target, value, ttlSeconds) => writeMailbox(RED, broker, target, value, ttlSeconds),
+    send: (choice, data) => broker.send(connectionTarget(RED, choice), data),
+    closeConnections: (choice) => broker.closeConnections(connectionTarget(RED, choice)),
   };
   /** The device rows of this gateway and, when sharing, of the others, each with its gateway. */
   function withGateways(local: DeviceRecord[], remote: DeviceRecord[] | undefined): object[] {

@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import type { TcpmqBroker } from '../broker/broker';
 import { Fleet, type FleetTransport } from '../fleet/fleet';
+import type { Settings } from '../settings/schema';
 import type { BrokerDef } from './broker-user';
 
 /** Node-RED's mqtt-broker config node, as far as sharing needs it (see @node-red/nodes 10-mqtt.js). */
@@ -27,9 +28,6 @@ interface MqttBrokerNode extends Node {
   publish(msg: { topic: string; payload: string; qos: number; retain: boolean }, done?: (err?: unknown) => void): void;
 }
 
-/** The least time between two publishes of one id: a device reporting 50 times a second makes 4 messages a second. */
-const MIN_INTERVAL_MS = 250;
-
 /** The fleet of each running broker, kept with it through deploys. */
 const fleets = new WeakMap<TcpmqBroker, Fleet>();
 
@@ -42,38 +40,42 @@ export interface Sharing {
 /**
  * Shares `broker` through the mqtt-broker node `config.share`; undefined (with
  * a warning) if that node is not deployed. `changed` runs whenever the
- * connection comes or goes (for the status dot).
+ * connection comes or goes (for the status dot). `attached`: fleet mode, a
+ * broker with no boards of its own that follows the whole fleet.
  */
 export function shareBroker(
   RED: NodeAPI,
   node: Node,
   config: BrokerDef,
+  settings: Settings,
   broker: TcpmqBroker,
   changed: () => void,
   warn: (text: string) => void,
+  attached = false,
 ): Sharing | undefined {
   const mqtt = RED.nodes.getNode(String(config.share)) as MqttBrokerNode | null;
   if (!mqtt) {
     node.warn(RED._('tcpmq-broker.errors.no-share'));
     return undefined;
   }
-  const prefix =
-    String(config.shareTopic ?? '')
-      .trim()
-      .replace(/\/+$/, '') || 'tcpmq';
-  const gateway = String(config.gateway ?? '').trim() || String(config.name ?? '').trim() || hostname();
+  const prefix = settings.shareTopic.replace(/\/+$/, '') || 'tcpmq';
+  // Attached (fleet mode), this Node-RED is one more writer of the fleet, never one of its gateways.
+  const gateway =
+    settings.gateway || String(config.name ?? '').trim() || (attached ? `${hostname()}-node-red` : hostname());
+  const options = {
+    prefix,
+    gateway,
+    haDiscovery: settings.haDiscovery && !attached,
+    minIntervalMs: settings.publishInterval,
+    followRaw: attached,
+  };
   let fleet = fleets.get(broker);
   if (!fleet || fleet.options.prefix !== prefix || fleet.options.gateway !== gateway) {
     fleet?.detach();
-    fleet = new Fleet(broker, {
-      prefix,
-      gateway,
-      haDiscovery: config.haDiscovery === true,
-      minIntervalMs: MIN_INTERVAL_MS,
-    });
+    fleet = new Fleet(broker, options);
     fleets.set(broker, fleet);
   }
-  fleet.options.haDiscovery = config.haDiscovery === true;
+  Object.assign(fleet.options, options);
   const ref = `${node.id}:share`;
   const transport: FleetTransport = {
     publish: (topic, payload, retain) => mqtt.publish({ topic, payload, qos: 1, retain }, () => undefined),

@@ -8,7 +8,7 @@ import type { Endpoint, EndpointEvent, Listeners } from './endpoint';
 
 /** The tcpmq-broker node's properties, as the editor saves them (numbers may be text). */
 export interface BrokerDef extends NodeDef {
-  mode?: 'server' | 'client';
+  mode?: 'server' | 'client' | 'fleet';
   host: string;
   port: number | string;
   replyFormat: ReplyFormat;
@@ -28,6 +28,7 @@ export interface BrokerDef extends NodeDef {
   shareTopic?: string;
   gateway?: string;
   haDiscovery?: boolean;
+  publishInterval?: number | string;
   // client
   clientId?: string;
   watch?: string;
@@ -79,4 +80,9 @@ export function useBroker(RED: NodeAPI, node: Node, brokerId: string, listeners:
 /** The gateway name of broker `brokerId` when it shares its devices (sharing), for msg.gateway. */
 export function gatewayOf(RED: NodeAPI, brokerId: string): string | undefined {
   return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.gateway;
+}
+
+/** Whether broker `brokerId` is attached to a fleet (mode `fleet`): every gateway's devices are its own then. */
+export function isAttached(RED: NodeAPI, brokerId: string): boolean {
+  return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.mode === 'fleet';
 }

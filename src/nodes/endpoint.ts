@@ -62,10 +62,12 @@ export interface DeviceTable {
 export interface ConnectionChoice {
   connectionId?: unknown;
   device?: unknown;
+  /** Fleet mode: the gateway that holds the connection (msg.gateway). */
+  gateway?: unknown;
 }
 
 export interface Endpoint {
-  readonly mode: 'server' | 'client';
+  readonly mode: 'server' | 'client' | 'fleet';
   /** This gateway's name when the broker shares its devices through MQTT; undefined otherwise. */
   readonly gateway: string | undefined;
   /** Subscribes `listener`; returns the function that unsubscribes it. */

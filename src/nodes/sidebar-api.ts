@@ -14,7 +14,7 @@ import type { BrokerConfigNode } from './broker-user';
 export interface BrokerSummary {
   id: string;
   name: string;
-  mode: 'server' | 'client';
+  mode: 'server' | 'client' | 'fleet';
   status: BrokerStatus | ClientStatus;
   /** Server: every device heard. Client: the watched ids (id, online, nones). */
   devices: object[];

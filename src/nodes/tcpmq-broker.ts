@@ -14,8 +14,10 @@ import { TcpmqBroker } from '../broker/broker';
 import { TcpmqClient } from '../client/client';
 import { describe } from '../events/safe-emitter';
 import { clientEndpoint } from './broker-client';
+import { fleetEndpoint } from './broker-fleet';
 import { serverEndpoint } from './broker-server';
 import type { BrokerConfigNode, BrokerDef } from './broker-user';
+import type { Endpoint } from './endpoint';
 import { runningBrokers } from './running-brokers';
 import { deployedBrokers, publishRemoved, publishUpdates } from './sidebar-api';
 
@@ -27,25 +29,33 @@ export = function (RED: NodeAPI) {
     const node = this;
     const users = new Map<string, Node>();
     let closed = false;
+    /** Set once the role below exists; a role may report a status while it is being made. */
+    let endpoint: Endpoint | undefined;
     const showStatus = () => {
-      if (users.size === 0) return;
+      if (!endpoint || users.size === 0) return;
       const status = endpoint.status();
       for (const user of users.values()) user.status(status);
     };
-    const mode = config.mode === 'client' ? 'client' : 'server';
+    const mode = config.mode === 'client' || config.mode === 'fleet' ? config.mode : 'server';
     // What the previous instance of this node ran, if a deploy just closed it.
     const kept = running.claim(node.id);
     const keptBroker = kept instanceof TcpmqBroker && mode === 'server' ? kept : undefined;
     const keptClient = kept instanceof TcpmqClient && mode === 'client' ? kept : undefined;
-    // Switched between server and client: the old one goes.
-    if (kept && !keptBroker && !keptClient) kept.stop().catch(() => undefined);
+    // A fleet's replica is a broker that never listened.
+    const keptReplica =
+      kept instanceof TcpmqBroker && mode === 'fleet' && kept.status.state === 'stopped' ? kept : undefined;
+    // Switched to another mode: the old one goes.
+    if (kept && !keptBroker && !keptClient && !keptReplica) kept.stop().catch(() => undefined);
     const later = (apply: () => void) => running.afterStart(() => closed || apply());
     const role =
       mode === 'client'
         ? clientEndpoint(RED, node, config, showStatus, later, keptClient)
-        : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
-    const { endpoint } = role;
-    node.endpoint = endpoint;
+        : mode === 'fleet'
+          ? fleetEndpoint(RED, node, config, showStatus, later, keptReplica)
+          : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
+    const current = role.endpoint;
+    endpoint = current;
+    node.endpoint = current;
     const runtime = 'broker' in role ? (node.broker = role.broker) : (node.client = role.client);
     // Listed for the editor's sidebar (the tcpmq-sidebar plugin).
     deployedBrokers.set(node.id, node);
@@ -53,8 +63,8 @@ export = function (RED: NodeAPI) {
 
     node.register = (user: Node) => {
       users.set(user.id, user);
-      user.status(endpoint.status());
-      if (!closed) endpoint.start();
+      user.status(current.status());
+      if (!closed) current.start();
     };
 
     // Listening goes on when the last user leaves: field devices never reconnect,
@@ -70,7 +80,7 @@ export = function (RED: NodeAPI) {
       if (deployedBrokers.get(node.id) === node) deployedBrokers.delete(node.id);
       stopPublishing();
       const release = () => runtime.stop().then(() => publishRemoved(RED, node.id));
-      endpoint
+      current
         .close(removed === true)
         .catch((err: unknown) => node.warn(describe(err)))
         .then(() => (removed ? release() : running.park(node.id, runtime, release)))

@@ -2,7 +2,7 @@
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { connectionName, type RawEvent } from '../broker/broker';
-import { gatewayOf, useBroker } from './broker-user';
+import { gatewayOf, isAttached, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import type { NewsEvent } from './endpoint';
 
@@ -28,7 +28,8 @@ export = function (RED: NodeAPI) {
     const asNumber = (payload: unknown) =>
       numbers && typeof payload === 'string' && DECIMAL.test(payload) ? Number(payload) : payload;
 
-    const remote = config.remote === true;
+    // Attached to a fleet, every gateway's devices are this broker's own.
+    const remote = config.remote === true || isAttached(RED, config.broker);
     const ownGateway = gatewayOf(RED, config.broker);
     useBroker(RED, node, config.broker, {
       news(event: NewsEvent) {
@@ -46,7 +47,7 @@ export = function (RED: NodeAPI) {
         if (gateway !== undefined) msg.gateway = gateway;
         node.send(msg);
       },
-      raw(event: RawEvent) {
+      raw(event: RawEvent & { gateway?: string }) {
         const topic = connectionName(event);
         // Bytes that are not text only reach flows that asked for them (binary).
         if (!wanted(topic) || (!event.isText && !binary)) return;
@@ -57,6 +58,8 @@ export = function (RED: NodeAPI) {
           remoteAddress: event.remoteAddress,
           remotePort: event.remotePort,
           connectionId: event.connectionId,
+          // Fleet mode: the gateway holding the connection, where a reply must go.
+          ...(event.gateway === undefined ? {} : { gateway: event.gateway }),
         } as Record<string, unknown>);
       },
     });

@@ -18,7 +18,7 @@ interface TcpmqOutDef extends NodeDef {
 type Action = 'mailbox' | 'send' | 'close';
 const ACTIONS: readonly Action[] = ['mailbox', 'send', 'close'];
 
-type OutMessage = NodeMessageInFlow & { ttl?: unknown; connectionId?: unknown };
+type OutMessage = NodeMessageInFlow & { ttl?: unknown; connectionId?: unknown; gateway?: unknown };
 
 export = function (RED: NodeAPI) {
   function TcpmqOutNode(this: Node, config: TcpmqOutDef) {
@@ -36,12 +36,12 @@ export = function (RED: NodeAPI) {
       }
       const message = msg as OutMessage;
       const target = fixedDevice !== '' ? fixedDevice : message.topic;
+      const choice = { connectionId: message.connectionId, device: target, gateway: message.gateway };
       try {
         if (action === 'mailbox')
           endpoint.writeMailbox(target, message.payload, numberProperty(message.ttl, defaultTtl));
-        else if (action === 'send')
-          endpoint.send({ connectionId: message.connectionId, device: target }, bytesOf(message.payload));
-        else endpoint.closeConnections({ connectionId: message.connectionId, device: target });
+        else if (action === 'send') endpoint.send(choice, bytesOf(message.payload));
+        else endpoint.closeConnections(choice);
         done();
       } catch (err) {
         done(err as Error);

@@ -2,9 +2,9 @@
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { connectionName, type RejectEvent } from '../broker/broker';
-import { gatewayOf, useBroker } from './broker-user';
+import { gatewayOf, isAttached, useBroker } from './broker-user';
 import { deviceFilter } from './config';
-import { RateLimit } from './rate-limit';
+import { RateLimit } from '../events/rate-limit';
 
 /** Error messages a status node sends each minute at most (a flood must not flood the flow). */
 const ERRORS_PER_MINUTE = 20;
@@ -21,7 +21,8 @@ export = function (RED: NodeAPI) {
     RED.nodes.createNode(this, config);
     const node = this;
     const wanted = deviceFilter(config.device);
-    const remote = config.remote === true;
+    // Attached to a fleet, every gateway's devices are this broker's own.
+    const remote = config.remote === true || isAttached(RED, config.broker);
     const ownGateway = gatewayOf(RED, config.broker);
     const report = (device: { id: string; gateway?: string }, payload: 'online' | 'offline') => {
       // A device of another gateway (sharing) only for a node that asked for them.

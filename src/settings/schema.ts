@@ -51,10 +51,10 @@ export const SETTINGS = [
     key: 'port',
     type: 'integer',
     default: 9999,
-    min: 0,
+    min: 1,
     max: 65535,
     modes: ['server', 'client'],
-    help: 'TCP port (0: any free port)',
+    help: 'TCP port',
   },
   {
     key: 'replyFormat',

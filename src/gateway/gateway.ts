@@ -1,0 +1,220 @@
+/**
+ * tcpmq-gateway: the core broker as a service of its own, with no Node-RED.
+ * It owns the boards' connections, so they outlive any Node-RED restart, and
+ * speaks MQTT (the fleet's topics) to everything else: Node-RED in fleet mode,
+ * Home Assistant, other gateways. Without an MQTT URL it serves alone, as the
+ * field's PC broker script did.
+ */
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import * as path from 'node:path';
+import type { TlsOptions } from 'node:tls';
+import { TcpmqBroker, connectionName, type BrokerOptions, type BrokerSnapshot } from '../broker/broker';
+import { limitedWarnings } from '../events/rate-limit';
+import { describe } from '../events/safe-emitter';
+import { Fleet } from '../fleet/fleet';
+import type { SharedGateway } from '../fleet/topics';
+import { printable } from '../protocol/printable';
+import type { ReplyFormat } from '../protocol/reply';
+import { SnapshotFile } from '../store/snapshot-file';
+import type { Log } from './log';
+import { connectMqtt, type MqttLink } from './mqtt-transport';
+import type { GatewayOptions } from './options';
+
+/** How often a changed snapshot is saved (and on stop): a crash loses at most this much. */
+const SAVE_EVERY_MS = 5000;
+/** How often the retained gateway state (with its counters) is refreshed. */
+const STATE_EVERY_MS = 30_000;
+/** Device-caused warnings at most this many a minute; the rest are counted. */
+const WARNINGS_PER_MINUTE = 20;
+
+export const VERSION: string = (() => {
+  try {
+    return JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+/** The broker's settings out of the gateway's (TLS files read here). */
+export function brokerOptions(options: GatewayOptions): Partial<BrokerOptions> {
+  return {
+    host: options.host,
+    port: options.port,
+    replyFormat: options.replyFormat as ReplyFormat,
+    offlineAfter: options.offlineAfter,
+    idleTimeout: options.idleTimeout,
+    maxConnections: options.maxConnections,
+    maxFrameBytes: options.maxFrameBytes,
+    maxDevices: options.maxDevices,
+    allowFrom: options.allowFrom,
+    allowDevices: options.allowDevices,
+    tls: tlsOptions(options),
+  };
+}
+
+function tlsOptions({ tlsCert, tlsKey, tlsCa }: GatewayOptions): TlsOptions | undefined {
+  if (!tlsCert) return undefined;
+  const ca = tlsCa ? readFileSync(tlsCa) : undefined;
+  return { cert: readFileSync(tlsCert), key: readFileSync(tlsKey), ca, requestCert: !!ca, rejectUnauthorized: !!ca };
+}
+
+export class Gateway {
+  readonly broker: TcpmqBroker;
+  readonly name: string;
+  private fleet: Fleet | undefined;
+  private link: MqttLink | undefined;
+  private readonly file: SnapshotFile | undefined;
+  private savedChanges = 0;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private options: GatewayOptions,
+    private readonly log: Log,
+  ) {
+    this.name = options.gateway || hostname();
+    this.broker = new TcpmqBroker(brokerOptions(options));
+    this.file = options.persist ? new SnapshotFile(options.persist) : undefined;
+    this.logEvents();
+  }
+
+  async start(): Promise<void> {
+    await this.restore();
+    this.broker.start();
+    if (this.file) this.timers.push(setInterval(() => void this.save(), SAVE_EVERY_MS));
+    if (this.options.mqtt) this.share();
+  }
+
+  /** New settings (SIGHUP), applied as a deploy applies them: connections kept, what no longer passes closed. */
+  apply(options: GatewayOptions): void {
+    const restartNeeded = ['mqtt', 'shareTopic', 'gateway', 'persist'].filter(
+      (key) => options[key as keyof GatewayOptions] !== this.options[key as keyof GatewayOptions],
+    );
+    this.options = options;
+    this.broker.configure(brokerOptions(options));
+    if (this.fleet) {
+      this.fleet.options.haDiscovery = options.haDiscovery;
+      this.fleet.options.minIntervalMs = options.publishInterval;
+    }
+    this.log.info(
+      `settings applied${restartNeeded.length ? `; ${restartNeeded.join(', ')} apply at the next start` : ''}`,
+    );
+  }
+
+  /** Saves persist, says offline on MQTT, closes every connection. */
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    await this.save(true);
+    if (this.link) {
+      if (this.link.client.connected) this.publishState(false);
+      this.fleet?.detach();
+      await Promise.race([this.link.end(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    }
+    await this.broker.stop();
+  }
+
+  private share(): void {
+    const prefix = this.options.shareTopic.replace(/\/+$/, '') || 'tcpmq';
+    const fleet = new Fleet(this.broker, {
+      prefix,
+      gateway: this.name,
+      haDiscovery: this.options.haDiscovery,
+      minIntervalMs: this.options.publishInterval,
+    });
+    const clientId = `tcpmq-gateway-${this.name}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '_');
+    const will = { topic: fleet.topics.gateway(this.name), payload: JSON.stringify(this.state(false)) };
+    const link = connectMqtt(this.options.mqtt, clientId, will);
+    this.fleet = fleet;
+    this.link = link;
+    const where = redacted(this.options.mqtt);
+    link.client.on('connect', () => {
+      this.log.info(`MQTT connected to ${where}, sharing as gateway "${this.name}" under ${prefix}/`);
+      this.publishState(true);
+      fleet.setConnected(true);
+    });
+    link.client.on('close', () => {
+      if (fleet.connected) this.log.warn(`MQTT connection to ${where} lost; boards are served on, reconnecting`);
+      fleet.setConnected(false);
+    });
+    link.client.on('error', (err) => this.log.warn(`MQTT ${where}: ${describe(err)}`));
+    fleet.listen({ warning: (text) => this.log.warn(text) });
+    fleet.attach(link);
+    this.timers.push(setInterval(() => link.client.connected && this.publishState(true), STATE_EVERY_MS));
+  }
+
+  private state(online: boolean): SharedGateway {
+    const state: SharedGateway = { online, version: VERSION, startedAt: this.startedAt };
+    if (online) {
+      const { connectionCount, onlineCount } = this.broker;
+      state.counters = { ...this.broker.counters, openConnections: connectionCount, devicesOnline: onlineCount };
+    }
+    return state;
+  }
+
+  private publishState(online: boolean): void {
+    if (!this.link || !this.fleet) return;
+    this.link.publish(this.fleet.topics.gateway(this.name), JSON.stringify(this.state(online)), true);
+  }
+
+  private async restore(): Promise<void> {
+    if (!this.file) return;
+    try {
+      const saved = await this.file.read();
+      if (saved) this.broker.restore(saved as BrokerSnapshot);
+      if (saved) this.log.info(`persist: restored ${this.file.file}`);
+    } catch (err) {
+      this.log.error(`persist: cannot read ${this.file.file}: ${describe(err)}`);
+    }
+    this.savedChanges = this.broker.changes;
+  }
+
+  private async save(always = false): Promise<void> {
+    if (!this.file || (!always && this.broker.changes === this.savedChanges)) return;
+    this.savedChanges = this.broker.changes;
+    try {
+      await this.file.write(this.broker.snapshot());
+    } catch (err) {
+      this.log.error(`persist: cannot write ${this.file.file}: ${describe(err)}`);
+    }
+  }
+
+  /** One line per event; what devices cause is rate-limited, their text made printable. */
+  private logEvents(): void {
+    const warn = limitedWarnings(
+      (text) => this.log.warn(text),
+      WARNINGS_PER_MINUTE,
+      (count) => `${count} more warnings in the last minute were not logged`,
+    );
+    let lastError: string | undefined;
+    this.broker.listen({
+      state: (status) => {
+        if (status.state === 'listening') {
+          lastError = undefined;
+          this.log.info(`listening on ${status.host}:${status.port}`);
+        } else if (status.state === 'error' && status.error !== lastError) {
+          lastError = status.error;
+          this.log.error(`${status.error}; retrying every ${this.broker.options.retryInterval / 1000} s`);
+        }
+      },
+      online: (device) => this.log.info(`device ${printable(device.id)} online from ${device.remoteAddress}`),
+      offline: (device) => this.log.info(`device ${printable(device.id)} offline`),
+      connection: (info) => this.log.debug(`connection ${info.connectionId} from ${connectionName(info)}`),
+      disconnect: (info) => this.log.debug(`connection ${info.connectionId} from ${connectionName(info)} closed`),
+      rejected: (event) => warn(`${connectionName(event)}: ${event.kind}: ${event.reason}`),
+      warning: warn,
+    });
+  }
+}
+
+/** An MQTT URL without its password, for a log line. */
+function redacted(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString().replace(/\/$/, '');
+  } catch {
+    return printable(url);
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The fleet side of tcpmq-broker (mode "fleet"): no port here. Node-RED
+ * attaches through a core mqtt-broker node to the devices of every gateway on
+ * that MQTT broker (tcpmq-gateway services, other Node-REDs sharing), so the
+ * boards belong to processes that outlive any Node-RED restart. A broker that
+ * never listens holds the fleet's replica; the user nodes see it through the
+ * same Endpoint as a local broker: news, plain-text lines, online and offline,
+ * the device table; mailbox writes, send and close go out on MQTT.
+ */
+
+import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import { TcpmqBroker } from '../broker/broker';
+import { limitedWarnings } from '../events/rate-limit';
+import type { EventListeners } from '../events/safe-emitter';
+import type { FleetEvents, RemoteDevice } from '../fleet/fleet';
+import { canonicalId } from '../protocol/request';
+import { readSettings } from '../settings/schema';
+import type { DeviceRecord } from '../store/devices';
+import { shareBroker } from './broker-share';
+import type { BrokerDef } from './broker-user';
+import { numberProperty } from './config';
+import type { ConnectionChoice, Endpoint } from './endpoint';
+import { writeMailbox } from './flow-writes';
+
+/** At most this many warning lines per broker each minute; the rest are counted. */
+const WARNINGS_PER_MINUTE = 20;
+
+export function fleetEndpoint(
+  RED: NodeAPI,
+  node: Node,
+  config: BrokerDef,
+  showStatus: () => void,
+  later: (apply: () => void) => void,
+  kept?: TcpmqBroker,
+): { endpoint: Endpoint; broker: TcpmqBroker } {
+  const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'fleet');
+  for (const problem of problems) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
+  const options = { offlineAfter: settings.offlineAfter, maxDevices: settings.maxDevices };
+  // Never started: a store for the fleet's mailboxes and devices, and the flow's writes.
+  const broker = kept ?? new TcpmqBroker(options);
+  if (kept) later(() => kept.configure(options));
+  const warn = limitedWarnings(
+    (text) => node.warn(text),
+    WARNINGS_PER_MINUTE,
+    (count) => RED._('tcpmq-broker.log.unlogged', { count }),
+  );
+  const sharing = config.share ? shareBroker(RED, node, config, settings, broker, showStatus, warn, true) : undefined;
+  if (!config.share) node.error(RED._('tcpmq-broker.errors.fleet-no-share'));
+  const fleet = sharing?.fleet;
+  const detachStatus = fleet?.listen({ online: showStatus, offline: showStatus });
+
+  /** The gateway whose connections a message means: msg.gateway, else the device's. */
+  function gatewayOf(choice: ConnectionChoice): string {
+    const given = typeof choice.gateway === 'string' ? choice.gateway.trim() : '';
+    if (given) return given;
+    const id = canonicalId(choice.device);
+    if (id !== undefined && fleet?.isRemote(id)) return fleet.gatewayFor(id);
+    throw new Error(RED._('tcpmq-broker.errors.no-gateway', { device: String(choice.device ?? '') }));
+  }
+
+  function command(kind: 'send' | 'close', choice: ConnectionChoice, data?: string | Buffer): number {
+    if (!fleet) throw new Error(RED._('tcpmq-broker.errors.fleet-no-share'));
+    const connectionId = numberProperty(choice.connectionId, NaN);
+    const target = Number.isInteger(connectionId) ? { connectionId } : { device: canonicalId(choice.device) ?? '' };
+    const bytes = Buffer.isBuffer(data) ? { data: data.toString('base64'), buffer: true as const } : { data };
+    fleet.command(gatewayOf(choice), kind, kind === 'send' ? { ...target, ...bytes } : target);
+    // Its gateway does the writing: how many connections it reaches is not known here.
+    return 1;
+  }
+
+  const rows = (devices: DeviceRecord[]) =>
+    devices.map((row) => ({ ...row, gateway: fleet?.gatewayFor(row.id) ?? '' }) as RemoteDevice);
+  const connected = () => fleet?.connected === true;
+  const online = () => fleet?.remote.online ?? 0;
+
+  const endpoint: Endpoint = {
+    mode: 'fleet',
+    gateway: undefined,
+    on(event, listener) {
+      if (!fleet || !['news', 'raw', 'online', 'offline'].includes(event)) return () => undefined;
+      return fleet.listen({ [event]: listener } as EventListeners<FleetEvents>);
+    },
+    start() {
+      // Attached at creation: the mqtt-broker node connects by itself.
+    },
+    async close() {
+      detachStatus?.();
+      sharing?.close();
+    },
+    status(): NodeStatus {
+      const topic = fleet?.options.prefix ?? '';
+      if (!fleet) return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.fleetNoShare') };
+      if (!connected())
+        return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.fleetDown', { topic }) };
+      return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.fleet', { topic, online: online() }) };
+    },
+    state: () => ({ state: connected() ? 'connected' : 'connecting', host: fleet?.options.prefix ?? '', port: 0 }),
+    sharing: () => (fleet ? { gateway: fleet.gateway, connected: fleet.connected } : undefined),
+    changes: () => `${fleet?.counters.received}:${online()}:${connected()}`,
+    table: (options = { devices: true }) => ({
+      devices: options.devices && fleet ? rows(fleet.remote.table()) : [],
+      connections: [],
+      counters: { shareReceived: fleet?.counters.received ?? 0, sharePublished: fleet?.counters.published ?? 0 },
+    }),
+    takeChanges() {
+      if (!fleet) return { devices: [], removed: [] };
+      const { changed, removed } = fleet.remote.takeChanges();
+      return { devices: rows(changed), removed };
+    },
+    dropChanges: () => fleet?.remote.dropChanges(),
+    writeMailbox: (target, value, ttlSeconds) => writeMailbox(RED, broker, target, value, ttlSeconds),
+    send: (choice, data) => command('send', choice, data),
+    closeConnections: (choice) => command('close', choice),
+  };
+  return { endpoint, broker };
+}
