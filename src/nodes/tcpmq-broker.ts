@@ -30,7 +30,7 @@ export = function (RED: NodeAPI) {
     const users = new Map<string, Node>();
     let closed = false;
     /** Set once the role below exists; a role may report a status while it is being made. */
-    let endpoint: Endpoint | undefined;
+    let endpoint: Endpoint | undefined = undefined;
     const showStatus = () => {
       if (!endpoint || users.size === 0) return;
       const status = endpoint.status();
