@@ -138,7 +138,13 @@ export class Gateway {
       if (fleet.connected) this.log.warn(`MQTT connection to ${where} lost; boards are served on, reconnecting`);
       fleet.setConnected(false);
     });
-    link.client.on('error', (err) => this.log.warn(`MQTT ${where}: ${describe(err)}`));
+    let lastError = '';
+    link.client.on('error', (err) => {
+      // Reconnecting repeats the same failure every few seconds: logged once.
+      if (describe(err) !== lastError) this.log.warn(`MQTT ${where}: ${describe(err)}`);
+      lastError = describe(err);
+    });
+    link.client.on('connect', () => (lastError = ''));
     fleet.listen({ warning: (text) => this.log.warn(text) });
     fleet.attach(link);
     this.timers.push(setInterval(() => link.client.connected && this.publishState(true), STATE_EVERY_MS));

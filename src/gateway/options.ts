@@ -8,6 +8,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import { parseAllowFrom } from '../broker/admission';
 import { SETTINGS, SettingError, check, readSettings, type Setting, type Settings } from '../settings/schema';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -120,6 +121,11 @@ export function resolveOptions(
     }
   }
   const { settings } = readSettings(raw, 'server');
+  try {
+    parseAllowFrom(settings.allowFrom);
+  } catch (err) {
+    throw new SettingError(`${source.allowFrom}: ${(err as Error).message}`);
+  }
   const own: Record<string, unknown> = {};
   for (const s of OWN) own[s.key] = check(s, raw[s.key]).value ?? s.default;
   if (Boolean(own.tlsCert) !== Boolean(own.tlsKey))
