@@ -11,9 +11,9 @@ const { freePort } = require('../tools/free-port');
 const OWN_CODE = new RegExp(`[\\/]${path.basename(path.join(__dirname, '..'))}[\\/]dist[\\/]`);
 
 /**
- * Timers created by this package's own code that are still alive: call
- * `stop()` for the list of their creation stacks. (Node-RED, mocha and the
- * tests keep timers of their own; those are not counted.)
+ * Timers created by this package's own code that are still alive: `alive()`
+ * lists their creation stacks so far; `stop()` stops tracking and lists them.
+ * (Node-RED, mocha and the tests keep timers of their own; those are not counted.)
  */
 function trackOwnTimers() {
   const live = new Map();
@@ -29,11 +29,41 @@ function trackOwnTimers() {
   });
   hook.enable();
   return {
+    alive() {
+      return [...live.values()];
+    },
     stop() {
       hook.disable();
       return [...live.values()];
     },
   };
+}
+
+/** Counts of the runtime's open servers, sockets and timers, by kind. */
+function openResources() {
+  const counts = {};
+  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1;
+  return counts;
+}
+
+/** Servers and sockets open now beyond those of openResources() `before` (empty once they have closed). */
+function leftOpen(before) {
+  const after = openResources();
+  return ['TCPServerWrap', 'TCPSocketWrap']
+    .filter((kind) => (after[kind] ?? 0) > (before[kind] ?? 0))
+    .map((kind) => `${kind}: ${before[kind] ?? 0} before, ${after[kind] ?? 0} after`);
+}
+
+/**
+ * Waits until the servers and sockets opened since openResources() gave `before`
+ * have closed and `timers` (trackOwnTimers()) has none alive.
+ */
+function allClosed(before, timers) {
+  return waitFor(
+    () => leftOpen(before).length === 0 && timers.alive().length === 0,
+    () =>
+      `sockets, servers and timers to close (${[...leftOpen(before), `${timers.alive().length} timers`].join('; ')})`,
+  );
 }
 
 /**
@@ -48,11 +78,15 @@ function skipWithout(suite, tool, hint = '') {
   suite.skip();
 }
 
-/** Resolves when `check()` is true, polling; rejects with `what` after `ms`. */
+/**
+ * Resolves when `check()` is true, polling; rejects after `ms` with `what` (or
+ * `what()`, for a description of how things stand at that moment).
+ */
 async function waitFor(check, what, ms = 5000) {
   const until = Date.now() + ms;
   while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > until)
+      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what() : what}`);
     await sleep(10);
   }
 }
@@ -287,6 +321,8 @@ module.exports = {
   waitFor,
   sleep,
   trackOwnTimers,
+  openResources,
+  allClosed,
   exampleFiles,
   exampleFlow,
   TEST_VECTORS,

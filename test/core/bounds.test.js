@@ -4,7 +4,7 @@
 const assert = require('node:assert/strict');
 const { Devices } = require('../../dist/store/devices');
 const { TcpmqClient, canonicalId, parseRequest, printable, wireId } = require('../../dist');
-const { coreBrokerFixture, waitFor, sleep } = require('../support');
+const { coreBrokerFixture, waitFor } = require('../support');
 
 const sender = { remoteAddress: '127.0.0.1', remotePort: 1, connectionId: 1 };
 
@@ -85,7 +85,7 @@ describe('a broker under a flood of junk ids', function () {
     const device = await fixture.connect();
     for (let n = 0; n < 6; n++) {
       await device.request(`["d${n}","cmd${n}","x"]`);
-      await sleep(150);
+      await waitFor(() => broker.onlineCount === 0, `device d${n} to go offline`);
     }
     assert.ok(broker.deviceTable().length <= 2);
     for (let n = 0; n < 10; n++) assert.equal(broker.readMailbox(`cmd${n}`), `flow ${n}`);

@@ -4,14 +4,7 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { TcpmqBroker, TcpmqClient, wireId, canonicalId } = require('../../dist');
-const { Device, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
-
-/** Counts of the runtime's open servers, sockets and timers. */
-function openResources() {
-  const counts = {};
-  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1;
-  return counts;
-}
+const { Device, allClosed, freePort, openResources, waitFor, sleep, trackOwnTimers } = require('../support');
 
 /** A TCP server on a free loopback port; `shutdown()` closes it and every connection. */
 async function listen(onSocket) {
@@ -537,7 +530,7 @@ describe('TcpmqClient, the device role', function () {
       assert.equal(broker.counters.requests, requests, 'no request after stop()');
 
       for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-      await sleep(50);
+      await allClosed(before, timers);
       const after = openResources();
       // (Timers are counted by trackOwnTimers(): mocha keeps timers of its own.)
       for (const kind of ['TCPServerWrap', 'TCPSocketWrap']) {

@@ -48,7 +48,7 @@ async function startNodeRed(
       if (child.exitCode !== null) throw new Error(`node-red exited:\n${child.output}`);
       return ready.test(child.output);
     },
-    `node-red to be ready (${ready}); output so far:\n${child.output}`,
+    () => `node-red to be ready (${ready}); output so far:\n${child.output}`,
     ms,
   );
   return child;

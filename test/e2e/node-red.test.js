@@ -73,7 +73,7 @@ describe('npm start: a real node-red process', function () {
     nodeRed = run(['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)]);
     await waitFor(
       () => /listening on 0\.0\.0\.0:\d+/.test(nodeRed.output),
-      `the demo broker to listen; output so far:\n${nodeRed.output}`,
+      () => `the demo broker to listen; output so far:\n${nodeRed.output}`,
       30000,
     );
   });

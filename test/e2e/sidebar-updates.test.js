@@ -47,8 +47,7 @@ describe('sidebar updates over comms', function () {
       assert.deepEqual(updates, [], 'no editor has said it is open');
       await api(nodeRed.editorPort, 'POST', '/tcpmq/watch', {});
       await fleet[7].request('[7,7,"changed"]');
-      await waitFor(() => updates.length > 0, 'an update');
-      await sleep(600);
+      await waitFor(() => updates.at(-1)?.counters.requests === 101, "an update with device 7's request");
       const rows = updates.flatMap((update) => update.devices);
       assert.deepEqual(
         rows.map((row) => [row.id, row.lastValue]),

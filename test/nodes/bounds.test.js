@@ -3,7 +3,7 @@
 // modes, capacity errors a flow can catch, and 64-bit ids exact from socket to msg.topic.
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const { waitFor, sleep } = require('../support');
+const { waitFor } = require('../support');
 const { helper, NODES, brokerInStatusFlow, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 /** Every line the runtime logged at `level` or above, as text. */
@@ -29,9 +29,13 @@ describe('hostile input through Node-RED', function () {
       device.send(`["x${n}${forged}",1,"x"]`);
       assert.equal(await device.closedWithin(1000), true, 'refused: not in allowDevices');
     }
-    await sleep(50);
     // The test runtime logs catalogue keys: the line is `tcpmq-broker.log.unknown-device` with the reason below.
-    const warnings = logged('WARN').filter((text) => /unknown-device/.test(text));
+    const unknownDeviceLines = () => logged('WARN').filter((text) => /unknown-device/.test(text));
+    await waitFor(
+      () => unknownDeviceLines().length >= 20 && statuses.filter((m) => m.kind === 'unknown-device').length >= 20,
+      '20 log lines and 20 status messages',
+    );
+    const warnings = unknownDeviceLines();
     assert.equal(warnings.length, 20, `${warnings.length} lines`);
     const reasons = statuses.filter((m) => m.kind === 'unknown-device').map((m) => m.error);
     assert.equal(reasons.length, 20);

@@ -1,7 +1,7 @@
 'use strict';
 // Plain-text boards and writing to a chosen connection: echo servers, network assistants.
 const assert = require('node:assert/strict');
-const { waitFor, sleep } = require('../support');
+const { waitFor } = require('../support');
 const { helper, brokerConfig, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 describe('plain-text boards and tcpmq-out send / close', function () {
@@ -104,7 +104,11 @@ describe('plain-text boards and tcpmq-out send / close', function () {
     const board = await connect();
     board.send('Hello\n');
     await connect();
-    await sleep(50);
+    const broker = helper.getNode('broker').broker;
+    await waitFor(
+      () => broker.connectionTable().length === 3 && broker.connectionTable().some((c) => c.kind === 'raw'),
+      'three connections, the plain-text one seen as raw',
+    );
     helper.getNode('status').receive({ topic: 'list' });
     await waitFor(() => answers.some((m) => m.topic === 'list'), 'the table');
     const { connections } = answers.find((m) => m.topic === 'list');

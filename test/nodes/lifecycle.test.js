@@ -2,15 +2,8 @@
 // Deploys, redeploys and closes: the running broker is handed from one node instance to the next;
 // no EADDRINUSE, no lost device connection or mailbox, nothing left open.
 const assert = require('node:assert/strict');
-const { Device, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
+const { Device, allClosed, freePort, openResources, waitFor, sleep, trackOwnTimers } = require('../support');
 const { helper, brokerConfig, deploy, listening, messagesOf, nodeRedFixture } = require('./flow');
-
-/** Counts of the runtime's open servers, sockets and timers. */
-function openResources() {
-  const counts = {};
-  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1;
-  return counts;
-}
 
 describe('deploying and closing tcpmq flows', function () {
   const fixture = nodeRedFixture();
@@ -36,7 +29,7 @@ describe('deploying and closing tcpmq flows', function () {
       await helper.unload();
       assert.equal(await device.closedWithin(1000), true, 'closing the flow closes device connections');
     }
-    await sleep(50);
+    await allClosed(before, timers);
     const after = openResources();
     for (const kind of ['TCPServerWrap', 'TCPSocketWrap']) {
       assert.ok(
@@ -218,7 +211,7 @@ describe('deploying and closing tcpmq flows', function () {
       [],
     );
     await helper.unload();
-    await sleep(50);
+    await allClosed(before, timers);
     const after = openResources();
     const ownTimers = timers.stop();
     console.log(

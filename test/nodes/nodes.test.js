@@ -65,7 +65,7 @@ describe('tcpmq nodes in a flow', function () {
       const received = messagesOf('sink');
       const device = await connect();
       for (const frame of ['[1,1,"a"]', '[2,1,"b"]', '["kitchen",1,"c"]', '[-1,1,"d"]']) await device.request(frame);
-      await sleep(50);
+      await waitFor(() => received.length >= 2, 'two messages');
       assert.deepEqual(
         received.map((m) => m.topic),
         ['1', 'kitchen'],
@@ -103,12 +103,14 @@ describe('tcpmq nodes in a flow', function () {
       { id: 'catcher', type: 'catch', z: 'tab', scope: null, uncaught: false, wires: [['caught']] },
       { id: 'caught', type: 'helper', z: 'tab' },
     ];
+    /** What mailbox `id` holds in the running broker. */
+    const mailbox = (id) => helper.getNode('broker').broker.readMailbox(id);
 
     it('writes the mailbox named by msg.topic, a number topic included', async function () {
       await deploy(flow());
       const device = await connect();
       helper.getNode('out').receive({ topic: 1, payload: { led: true } });
-      await sleep(20);
+      await waitFor(() => mailbox('1') !== undefined, 'the flow to write mailbox 1');
       assert.equal(await device.request('[5,"1","x"]'), '{"led":true}');
     });
 
@@ -116,7 +118,7 @@ describe('tcpmq nodes in a flow', function () {
       await deploy(flow({ device: 'cmd' }));
       const device = await connect();
       helper.getNode('out').receive({ topic: 'other', payload: 'on' });
-      await sleep(20);
+      await waitFor(() => mailbox('cmd') === 'on', 'the flow to write mailbox cmd');
       assert.equal(await device.request('[5,"cmd","x"]'), 'on');
       assert.equal(await device.request('[5,"other","x"]'), 'None');
     });
@@ -125,10 +127,10 @@ describe('tcpmq nodes in a flow', function () {
       await deploy(flow({ device: 'cmd' }));
       const device = await connect();
       helper.getNode('out').receive({ payload: 'on' });
-      await sleep(20);
+      await waitFor(() => mailbox('cmd') === 'on', 'the flow to write mailbox cmd');
       assert.equal(await device.request('[5,"cmd","x"]'), 'on');
       helper.getNode('out').receive({ payload: null });
-      await sleep(20);
+      await waitFor(() => mailbox('cmd') === undefined, 'the flow to empty mailbox cmd');
       assert.equal(await device.request('[5,"cmd","x"]'), 'None');
     });
 
@@ -136,7 +138,7 @@ describe('tcpmq nodes in a flow', function () {
       await deploy(flow({ device: 'cmd', ttl: 60 }));
       const device = await connect();
       helper.getNode('out').receive({ payload: 'blink', ttl: 0.2 });
-      await sleep(20);
+      await waitFor(() => mailbox('cmd') === 'blink', 'the flow to write mailbox cmd');
       assert.equal(await device.request('[5,"cmd","x"]'), 'blink');
       await sleep(250);
       assert.equal(await device.request('[5,"cmd","x"]'), 'None');
@@ -147,7 +149,9 @@ describe('tcpmq nodes in a flow', function () {
       const device = await connect();
       await device.request('[7,7,"device news"]');
       helper.getNode('out').receive({ payload: 'flow news' });
-      await sleep(400);
+      await waitFor(() => mailbox('7') === 'flow news', 'the flow to write mailbox 7');
+      const broker = helper.getNode('broker').broker;
+      await waitFor(() => broker.deviceTable().every((d) => !d.online), 'device 7 to go offline', 3000);
       assert.equal(await device.request('[5,7,"x"]'), 'flow news');
     });
 

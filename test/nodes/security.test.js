@@ -6,7 +6,7 @@ const os = require('node:os');
 const path = require('node:path');
 const tls = require('node:tls');
 const { execFileSync } = require('node:child_process');
-const { Device, waitFor, sleep } = require('../support');
+const { Device, waitFor } = require('../support');
 const { helper, brokerConfig, brokerInStatusFlow, deploy, messagesOf, nodeRedFixture } = require('./flow');
 
 /** A self-signed certificate for 127.0.0.1, made with openssl. */
@@ -120,7 +120,7 @@ describe('access control and TLS', function () {
     const device = await connect();
     for (let i = 0; i < 30; i++) device.send('[1,2]\n');
     assert.equal(await device.request('[1,1,"ok"]'), 'ok');
-    await sleep(50);
+    await waitFor(() => statuses.filter((m) => m.payload === 'error').length >= 20, '20 error messages');
     assert.equal(statuses.filter((m) => m.payload === 'error').length, 20);
     assert.equal(helper.getNode('broker').broker.counters.protocolErrors, 30);
   });
