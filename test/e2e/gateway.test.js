@@ -7,7 +7,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { execFile, spawn } = require('node:child_process');
-const { Device, freePort, waitFor } = require('../support');
+const { Device, freePort, skipWithout, waitFor } = require('../support');
 const { BIN, startGateway, stopGateway } = require('./gateway-process');
 const { needMosquitto, startMosquitto, retained, publish } = require('./mosquitto');
 
@@ -96,6 +96,33 @@ describe('tcpmq-gateway', function () {
       await stopGateway(child);
       const fromEnv = await gateway(['--config', config, '--host', '127.0.0.1'], { env });
       assert.match(fromEnv.output, new RegExp(`listening on 127\\.0\\.0\\.1:${envPort}`));
+    });
+  });
+
+  describe('shipped for real installs', function () {
+    const examples = path.join(__dirname, '..', '..', 'examples', 'gateway');
+
+    it('starts with the example config file', async function () {
+      const port = await freePort();
+      const config = path.join(examples, 'tcpmq-gateway.json');
+      // The example's MQTT broker (1883) is not running here: the boards are served on.
+      const child = await gateway(['--config', config, '--host', '127.0.0.1', '--port', String(port)]);
+      const board = await Device.connect(port);
+      assert.equal(await board.request('[1,1,"x"]'), 'x');
+      board.close();
+      assert.doesNotMatch(child.output, /\[error\]/);
+    });
+
+    it('has a systemd unit that systemd-analyze verifies', async function () {
+      const analyze = '/usr/bin/systemd-analyze';
+      if (!fs.existsSync(analyze)) skipWithout(this, 'systemd-analyze', "Debian's systemd package has it");
+      const unit = path.join(examples, 'tcpmq-gateway.service');
+      const { code, stderr } = await new Promise((resolve) =>
+        execFile(analyze, ['verify', unit], (err, stdout, err2) => resolve({ code: err ? err.code : 0, stderr: err2 })),
+      );
+      assert.equal(code, 0, stderr);
+      assert.match(fs.readFileSync(unit, 'utf8'), /^Restart=always$/m);
+      assert.match(fs.readFileSync(unit, 'utf8'), /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
     });
   });
 
