@@ -104,7 +104,7 @@ describe('tcpmq-gateway', function () {
 
     it('starts with the example config file', async function () {
       const port = await freePort();
-      const config = path.join(examples, 'tcpmq-gateway.json');
+      const config = path.join(examples, 'gateway.conf');
       // The example's MQTT broker (1883) is not running here: the boards are served on.
       const child = await gateway(['--config', config, '--host', '127.0.0.1', '--port', String(port)]);
       const board = await Device.connect(port);

@@ -109,7 +109,7 @@ describe('npm start: a real node-red process', function () {
     assert.ok(examples.length >= 1, 'at least one example');
     for (const file of examples) {
       const flow = exampleFlow(file, tcpmqPort);
-      const servers = flow.filter((node) => node.type === 'tcpmq-broker' && node.mode !== 'client');
+      const servers = flow.filter((node) => node.type === 'tcpmq-broker' && [undefined, 'server'].includes(node.mode));
       const logged = nodeRed.output.length;
       await deployFlow(flow, servers.length > 0);
       if (servers.length > 0) {
