@@ -1,4 +1,4 @@
-// Lint: typescript-eslint's recommended rules for src/, ESLint's for the plain
+// Lint: typescript-eslint's recommended rules for src/ (browser globals for src/editor/), ESLint's for the plain
 // JavaScript of tests, bench and scripts; formatting is Prettier's (npm run lint).
 import js from '@eslint/js';
 import globals from 'globals';
@@ -12,6 +12,11 @@ export default tseslint.config(
     languageOptions: { globals: globals.node },
     // Node-RED's own convention: `const node = this` in a node's constructor.
     rules: { '@typescript-eslint/no-this-alias': ['error', { allowedNames: ['node'] }] },
+  },
+  {
+    // The editor's scripts run in the browser, beside Node-RED's editor (RED) and jQuery ($).
+    files: ['src/editor/**/*.ts'],
+    languageOptions: { globals: { ...globals.browser, RED: 'readonly', $: 'readonly' } },
   },
   {
     files: ['**/*.js'],

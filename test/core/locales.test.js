@@ -2,14 +2,14 @@
 // The translations stay in step with the English editor text: every other
 // language in src/nodes/locales/ (zh-CN today) has the same catalogue keys and
 // __placeholders__ as en-US, and a help file per node whose message properties
-// match the English help in src/nodes/<node>.html. Plain files, no Node-RED.
+// match the English help in src/nodes/locales/en-US/<node>.html (Node-RED reads
+// each language's help from locales/<lang>/<node>.html). Plain files, no Node-RED.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..', '..');
-const nodesDir = path.join(root, 'src', 'nodes');
-const localesDir = path.join(nodesDir, 'locales');
+const localesDir = path.join(root, 'src', 'nodes', 'locales');
 const REFERENCE = 'en-US';
 const REQUIRED = ['zh-CN'];
 
@@ -99,6 +99,13 @@ function propertyLists(body) {
 
 const firstToken = (text) => text.split(' ')[0];
 
+/** The English help of node `file`, which every translation follows. */
+function englishHelp(file) {
+  const helpFile = path.join(localesDir, REFERENCE, `${file}.html`);
+  assert.ok(fs.existsSync(helpFile), `src/nodes/locales/${REFERENCE}/${file}.html is missing`);
+  return fs.readFileSync(helpFile, 'utf8');
+}
+
 /** Fails with one line per problem, so every one of them is read at once. */
 function assertNone(problems, title) {
   if (problems.length > 0) assert.fail(`${title}:\n  - ${problems.join('\n  - ')}`);
@@ -107,6 +114,32 @@ function assertNone(problems, title) {
 describe('locales', function () {
   it(`has a translation for ${REQUIRED.join(', ')}`, function () {
     for (const lang of REQUIRED) assert.ok(languages.includes(lang), `src/nodes/locales/${lang}/ is missing`);
+  });
+
+  it(`has an ${REFERENCE} message for every catalogue key the editor's templates and scripts name`, function () {
+    const editorDir = path.join(root, 'src', 'editor');
+    const missing = [];
+    for (const file of fs.readdirSync(editorDir).filter((name) => /\.(html|ts)$/.test(name))) {
+      const text = fs.readFileSync(path.join(editorDir, file), 'utf8');
+      const keys = [
+        ...[...text.matchAll(/data-i18n="(?:\[\w+\])?([^"]+)"/g)].map((match) => match[1]),
+        ...[...text.matchAll(/'(tcpmq-[a-z]+\.[\w.-]+)'/g)].map((match) => match[1]),
+      ];
+      for (const key of keys) {
+        const node = key.split('.')[0];
+        const catalogue = path.join(localesDir, REFERENCE, `${node}.json`);
+        if (!fs.existsSync(catalogue) || !leaves(readJson(catalogue)).has(key)) missing.push(`${file}: ${key}`);
+      }
+    }
+    assertNone(missing, `keys with no message in locales/${REFERENCE}/`);
+  });
+
+  it(`has ${REFERENCE} help for every node, one block named after it`, function () {
+    for (const file of nodeFiles) {
+      const blocks = helpBlocks(englishHelp(file));
+      assert.deepEqual([...blocks.keys()], [file], `data-help-name blocks of locales/${REFERENCE}/${file}.html`);
+      assert.equal(blocks.get(file).type, 'text/html', `script type of locales/${REFERENCE}/${file}.html`);
+    }
   });
 
   for (const lang of languages) {
@@ -172,11 +205,10 @@ describe('locales', function () {
       }
     });
 
-    describe(`${lang} help against src/nodes/<node>.html`, function () {
+    describe(`${lang} help against ${REFERENCE}`, function () {
       for (const file of nodeFiles) {
         it(`${file}: has a help file whose message properties match the English help`, function () {
-          const english = helpBlocks(fs.readFileSync(path.join(nodesDir, `${file}.html`), 'utf8'));
-          assert.ok(english.size > 0, `src/nodes/${file}.html has no data-help-name block`);
+          const english = helpBlocks(englishHelp(file));
           const helpFile = path.join(localesDir, lang, `${file}.html`);
           assert.ok(fs.existsSync(helpFile), `src/nodes/locales/${lang}/${file}.html is missing`);
           const translated = helpBlocks(fs.readFileSync(helpFile, 'utf8'));
@@ -249,9 +281,9 @@ describe('locales', function () {
           }
           for (const helpName of translated.keys()) {
             if (!english.has(helpName))
-              problems.push(`help for "${helpName}", which src/nodes/${file}.html does not document`);
+              problems.push(`help for "${helpName}", which locales/${REFERENCE}/${file}.html does not document`);
           }
-          assertNone(problems, `locales/${lang}/${file}.html against src/nodes/${file}.html`);
+          assertNone(problems, `locales/${lang}/${file}.html against locales/${REFERENCE}/${file}.html`);
         });
       }
     });

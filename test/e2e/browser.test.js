@@ -8,6 +8,7 @@ const path = require('node:path');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
 const { Device, exampleFiles, exampleFlow, freePort, skipWithout, waitFor } = require('../support');
+const { editorSchema } = require('../../dist/settings/schema');
 
 const root = path.join(__dirname, '..', '..');
 const CHROMIUM = '/usr/bin/chromium';
@@ -164,17 +165,37 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
       const opt = { label: 'x' };
       return [
         broker.port.validate.call({ mode: 'server' }, '70000', opt),
+        broker.maxFrameBytes.validate.call({}, '63', opt),
         broker.allowFrom.validate.call({}, 'kitchen', opt),
         ttl.validate.call({}, '-1', opt),
         broker.port.validate.call({}, '9999', opt),
       ];
     });
+    // The editor's ranges are the settings schema's.
+    const { port, maxFrameBytes } = editorSchema();
     assert.deepEqual(messages, [
-      'a whole number from 1 to 65535',
+      `a whole number from ${port.min} to ${port.max}`,
+      `a whole number from ${maxFrameBytes.min} to ${maxFrameBytes.max}`,
       'comma-separated IP addresses or CIDR ranges, such as 192.168.4.0/24, fd00::/8',
       'a number of seconds, 0 or more (0 = never)',
       true,
     ]);
+    // Fleet mode: no host or port; the devices come through an MQTT broker, which it needs.
+    await page.selectOption('#node-config-input-mode', 'fleet');
+    const shown = await page.evaluate(() =>
+      Object.fromEntries(
+        ['host', 'port', 'share', 'shareTopic'].map((name) => [
+          name,
+          document.querySelector(`#node-config-input-${name}`).closest('.form-row').offsetParent !== null,
+        ]),
+      ),
+    );
+    assert.deepEqual(shown, { host: false, port: false, share: true, shareTopic: true }, 'rows shown in fleet mode');
+    const shareMessage = await page.evaluate(() =>
+      RED.nodes.getType('tcpmq-broker').defaults.share.validate.call({ mode: 'fleet' }, '', { label: 'x' }),
+    );
+    assert.equal(shareMessage, 'choose the MQTT broker the fleet is on');
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'editor-broker-fleet.png') });
     await page.click('#node-config-dialog-cancel');
   });
 
@@ -401,9 +422,10 @@ describe('in a browser: the TCPMQ sidebar', function () {
     const sidebar = await page.textContent('.tcpmq-sidebar');
     assert.match(sidebar, /设备号/, `sidebar text: ${sidebar.slice(0, 200)}`);
     const portMessage = await page.evaluate(() =>
-      RED.nodes.getType('tcpmq-broker').defaults.port.validate.call({}, '0', { label: 'x' }),
+      RED.nodes.getType('tcpmq-broker').defaults.port.validate.call({}, '70000', { label: 'x' }),
     );
-    assert.equal(portMessage, '1 到 65535 之间的整数');
+    const { port } = editorSchema();
+    assert.equal(portMessage, `${port.min} 到 ${port.max} 之间的整数`);
     await page.evaluate(() => RED.sidebar.help.show('tcpmq-in'));
     // The help panel (one of several .red-ui-help blocks) shows tcpmq-in's help, in Chinese.
     await page.waitForFunction(
