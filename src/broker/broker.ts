@@ -138,6 +138,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       this.settings.offlineAfter * 1000,
       (device) => this.wentOffline(device),
       this.settings.maxDevices,
+      (id) => this.share?.evicted(id),
     );
     this.server = new Server({
       admit: (socket) => this.admit(socket),

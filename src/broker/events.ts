@@ -60,6 +60,8 @@ export interface ShareHook {
    * (`mailbox` undefined); for a device's request, what it asked for and its connection.
    */
   written(id: DeviceId, mailbox: Mailbox | undefined, want?: DeviceId, connection?: ConnectionInfo): void;
+  /** A device record was dropped to make room (maxDevices). */
+  evicted(id: DeviceId): void;
   /** A device of this broker came online or went offline. */
   device(record: DeviceRecord): void;
 }

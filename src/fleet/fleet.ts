@@ -22,7 +22,9 @@ import type { DeviceId } from '../protocol/request';
 import { Devices, type DeviceRecord } from '../store/devices';
 import { mailboxJson, mailboxValue } from '../store/mailbox-codec';
 import type { Mailbox } from '../store/mailboxes';
-import { sensorDiscovery } from './discovery';
+import { describeDevice, type DeviceList } from '../settings/device-list';
+import { VERSION } from '../settings/version';
+import { boardDiscovery, boardRemoval, gatewayDiscovery, type DiscoveryMessage } from './discovery';
 import {
   fleetTopics,
   idOfLevel,
@@ -59,7 +61,17 @@ export interface FleetOptions {
   minIntervalMs: number;
   /** Take in the plain-text lines of every gateway ('raw' events): a Node-RED attached in fleet mode. */
   followRaw?: boolean;
+  /** Names, units and kinds of this gateway's boards (the device list). */
+  devices?: DeviceList;
+  /**
+   * Publish this gateway's retained state `<prefix>/gateway/<name>` (online, version, counters) on
+   * connecting and every 30 s; `model` names the host in Home Assistant (`tcpmq-gateway`, `Node-RED`).
+   */
+  announce?: { model: string; startedAt: number; counters?: () => Record<string, number> };
 }
+
+/** How often a gateway's retained state is refreshed. */
+const ANNOUNCE_EVERY_MS = 30_000;
 
 /** A device of another gateway, as events carry it. */
 export interface RemoteDevice extends DeviceRecord {
@@ -97,6 +109,8 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   readonly remote: Devices;
   readonly topics: FleetTopics;
   private readonly gatewayOf = new Map<DeviceId, string>();
+  /** Names and units other gateways give their boards (their device topics). */
+  private readonly remoteNames = new Map<DeviceId, { name?: string; unit?: string }>();
   private transport: FleetTransport | undefined;
   private subscribed: string[] = [];
   private isConnected = false;
@@ -110,6 +124,11 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   private flushTimer: NodeJS.Timeout | undefined;
   private flushSoon: NodeJS.Immediate | undefined;
   private readonly discovered = new Set<DeviceId>();
+  /** The mailbox each board of this gateway reads (its `want`), for Home Assistant's command entity. */
+  private readonly reads = new Map<DeviceId, DeviceId>();
+  /** When each device topic of this gateway was last published: lastSeen is refreshed every offlineAfter / 2. */
+  private readonly devicePublished = new Map<DeviceId, number>();
+  private announceTimer: NodeJS.Timeout | undefined;
   private detachRaw: (() => void) | undefined;
   /** Messages published and taken in, for the benchmark and the sidebar. */
   readonly counters = { published: 0, received: 0 };
@@ -135,6 +154,11 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   /** The gateway a device lives on (this one, if it is not another's). */
   gatewayFor(id: DeviceId): string {
     return this.gatewayOf.get(id) ?? this.options.gateway;
+  }
+
+  /** The name and unit of board `id`: this gateway's device list, or what the board's own gateway says. */
+  describe(id: DeviceId): { name?: string; unit?: string } {
+    return this.gatewayOf.has(id) ? (this.remoteNames.get(id) ?? {}) : describeDevice(this.options.devices, id);
   }
 
   /** Whether another gateway's device or mailbox is known under `id`. */
@@ -175,6 +199,8 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     this.broker.setShare(undefined);
     this.detachRaw?.();
     this.detachRaw = undefined;
+    if (this.announceTimer) clearInterval(this.announceTimer);
+    this.announceTimer = undefined;
     if (!transport) return;
     for (const topic of this.subscribed) transport.unsubscribe(topic);
     this.subscribed = [];
@@ -196,6 +222,7 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
       this.discovered.clear();
       this.lastPublished.clear();
       this.scheduleFlush();
+      this.announce();
     }
     this.safeEmit('state', { connected });
   }
@@ -213,8 +240,39 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     if (mailbox?.gateway !== undefined) return; // taken in from the fleet: never sent back
     this.gatewayOf.delete(id);
     this.dirtyMailboxes.add(id);
-    if (want !== undefined && connection) this.origins.set(id, { want, connection });
-    else this.origins.delete(id);
+    if (want !== undefined && connection) {
+      this.origins.set(id, { want, connection });
+      if (this.options.haDiscovery) this.reads.set(id, want);
+      // A board reporting on: its device topic's lastSeen stays within offlineAfter / 2 of the truth.
+      const published = this.devicePublished.get(id);
+      if (published !== undefined && Date.now() - published >= this.broker.options.offlineAfter * 500) {
+        this.dirtyDevices.add(id);
+      }
+    } else this.origins.delete(id);
+    this.scheduleFlush();
+  }
+
+  evicted(id: DeviceId): void {
+    this.devicePublished.delete(id);
+    this.reads.delete(id);
+    if (this.discovered.delete(id)) this.publishAll(boardRemoval(id));
+  }
+
+  /**
+   * A new device list: boards whose listing changed are announced again to
+   * Home Assistant; a listed id that is not a board of this gateway is removed.
+   */
+  setDevices(devices: DeviceList | undefined): void {
+    const before = this.options.devices;
+    this.options.devices = devices;
+    const ids = new Set([...(before?.keys() ?? []), ...(devices?.keys() ?? [])]);
+    for (const id of ids) {
+      if (JSON.stringify(before?.get(id)) === JSON.stringify(devices?.get(id))) continue;
+      if (this.broker.devices.get(id)) {
+        this.discovered.delete(id);
+        this.dirtyDevices.add(id);
+      } else if (this.discovered.delete(id) || !devices?.has(id)) this.publishAll(boardRemoval(id));
+    }
     this.scheduleFlush();
   }
 
@@ -270,10 +328,13 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
       const record = this.broker.devices.get(id);
       if (!record) continue;
       const { online, lastSeen, remoteAddress } = record;
-      const device: SharedDevice = { online, lastSeen, gateway: this.options.gateway, remoteAddress };
+      const named = describeDevice(this.options.devices, id);
+      const device: SharedDevice = { online, lastSeen, gateway: this.options.gateway, remoteAddress, ...named };
       transport.publish(this.topics.device(id), JSON.stringify(device), true);
+      this.devicePublished.delete(id); // kept in publish order, oldest first
+      this.devicePublished.set(id, now);
       this.counters.published++;
-      if (this.options.haDiscovery && !this.discovered.has(id)) this.discover(id);
+      if (this.options.haDiscovery && !this.discovered.has(id)) this.discover(id, record.lastValue);
     }
     if (this.dirtyMailboxes.size === 0 && this.dirtyDevices.size === 0) this.stopFlushing();
   }
@@ -306,11 +367,40 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     this.counters.published++;
   }
 
-  private discover(id: DeviceId): void {
+  private discover(id: DeviceId, value: unknown): void {
     this.discovered.add(id);
-    const { topic, config } = sensorDiscovery(this.options.prefix, this.options.gateway, id);
-    this.transport?.publish(topic, JSON.stringify(config), true);
-    this.counters.published++;
+    const numeric = typeof value === 'number' || (typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value));
+    const facts = { id, listed: this.options.devices?.get(id), numeric, reads: this.reads.get(id) };
+    this.publishAll(boardDiscovery(this.discoveryContext(), facts));
+  }
+
+  private discoveryContext() {
+    const { prefix, gateway, announce } = this.options;
+    const expireAfter = Math.ceil(this.broker.options.offlineAfter) + 5;
+    return { prefix, gateway, version: VERSION, model: announce?.model ?? 'TCPMQ broker', expireAfter };
+  }
+
+  /** This gateway's retained state, now and every 30 s; with Home Assistant, the gateway as a device. */
+  private announce(): void {
+    const announce = this.options.announce;
+    if (!announce) return;
+    const publish = () => {
+      if (!this.transport || !this.isConnected) return;
+      const state = { online: true, version: VERSION, startedAt: announce.startedAt, counters: announce.counters?.() };
+      this.transport.publish(this.topics.gateway(this.options.gateway), JSON.stringify(state), true);
+      this.counters.published++;
+    };
+    publish();
+    if (this.options.haDiscovery) this.publishAll([gatewayDiscovery(this.discoveryContext())]);
+    if (this.announceTimer) clearInterval(this.announceTimer);
+    this.announceTimer = setInterval(() => this.safely(publish), ANNOUNCE_EVERY_MS);
+    this.announceTimer.unref?.();
+  }
+
+  private publishAll(messages: DiscoveryMessage[]): void {
+    if (!this.transport || !this.isConnected) return;
+    for (const { topic, payload } of messages) this.transport.publish(topic, payload, true);
+    this.counters.published += messages.length;
   }
 
   // ---- the fleet's messages ---------------------------------------------------
@@ -387,6 +477,10 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     const shared = JSON.parse(payload.toString('utf8')) as SharedDevice;
     if (typeof shared !== 'object' || shared === null || shared.gateway === this.options.gateway) return;
     this.gatewayOf.set(id, String(shared.gateway));
+    const { name, unit } = shared;
+    if (typeof name === 'string' || typeof unit === 'string') {
+      this.remoteNames.set(id, { ...(name ? { name: String(name) } : {}), ...(unit ? { unit: String(unit) } : {}) });
+    } else this.remoteNames.delete(id);
     const record = this.remote.get(id);
     if (!shared.online) {
       const wentOffline = this.remote.wentOffline(id);

@@ -22,6 +22,9 @@ export interface SharedDevice {
   lastSeen: number;
   gateway: string;
   remoteAddress: string;
+  /** From the gateway's device list, when the board is listed there. */
+  name?: string;
+  unit?: string;
 }
 
 /** `<prefix>/raw/<gateway>`: a line or chunk from a plain-text connection. */

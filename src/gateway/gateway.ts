@@ -8,7 +8,6 @@
 
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import * as path from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import { TcpmqBroker, connectionName, type BrokerOptions, type BrokerSnapshot } from '../broker/broker';
 import { limitedWarnings } from '../events/rate-limit';
@@ -17,6 +16,7 @@ import { Fleet } from '../fleet/fleet';
 import type { SharedGateway } from '../fleet/topics';
 import { printable } from '../protocol/printable';
 import type { ReplyFormat } from '../protocol/reply';
+import { VERSION } from '../settings/version';
 import { SnapshotFile } from '../store/snapshot-file';
 import type { Log } from './log';
 import { connectMqtt, type MqttLink } from './mqtt-transport';
@@ -24,18 +24,8 @@ import type { GatewayOptions } from './options';
 
 /** How often a changed snapshot is saved (and on stop): a crash loses at most this much. */
 const SAVE_EVERY_MS = 5000;
-/** How often the retained gateway state (with its counters) is refreshed. */
-const STATE_EVERY_MS = 30_000;
 /** Device-caused warnings at most this many a minute; the rest are counted. */
 const WARNINGS_PER_MINUTE = 20;
-
-export const VERSION: string = (() => {
-  try {
-    return JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version;
-  } catch {
-    return 'unknown';
-  }
-})();
 
 /** The broker's settings out of the gateway's (TLS files read here). */
 export function brokerOptions(options: GatewayOptions): Partial<BrokerOptions> {
@@ -97,6 +87,7 @@ export class Gateway {
     if (this.fleet) {
       this.fleet.options.haDiscovery = options.haDiscovery;
       this.fleet.options.minIntervalMs = options.publishInterval;
+      this.fleet.setDevices(options.devices);
     }
     this.log.info(
       `settings applied${restartNeeded.length ? `; ${restartNeeded.join(', ')} apply at the next start` : ''}`,
@@ -108,8 +99,10 @@ export class Gateway {
     for (const timer of this.timers) clearInterval(timer);
     await this.save(true);
     if (this.link) {
-      if (this.link.client.connected) this.publishState(false);
       this.fleet?.detach();
+      if (this.link.client.connected && this.fleet) {
+        this.link.publish(this.fleet.topics.gateway(this.name), JSON.stringify(this.offline()), true);
+      }
       await Promise.race([this.link.end(), new Promise((resolve) => setTimeout(resolve, 1000))]);
     }
     await this.broker.stop();
@@ -122,16 +115,17 @@ export class Gateway {
       gateway: this.name,
       haDiscovery: this.options.haDiscovery,
       minIntervalMs: this.options.publishInterval,
+      devices: this.options.devices,
+      announce: { model: 'tcpmq-gateway', startedAt: this.startedAt, counters: () => this.counters() },
     });
     const clientId = `tcpmq-gateway-${this.name}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '_');
-    const will = { topic: fleet.topics.gateway(this.name), payload: JSON.stringify(this.state(false)) };
+    const will = { topic: fleet.topics.gateway(this.name), payload: JSON.stringify(this.offline()) };
     const link = connectMqtt(this.options.mqtt, clientId, will);
     this.fleet = fleet;
     this.link = link;
     const where = redacted(this.options.mqtt);
     link.client.on('connect', () => {
       this.log.info(`MQTT connected to ${where}, sharing as gateway "${this.name}" under ${prefix}/`);
-      this.publishState(true);
       fleet.setConnected(true);
     });
     link.client.on('close', () => {
@@ -147,21 +141,16 @@ export class Gateway {
     link.client.on('connect', () => (lastError = ''));
     fleet.listen({ warning: (text) => this.log.warn(text) });
     fleet.attach(link);
-    this.timers.push(setInterval(() => link.client.connected && this.publishState(true), STATE_EVERY_MS));
   }
 
-  private state(online: boolean): SharedGateway {
-    const state: SharedGateway = { online, version: VERSION, startedAt: this.startedAt };
-    if (online) {
-      const { connectionCount, onlineCount } = this.broker;
-      state.counters = { ...this.broker.counters, openConnections: connectionCount, devicesOnline: onlineCount };
-    }
-    return state;
+  private counters(): Record<string, number> {
+    const { connectionCount, onlineCount } = this.broker;
+    return { ...this.broker.counters, openConnections: connectionCount, devicesOnline: onlineCount };
   }
 
-  private publishState(online: boolean): void {
-    if (!this.link || !this.fleet) return;
-    this.link.publish(this.fleet.topics.gateway(this.name), JSON.stringify(this.state(online)), true);
+  /** What the will says, and what a stop says: this gateway is gone. */
+  private offline(): SharedGateway {
+    return { online: false, version: VERSION, startedAt: this.startedAt };
   }
 
   private async restore(): Promise<void> {

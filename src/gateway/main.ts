@@ -7,7 +7,8 @@
 
 import { describe } from '../events/safe-emitter';
 import { SettingError } from '../settings/schema';
-import { Gateway, VERSION } from './gateway';
+import { VERSION } from '../settings/version';
+import { Gateway } from './gateway';
 import { consoleLog } from './log';
 import { helpText, parseArgs, resolveOptions, type GatewayOptions } from './options';
 

@@ -9,6 +9,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parseAllowFrom } from '../broker/admission';
+import { readDeviceList, type DeviceList } from '../settings/device-list';
 import { SETTINGS, SettingError, check, readSettings, type Setting, type Settings } from '../settings/schema';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -62,6 +63,8 @@ export type GatewayOptions = Settings & {
   persist: string;
   mqtt: string;
   logLevel: LogLevel;
+  /** The boards' names, units and kinds (the config file's `devices`, as the node's device list). */
+  devices: DeviceList;
   /** The config file, re-read on SIGHUP. */
   config: string;
 };
@@ -131,7 +134,9 @@ export function resolveOptions(
   if (Boolean(own.tlsCert) !== Boolean(own.tlsKey))
     throw new SettingError('--tls-cert and --tls-key: give both, or neither');
   for (const key of unknownKeys(file)) throw new SettingError(`${config}: unknown setting "${key}"`);
-  return { ...settings, ...own, config } as GatewayOptions;
+  const { list: devices, problems } = readDeviceList(file.devices);
+  if (problems.length > 0) throw new SettingError(`${config}: ${problems[0]}`);
+  return { ...settings, ...own, devices, config } as GatewayOptions;
 }
 
 /** `--help`: every option, its variable and its default. */
@@ -187,6 +192,6 @@ function readConfig(file: string): Record<string, unknown> {
 function unknownKeys(file: Record<string, unknown>): string[] {
   const known = new Set(GATEWAY_SETTINGS.map((s) => s.key));
   // Settings the node has and the gateway ignores (mode, name, a device list) are not errors.
-  const ignored = new Set(['mode', 'name', ...CLIENT_ONLY]);
+  const ignored = new Set(['mode', 'name', 'devices', ...CLIENT_ONLY]);
   return Object.keys(file).filter((key) => !known.has(key) && !ignored.has(key));
 }

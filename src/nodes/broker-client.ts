@@ -7,11 +7,19 @@
 
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import { TcpmqClient, type ClientSettings, type ClientStatus } from '../client/client';
-import { REPLY_FORMATS } from '../protocol/reply';
+import type { ReplyFormat } from '../protocol/reply';
+import { describeDevice, readDeviceList } from '../settings/device-list';
+import { readSettings } from '../settings/schema';
 import type { BrokerDef } from './broker-user';
-import { numberProperty } from './config';
 import { limitedWarnings } from '../events/rate-limit';
-import type { Endpoint, EndpointEvent, EndpointEvents, LinkEvent, NewsEvent } from './endpoint';
+import {
+  named,
+  type Endpoint,
+  type EndpointEvent,
+  type EndpointEvents,
+  type LinkEvent,
+  type NewsEvent,
+} from './endpoint';
 
 /** At most this many warning lines per client each minute; the rest are counted. */
 const WARNINGS_PER_MINUTE = 20;
@@ -24,14 +32,17 @@ export function clientEndpoint(
   later: (apply: () => void) => void,
   kept?: TcpmqClient,
 ): { endpoint: Endpoint; client: TcpmqClient } {
+  const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'client');
+  const { list: devices, problems: listProblems } = readDeviceList(config.devices);
+  for (const problem of [...problems, ...listProblems]) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
   const options: ClientSettings = {
-    host: String(config.host ?? '').trim() || '192.168.4.1',
-    port: numberProperty(config.port, 9999),
-    clientId: String(config.clientId ?? '').trim(),
-    watch: String(config.watch ?? ''),
-    pollInterval: numberProperty(config.pollInterval, 2),
-    offlineAfterNones: numberProperty(config.offlineAfterNones, 8),
-    replyFormat: REPLY_FORMATS.includes(config.replyFormat) ? config.replyFormat : 'text',
+    host: settings.host,
+    port: settings.port,
+    clientId: settings.clientId,
+    watch: settings.watch,
+    pollInterval: settings.pollInterval,
+    offlineAfterNones: settings.offlineAfterNones,
+    replyFormat: settings.replyFormat as ReplyFormat,
   };
   const client = kept ?? new TcpmqClient(options);
   let lastLoggedError: string | undefined;
@@ -132,13 +143,14 @@ export function clientEndpoint(
     state: () => client.status,
     sharing: () => undefined,
     changes: () => `${client.counters.replies}:${client.counters.emptyReplies}:${client.status.state}`,
-    table: () => ({ devices: client.watchState(), counters: { ...client.counters } }),
+    describe: (id) => describeDevice(devices, id),
+    table: () => ({ devices: named(client.watchState(), endpoint.describe), counters: { ...client.counters } }),
     // A handful of watched ids: all of them, whenever anything changed.
     takeChanges() {
       const now = endpoint.changes();
       if (now === lastChanges) return { devices: [], removed: [] };
       lastChanges = now;
-      return { devices: client.watchState(), removed: [] };
+      return { devices: named(client.watchState(), endpoint.describe), removed: [] };
     },
     dropChanges() {
       lastChanges = endpoint.changes();

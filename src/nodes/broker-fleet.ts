@@ -12,14 +12,15 @@ import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import { TcpmqBroker } from '../broker/broker';
 import { limitedWarnings } from '../events/rate-limit';
 import type { EventListeners } from '../events/safe-emitter';
-import type { FleetEvents, RemoteDevice } from '../fleet/fleet';
+import type { FleetEvents } from '../fleet/fleet';
 import { canonicalId } from '../protocol/request';
+import { describeDevice, readDeviceList } from '../settings/device-list';
 import { readSettings } from '../settings/schema';
 import type { DeviceRecord } from '../store/devices';
 import { shareBroker } from './broker-share';
 import type { BrokerDef } from './broker-user';
 import { numberProperty } from './config';
-import type { ConnectionChoice, Endpoint } from './endpoint';
+import { named, type ConnectionChoice, type Endpoint } from './endpoint';
 import { writeMailbox } from './flow-writes';
 
 /** At most this many warning lines per broker each minute; the rest are counted. */
@@ -34,7 +35,8 @@ export function fleetEndpoint(
   kept?: TcpmqBroker,
 ): { endpoint: Endpoint; broker: TcpmqBroker } {
   const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'fleet');
-  for (const problem of problems) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
+  const { list: devices, problems: listProblems } = readDeviceList(config.devices);
+  for (const problem of [...problems, ...listProblems]) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
   const options = { offlineAfter: settings.offlineAfter, maxDevices: settings.maxDevices };
   // Never started: a store for the fleet's mailboxes and devices, and the flow's writes.
   const broker = kept ?? new TcpmqBroker(options);
@@ -44,7 +46,9 @@ export function fleetEndpoint(
     WARNINGS_PER_MINUTE,
     (count) => RED._('tcpmq-broker.log.unlogged', { count }),
   );
-  const sharing = config.share ? shareBroker(RED, node, config, settings, broker, showStatus, warn, true) : undefined;
+  const sharing = config.share
+    ? shareBroker(RED, node, config, settings, new Map(), broker, showStatus, warn, true)
+    : undefined;
   if (!config.share) node.error(RED._('tcpmq-broker.errors.fleet-no-share'));
   const fleet = sharing?.fleet;
   const detachStatus = fleet?.listen({ online: showStatus, offline: showStatus });
@@ -68,8 +72,16 @@ export function fleetEndpoint(
     return 1;
   }
 
-  const rows = (devices: DeviceRecord[]) =>
-    devices.map((row) => ({ ...row, gateway: fleet?.gatewayFor(row.id) ?? '' }) as RemoteDevice);
+  /** A board's name: this node's device list first, else what its gateway says. */
+  const describe = (id: string) => {
+    const own = describeDevice(devices, id);
+    return own.name !== undefined || own.unit !== undefined ? own : (fleet?.describe(id) ?? {});
+  };
+  const rows = (records: DeviceRecord[]) =>
+    named(
+      records.map((row) => ({ ...row, gateway: fleet?.gatewayFor(row.id) ?? '' })),
+      describe,
+    );
   const connected = () => fleet?.connected === true;
   const online = () => fleet?.remote.online ?? 0;
 
@@ -96,6 +108,7 @@ export function fleetEndpoint(
     },
     state: () => ({ state: connected() ? 'connected' : 'connecting', host: fleet?.options.prefix ?? '', port: 0 }),
     sharing: () => (fleet ? { gateway: fleet.gateway, connected: fleet.connected } : undefined),
+    describe,
     changes: () => `${fleet?.counters.received}:${online()}:${connected()}`,
     table: (options = { devices: true }) => ({
       devices: options.devices && fleet ? rows(fleet.remote.table()) : [],

@@ -17,12 +17,13 @@ import {
   type RejectEvent,
 } from '../broker/broker';
 import type { ReplyFormat } from '../protocol/reply';
+import { describeDevice, readDeviceList } from '../settings/device-list';
 import { readSettings } from '../settings/schema';
 import type { DeviceRecord } from '../store/devices';
 import type { FleetEvents } from '../fleet/fleet';
 import { describe, type EventListeners } from '../events/safe-emitter';
 import type { BrokerDef } from './broker-user';
-import type { Endpoint, EndpointEvent } from './endpoint';
+import { named, type DeviceRow, type Endpoint, type EndpointEvent } from './endpoint';
 import { shareBroker } from './broker-share';
 import { connectionTarget, writeMailbox } from './flow-writes';
 import { limitedWarnings } from '../events/rate-limit';
@@ -54,7 +55,8 @@ export function serverEndpoint(
   kept?: TcpmqBroker,
 ): { endpoint: Endpoint; broker: TcpmqBroker } {
   const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'server');
-  for (const problem of problems) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
+  const { list: devices, problems: listProblems } = readDeviceList(config.devices);
+  for (const problem of [...problems, ...listProblems]) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
   const options: Partial<BrokerOptions> = {
     host: settings.host,
     port: settings.port,
@@ -113,7 +115,9 @@ export function serverEndpoint(
       warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
   });
   // Sharing through MQTT, when a mqtt-broker node is given (its replica goes through deploys with the broker).
-  const sharing = config.share ? shareBroker(RED, node, config, settings, broker, showStatus, warn) : undefined;
+  const sharing = config.share
+    ? shareBroker(RED, node, config, settings, devices, broker, showStatus, warn)
+    : undefined;
   const fleet = sharing?.fleet;
 
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
@@ -178,6 +182,7 @@ export function serverEndpoint(
       const { connections, rawMessages, protocolErrors } = broker.counters;
       return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.onlineCount}:${broker.status.state}:${fleet?.connected}`;
     },
+    describe: (id) => (fleet ? fleet.describe(id) : describeDevice(devices, id)),
     table: (options = { devices: true }) => ({
       devices: options.devices ? withGateways(broker.deviceTable(), fleet?.remote.table()) : [],
       connections: broker.connectionTable(),
@@ -189,7 +194,7 @@ export function serverEndpoint(
     }),
     takeChanges() {
       const { changed, removed } = broker.devices.takeChanges();
-      if (!fleet) return { devices: changed, removed };
+      if (!fleet) return { devices: named(changed, endpoint.describe), removed };
       const remote = fleet.remote.takeChanges();
       return { devices: withGateways(changed, remote.changed), removed: [...removed, ...remote.removed] };
     },
@@ -201,14 +206,15 @@ export function serverEndpoint(
     send: (choice, data) => broker.send(connectionTarget(RED, choice), data),
     closeConnections: (choice) => broker.closeConnections(connectionTarget(RED, choice)),
   };
-  /** The device rows of this gateway and, when sharing, of the others, each with its gateway. */
-  function withGateways(local: DeviceRecord[], remote: DeviceRecord[] | undefined): object[] {
-    if (!fleet || !remote) return local;
+  /** The device rows of this gateway and, when sharing, of the others, each with its gateway and name. */
+  function withGateways(local: DeviceRecord[], remote: DeviceRecord[] | undefined): DeviceRow[] {
+    if (!fleet || !remote) return named(local, endpoint.describe);
     const own = fleet.gateway;
-    return [
+    const rows = [
       ...local.map((row) => ({ ...row, gateway: own })),
       ...remote.map((row) => ({ ...row, gateway: fleet.gatewayFor(row.id) })),
     ];
+    return named(rows, endpoint.describe);
   }
 
   return { endpoint, broker };

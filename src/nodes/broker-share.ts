@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import type { Node, NodeAPI, NodeStatus } from 'node-red';
 import type { TcpmqBroker } from '../broker/broker';
 import { Fleet, type FleetTransport } from '../fleet/fleet';
+import type { DeviceList } from '../settings/device-list';
 import type { Settings } from '../settings/schema';
 import type { BrokerDef } from './broker-user';
 
@@ -48,6 +49,7 @@ export function shareBroker(
   node: Node,
   config: BrokerDef,
   settings: Settings,
+  devices: DeviceList,
   broker: TcpmqBroker,
   changed: () => void,
   warn: (text: string) => void,
@@ -68,6 +70,10 @@ export function shareBroker(
     haDiscovery: settings.haDiscovery && !attached,
     minIntervalMs: settings.publishInterval,
     followRaw: attached,
+    // A gateway says it is there (Home Assistant's availability follows it); a Node-RED attached is none.
+    announce: attached
+      ? undefined
+      : { model: 'Node-RED', startedAt: Date.now(), counters: () => ({ ...broker.counters }) },
   };
   let fleet = fleets.get(broker);
   if (!fleet || fleet.options.prefix !== prefix || fleet.options.gateway !== gateway) {
@@ -76,6 +82,7 @@ export function shareBroker(
     fleets.set(broker, fleet);
   }
   Object.assign(fleet.options, options);
+  fleet.setDevices(devices);
   const ref = `${node.id}:share`;
   const transport: FleetTransport = {
     publish: (topic, payload, retain) => mqtt.publish({ topic, payload, qos: 1, retain }, () => undefined),

@@ -29,6 +29,8 @@ export interface BrokerDef extends NodeDef {
   gateway?: string;
   haDiscovery?: boolean;
   publishInterval?: number | string;
+  /** The device list: names, units and kinds of boards (see src/settings/device-list.ts). */
+  devices?: unknown;
   // client
   clientId?: string;
   watch?: string;
@@ -85,4 +87,9 @@ export function gatewayOf(RED: NodeAPI, brokerId: string): string | undefined {
 /** Whether broker `brokerId` is attached to a fleet (mode `fleet`): every gateway's devices are its own then. */
 export function isAttached(RED: NodeAPI, brokerId: string): boolean {
   return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.mode === 'fleet';
+}
+
+/** The name and unit broker `brokerId`'s device list gives board `id` (for msg.name and msg.unit). */
+export function deviceInfo(RED: NodeAPI, brokerId: string, id: string): { name?: string; unit?: string } {
+  return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.describe(id) ?? {};
 }

@@ -7,7 +7,8 @@
 
 import type { NodeStatus } from 'node-red';
 import type { BrokerStatus, ConnectionRecord, RawEvent, RejectEvent } from '../broker/broker';
-import type { ClientStatus } from '../client/client';
+import type { ClientStatus, WatchedId } from '../client/client';
+import type { DeviceRecord } from '../store/devices';
 
 /** A device's news: a request it sent (server), or a watched id's mailbox read (client). */
 export interface NewsEvent {
@@ -49,10 +50,13 @@ export type EndpointEvent = keyof EndpointEvents;
 /** Listeners for some of the events. */
 export type Listeners = { [E in EndpointEvent]?: (event: EndpointEvents[E]) => void };
 
+/** A row of the device table: a device heard (server, fleet) or a watched id (client), with its gateway and name. */
+export type DeviceRow = (DeviceRecord | WatchedId) & { gateway?: string; name?: string; unit?: string };
+
 /** The device table, as tcpmq-status sends it and the sidebar shows it. */
 export interface DeviceTable {
   /** Server: every device heard. Client: the watched ids. */
-  devices: object[];
+  devices: DeviceRow[];
   /** Server: every open connection. */
   connections?: ConnectionRecord[];
   counters: Record<string, number>;
@@ -90,7 +94,9 @@ export interface Endpoint {
   /** The device table; `{ devices: false }`: all but the device rows (cheap, whatever the number of devices). */
   table(options?: { devices: boolean }): DeviceTable;
   /** The device rows changed, and the ids removed, since the last call (for the sidebar's updates). */
-  takeChanges(): { devices: object[]; removed: string[] };
+  takeChanges(): { devices: DeviceRow[]; removed: string[] };
+  /** The name and unit the device list gives board `id` (or its own gateway's, in the fleet). */
+  describe(id: string): { name?: string; unit?: string };
   /** Forgets those changes without building them (no editor is looking). */
   dropChanges(): void;
   /**
@@ -102,4 +108,12 @@ export interface Endpoint {
   send(choice: ConnectionChoice, data: string | Buffer): number;
   /** Closes the chosen connections; returns how many. Throws as send() does. */
   closeConnections(choice: ConnectionChoice): number;
+}
+
+/** `rows` with the name and unit of each listed board. */
+export function named<R extends DeviceRow>(rows: R[], describe: Endpoint['describe']): R[] {
+  return rows.map((row) => {
+    const info = describe(row.id);
+    return info.name === undefined && info.unit === undefined ? row : { ...row, ...info };
+  });
 }

@@ -2,7 +2,7 @@
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { connectionName, type RawEvent } from '../broker/broker';
-import { gatewayOf, isAttached, useBroker } from './broker-user';
+import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import type { NewsEvent } from './endpoint';
 
@@ -36,6 +36,8 @@ export = function (RED: NodeAPI) {
         // A device of another gateway (sharing) only for a node that asked for them.
         if (!wanted(event.from) || (event.gateway !== undefined && !remote)) return;
         const msg: Record<string, unknown> = { topic: event.from, payload: asNumber(event.payload) };
+        // A board of the device list: its name and unit.
+        Object.assign(msg, deviceInfo(RED, config.broker, event.from));
         // Where the device spoke from, when it spoke to this broker.
         if (event.remoteAddress !== undefined) {
           msg.want = event.want;

@@ -2,7 +2,7 @@
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { connectionName, type RejectEvent } from '../broker/broker';
-import { gatewayOf, isAttached, useBroker } from './broker-user';
+import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import { RateLimit } from '../events/rate-limit';
 
@@ -28,6 +28,7 @@ export = function (RED: NodeAPI) {
       // A device of another gateway (sharing) only for a node that asked for them.
       if (!wanted(device.id) || (device.gateway !== undefined && !remote)) return;
       const msg: Record<string, unknown> = { topic: device.id, payload, device };
+      Object.assign(msg, deviceInfo(RED, config.broker, device.id));
       const gateway = device.gateway ?? ownGateway;
       if (gateway !== undefined) msg.gateway = gateway;
       node.send(msg);

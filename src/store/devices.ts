@@ -48,11 +48,13 @@ export class Devices {
    * @param offlineAfterMs silence after which a device is offline
    * @param onOffline called once for each device that goes offline
    * @param maxDevices how many records at most
+   * @param onEvict called for each record dropped to make room
    */
   constructor(
     private offlineAfterMs: number,
     private readonly onOffline: (device: DeviceRecord) => void,
     private maxDevices = Infinity,
+    private readonly onEvict?: (id: DeviceId) => void,
   ) {}
 
   /** A new offlineAfter: applies from the next sweep (restart sweeping for its new pace). */
@@ -220,6 +222,7 @@ export class Devices {
     if (oldest.done) return false;
     this.forget(oldest.value.id);
     this.removed.add(oldest.value.id);
+    this.onEvict?.(oldest.value.id);
     return true;
   }
 

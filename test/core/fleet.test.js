@@ -4,59 +4,7 @@
 const assert = require('node:assert/strict');
 const { Fleet, topicLevel, idOfLevel } = require('../../dist/fleet/fleet');
 const { coreBrokerFixture, waitFor, sleep } = require('../support');
-
-/** MQTT topic filter matching, + and # included. */
-function matches(filter, topic) {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
-  }
-  return f.length === t.length;
-}
-
-/** An MQTT broker in memory: retained messages, wildcards, delivery on the next turn. Counts what is published. */
-class Bus {
-  constructor() {
-    this.retained = new Map();
-    this.subscriptions = [];
-    this.published = [];
-    this.up = true;
-  }
-
-  transport() {
-    const bus = this;
-    const own = [];
-    return {
-      publish(topic, payload, retain) {
-        if (!bus.up) return;
-        bus.published.push({ topic, payload, retain });
-        if (retain) {
-          if (payload === '') bus.retained.delete(topic);
-          else bus.retained.set(topic, payload);
-        }
-        for (const { filter, onMessage } of bus.subscriptions)
-          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
-      },
-      subscribe(filter, onMessage) {
-        const subscription = { filter, onMessage };
-        own.push(subscription);
-        bus.subscriptions.push(subscription);
-        for (const [topic, payload] of bus.retained)
-          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
-      },
-      unsubscribe(filter) {
-        bus.subscriptions = bus.subscriptions.filter((s) => !(own.includes(s) && s.filter === filter));
-      },
-    };
-  }
-
-  /** Anyone else's publish (mosquitto_pub). */
-  publish(topic, payload, retain = false) {
-    this.transport().publish(topic, payload, retain);
-  }
-}
+const { Bus } = require('./mqtt-bus');
 
 describe('the fleet: gateways on one MQTT broker behave as one broker', function () {
   const fixture = coreBrokerFixture();
@@ -191,8 +139,11 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
     const config = JSON.parse(bus.retained.get('homeassistant/sensor/tcpmq_5/config'));
     assert.equal(config.unique_id, 'tcpmq_5');
     assert.equal(config.state_topic, 'tcpmq/mailbox/5');
-    assert.equal(config.value_template, '{{ value_json.value }}');
-    assert.equal(config.availability_topic, 'tcpmq/device/5');
+    assert.equal(config.value_template, '{{ value_json.value | float(None) }}');
+    assert.deepEqual(
+      config.availability.map((a) => a.topic),
+      ['tcpmq/device/5', 'tcpmq/gateway/hall-a'],
+    );
   });
 
   it('serves boards the same while MQTT is down, and republishes its own state when it is back', async function () {

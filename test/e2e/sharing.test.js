@@ -272,8 +272,27 @@ describe('two gateways on one mosquitto', function () {
     );
     assert.equal(config.unique_id, 'tcpmq_2');
     assert.equal(config.state_topic, 'tcpmq/mailbox/2');
-    assert.equal(config.availability_topic, 'tcpmq/device/2');
+    assert.deepEqual(
+      config.availability.map((a) => a.topic),
+      ['tcpmq/device/2', 'tcpmq/gateway/hall-b'],
+    );
     assert.match(config.value_template, /value_json\.value/);
+    // A Node-RED gateway announces itself too, so that the availability above can say online.
+    const state = JSON.parse(
+      await mqtt('mosquitto_sub', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(mqttPort),
+        '-t',
+        'tcpmq/gateway/hall-b',
+        '-C',
+        '1',
+        '-W',
+        '5',
+      ]),
+    );
+    assert.equal(state.online, true);
   });
 
   it('sends one mailbox message for one report: no gateway sends back what it took in', async function () {

@@ -1,0 +1,58 @@
+'use strict';
+// An MQTT broker in memory for the fleet's tests: retained messages, wildcards,
+// delivery on the next turn (the real one, mosquitto, is in test/e2e/).
+
+/** MQTT topic filter matching, + and # included. */
+function matches(filter, topic) {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
+/** An MQTT broker in memory: retained messages, wildcards, delivery on the next turn. Counts what is published. */
+class Bus {
+  constructor() {
+    this.retained = new Map();
+    this.subscriptions = [];
+    this.published = [];
+    this.up = true;
+  }
+
+  transport() {
+    const bus = this;
+    const own = [];
+    return {
+      publish(topic, payload, retain) {
+        if (!bus.up) return;
+        bus.published.push({ topic, payload, retain });
+        if (retain) {
+          if (payload === '') bus.retained.delete(topic);
+          else bus.retained.set(topic, payload);
+        }
+        for (const { filter, onMessage } of bus.subscriptions)
+          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
+      },
+      subscribe(filter, onMessage) {
+        const subscription = { filter, onMessage };
+        own.push(subscription);
+        bus.subscriptions.push(subscription);
+        for (const [topic, payload] of bus.retained)
+          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
+      },
+      unsubscribe(filter) {
+        bus.subscriptions = bus.subscriptions.filter((s) => !(own.includes(s) && s.filter === filter));
+      },
+    };
+  }
+
+  /** Anyone else's publish (mosquitto_pub). */
+  publish(topic, payload, retain = false) {
+    this.transport().publish(topic, payload, retain);
+  }
+}
+
+module.exports = { Bus, matches };
