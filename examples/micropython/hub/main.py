@@ -1,0 +1,3 @@
+import hub
+
+hub.run()
