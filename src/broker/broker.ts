@@ -12,17 +12,17 @@ import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { SafeEmitter, describe } from '../events/safe-emitter';
 import { isText, preview, printable } from '../protocol/printable';
-import { encodeReply, type ReplyFormat } from '../protocol/reply';
-import { canonicalId, isRequest, parseRequest, type DeviceId } from '../protocol/request';
-import { defaults } from '../settings/schema';
+import { encodeReply } from '../protocol/reply';
+import { canonicalId, isRequest, mailboxIdOf, parseRequest, type DeviceId } from '../protocol/request';
 import { Devices, type DeviceRecord } from '../store/devices';
 import { copyOf, Mailboxes } from '../store/mailboxes';
 import { restoreSnapshot, takeSnapshot, type BrokerSnapshot } from '../store/snapshot';
 import { Admission } from './admission';
 import { plainAddress, type Connection, type ConnectionHandlers, type ConnectionRecord } from './connection';
 import { Connections, type ConnectionTarget } from './connections';
-import type {
-  BrokerCounters,
+import {
+  noCounts,
+  type BrokerCounters,
   BrokerEvents,
   BrokerStatus,
   RawEvent,
@@ -31,67 +31,20 @@ import type {
   RequestEvent,
   ShareHook,
 } from './events';
+import { DEFAULT_OPTIONS, type BrokerOptions } from './options';
 import { Server, type ListenAddress } from './server';
+
+export * from './options';
 
 export { connectionName, type ConnectionInfo, type ConnectionRecord } from './connection';
 export type { ConnectionTarget } from './connections';
 export * from './events';
 export type { BrokerSnapshot } from '../store/snapshot';
 
-export interface BrokerOptions {
-  host: string;
-  port: number;
-  replyFormat: ReplyFormat;
-  /** Seconds of silence before a device is offline. */
-  offlineAfter: number;
-  /** Seconds a connection may stay silent before it is closed; 0 = never. */
-  idleTimeout: number;
-  maxConnections: number;
-  maxFrameBytes: number;
-  /** Milliseconds between attempts to listen after a failure. */
-  retryInterval: number;
-  /** Comma-separated addresses and CIDR ranges allowed to connect; empty = anyone. */
-  allowFrom: string;
-  /** Comma-separated device ids allowed to send; empty = any. */
-  allowDevices: string;
-  /** Device records at most: an offline one makes room for a new id; when all are online, new ids are not recorded. */
-  maxDevices: number;
-  /** Key, certificate (and CA to verify clients) to serve TLS instead of plain TCP. */
-  tls?: tls.TlsOptions;
-}
-
-const SCHEMA_DEFAULTS = defaults('server');
-
-export const DEFAULT_OPTIONS: BrokerOptions = {
-  host: SCHEMA_DEFAULTS.host,
-  port: SCHEMA_DEFAULTS.port,
-  replyFormat: SCHEMA_DEFAULTS.replyFormat as ReplyFormat,
-  offlineAfter: SCHEMA_DEFAULTS.offlineAfter,
-  idleTimeout: SCHEMA_DEFAULTS.idleTimeout,
-  maxConnections: SCHEMA_DEFAULTS.maxConnections,
-  maxFrameBytes: SCHEMA_DEFAULTS.maxFrameBytes,
-  retryInterval: 5000,
-  allowFrom: SCHEMA_DEFAULTS.allowFrom,
-  allowDevices: SCHEMA_DEFAULTS.allowDevices,
-  maxDevices: SCHEMA_DEFAULTS.maxDevices,
-};
-
 export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   readonly mailboxes: Mailboxes;
   readonly devices: Devices;
-  readonly counters: BrokerCounters = {
-    connections: 0,
-    requests: 0,
-    rawMessages: 0,
-    protocolErrors: 0,
-    oversize: 0,
-    refused: 0,
-    unknownDevices: 0,
-    idleClosed: 0,
-    unheardRequests: 0,
-    closedBySettings: 0,
-    capacityRefused: 0,
-  };
+  readonly counters: BrokerCounters = noCounts();
 
   private settings: BrokerOptions;
   /** Sharing through MQTT, when on (see src/fleet). */
@@ -118,15 +71,16 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     },
     oversize: (connection, size) => {
       this.counters.oversize++;
-      this.reject(
-        connection,
-        'oversize',
-        `frame of ${size} bytes or more exceeds maxFrameBytes (${this.settings.maxFrameBytes})`,
-      );
+      const { maxFrameBytes } = this.settings;
+      this.reject(connection, 'oversize', `frame of ${size} bytes or more exceeds maxFrameBytes (${maxFrameBytes})`);
       connection.close();
     },
     backlog: (connection, unread) =>
       this.reject(connection, 'backlog', `does not read its replies (${unread} bytes unread)`),
+    // Only a listener's fault can get here; the connection is dropped, the broker carries on.
+    failed: (connection, err) =>
+      this.warn(`connection ${connection.name} dropped after an internal error: ${describe(err)}`),
+    closed: (connection) => this.safeEmit('disconnect', connection.info()),
   };
 
   constructor(options: Partial<BrokerOptions> = {}) {
@@ -201,12 +155,10 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   }
 
   /**
-   * Applies new settings to the running broker, keeping its mailboxes, devices,
-   * counters and connection numbers. Limits, access lists, timeouts and the
-   * reply dialect apply at once, on open connections too: a connection the new
-   * allowFrom or allowDevices no longer admits is closed (reported as
-   * 'rejected'). A new host, port or TLS setting needs a new listener: it is
-   * bound first, then the old one and its connections are closed.
+   * Applies new settings, keeping mailboxes, devices, counters and connection
+   * numbers. They apply at once, on open connections too: one the new allowFrom
+   * or allowDevices refuses is closed ('rejected'). A new host, port or TLS
+   * setting binds a new listener first, then closes the old one (server.ts).
    */
   configure(options: Partial<BrokerOptions>): void {
     const next: BrokerOptions = { ...DEFAULT_OPTIONS, ...options };
@@ -216,7 +168,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     this.connections.setMaxFrameBytes(next.maxFrameBytes);
     this.devices.setOfflineAfter(next.offlineAfter * 1000);
     this.devices.setMaxDevices(next.maxDevices);
-    if (this.sweeping) {
+    if (this.sweepsOn) {
       this.stopSweeps();
       this.startSweeps();
     }
@@ -236,7 +188,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
    * past its time to live. Throws if the value cannot be sent (e.g. circular).
    */
   writeMailbox(id: unknown, value: unknown, ttlSeconds = 0): DeviceId {
-    const mailboxId = this.mailboxId(id);
+    const mailboxId = mailboxIdOf(id);
     // Encoded first, so that a value with no reply throws before it is written.
     const reply = encodeReply(value, this.settings.replyFormat);
     // A copy: the flow may go on changing the object it sent.
@@ -247,7 +199,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   }
 
   clearMailbox(id: unknown): DeviceId {
-    const mailboxId = this.mailboxId(id);
+    const mailboxId = mailboxIdOf(id);
     this.mailboxes.clear(mailboxId);
     this.flowWrites++;
     this.share?.written(mailboxId, undefined);
@@ -327,34 +279,8 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
 
   /** Serves an admitted socket (a TLSSocket once its handshake is done). */
   private serve(socket: net.Socket): void {
-    socket.on('error', () => {
-      // As in admit(): 'close' follows.
-    });
-    const remoteAddress = plainAddress(socket.remoteAddress);
-    const { maxFrameBytes } = this.settings;
-    const connection = this.connections.add(
-      socket,
-      remoteAddress,
-      socket.remotePort ?? 0,
-      maxFrameBytes,
-      this.handlers,
-    );
+    const connection = this.connections.serve(socket, this.settings.maxFrameBytes, this.handlers);
     this.counters.connections++;
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        connection.received(chunk);
-      } catch (err) {
-        // Only a listener's fault can get here; the connection is dropped, the broker carries on.
-        this.warn(`connection ${connection.name} dropped after an internal error: ${describe(err)}`);
-        socket.destroy();
-      }
-    });
-    socket.on('close', () => {
-      connection.reader.end();
-      this.connections.delete(connection);
-      this.safeEmit('disconnect', connection.info());
-    });
     this.safeEmit('connection', connection.info());
   }
 
@@ -452,19 +378,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     }
   }
 
-  private mailboxId(id: unknown): DeviceId {
-    const mailboxId = canonicalId(id);
-    if (mailboxId === undefined || mailboxId === '') {
-      throw new Error(`invalid mailbox id ${JSON.stringify(id) ?? String(id)}: use a number or a non-empty string`);
-    }
-    return mailboxId;
-  }
-
   // ---- sweeps -------------------------------------------------------------------
-
-  private get sweeping(): boolean {
-    return this.sweepsOn;
-  }
 
   private startSweeps(): void {
     if (this.sweepsOn) return;

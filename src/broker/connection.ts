@@ -49,6 +49,10 @@ export interface ConnectionHandlers {
   oversize(connection: Connection, size: number): void;
   /** The device leaves `unread` bytes of replies unread: the connection closes. */
   backlog(connection: Connection, unread: number): void;
+  /** A handler threw on the connection's bytes: it is dropped, its owner carries on. */
+  failed(connection: Connection, err: unknown): void;
+  /** The socket closed. */
+  closed(connection: Connection): void;
 }
 
 /** Replies that a client leaves unread beyond this are a client that does not read: drop it. */

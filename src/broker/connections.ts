@@ -6,7 +6,7 @@
 
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Connection, type ConnectionHandlers, type ConnectionRecord } from './connection';
+import { Connection, plainAddress, type ConnectionHandlers, type ConnectionRecord } from './connection';
 
 /** Which connections a flow writes to or closes: one by number, or every one of a device. */
 export interface ConnectionTarget {
@@ -20,21 +20,32 @@ export class Connections {
   private nextId = 1;
   private idleTimer: NodeJS.Timeout | undefined;
 
-  /** Numbers and keeps a new connection until it closes. */
-  add(
-    socket: net.Socket,
-    remoteAddress: string,
-    remotePort: number,
-    maxFrameBytes: number,
-    handlers: ConnectionHandlers,
-  ): Connection {
-    const connection = new Connection(socket, this.nextId++, remoteAddress, remotePort, maxFrameBytes, handlers);
+  /**
+   * Serves `socket`: numbered, kept until it closes, its bytes read into
+   * frames for `handlers`, its errors handled ('close' follows every one).
+   */
+  serve(socket: net.Socket, maxFrameBytes: number, handlers: ConnectionHandlers): Connection {
+    const address = plainAddress(socket.remoteAddress);
+    const connection = new Connection(socket, this.nextId++, address, socket.remotePort ?? 0, maxFrameBytes, handlers);
     this.open.set(connection.connectionId, connection);
+    socket.on('error', () => {
+      // Resets and timeouts from the device's side: 'close' follows and cleans up.
+    });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        connection.received(chunk);
+      } catch (err) {
+        handlers.failed(connection, err);
+        socket.destroy();
+      }
+    });
+    socket.on('close', () => {
+      connection.reader.end();
+      this.open.delete(connection.connectionId);
+      handlers.closed(connection);
+    });
     return connection;
-  }
-
-  delete(connection: Connection): void {
-    this.open.delete(connection.connectionId);
   }
 
   get size(): number {

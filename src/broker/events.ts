@@ -97,3 +97,20 @@ export interface BrokerCounters {
   /** Requests from new ids answered but not recorded: maxDevices records, all online. */
   capacityRefused: number;
 }
+
+/** Counters at their start: all zero. */
+export function noCounts(): BrokerCounters {
+  return {
+    connections: 0,
+    requests: 0,
+    rawMessages: 0,
+    protocolErrors: 0,
+    oversize: 0,
+    refused: 0,
+    unknownDevices: 0,
+    idleClosed: 0,
+    unheardRequests: 0,
+    closedBySettings: 0,
+    capacityRefused: 0,
+  };
+}

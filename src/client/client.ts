@@ -16,94 +16,15 @@
  */
 
 import * as net from 'node:net';
-import { listItems } from '../protocol/ids';
-import { decodeReply, type ReplyFormat } from '../protocol/reply';
+import { decodeReply } from '../protocol/reply';
 import { printable } from '../protocol/printable';
 import { wireIdJson } from '../protocol/request';
 import { SafeEmitter } from '../events/safe-emitter';
+import type { ClientCounters, ClientEvents, ClientReply, ClientStatus, WatchedId } from './events';
+import { clientOptions, type ClientOptions, type ClientSettings } from './options';
 
-export interface ClientOptions {
-  /** The broker's address: an ESP32 hotspot is 192.168.4.1. */
-  host: string;
-  port: number;
-  /** This device's id, as typed (sent as a number if it looks like one, see wireIdJson()). */
-  clientId: string;
-  /**
-   * Ids whose mailboxes are read, one per request, in turn (duplicates and empty
-   * ids dropped). Empty: the client reads its own. The constructor also takes a
-   * comma-separated string ("1, 2, cmd").
-   */
-  watch: string[];
-  /** Seconds from one request to the next. */
-  pollInterval: number;
-  /** Consecutive empty replies for a watched id after which it is offline. */
-  offlineAfterNones: number;
-  /** How the broker writes replies: 'text' (raw, `None` = nothing) or 'json' (JSON text, `null` = nothing). */
-  replyFormat: ReplyFormat;
-  /** Seconds to wait for a connection or for a reply before reconnecting. */
-  timeout: number;
-  /** Seconds before the first reconnection attempt; doubles after each failure up to retryMax. */
-  retryMin: number;
-  retryMax: number;
-}
-
-export const DEFAULT_CLIENT_OPTIONS: ClientOptions = {
-  host: '192.168.4.1',
-  port: 9999,
-  clientId: '',
-  watch: [],
-  pollInterval: 2,
-  offlineAfterNones: 8,
-  replyFormat: 'text',
-  timeout: 8,
-  retryMin: 1,
-  retryMax: 30,
-};
-
-export type ClientState = 'stopped' | 'connecting' | 'connected' | 'error';
-
-export interface ClientStatus {
-  state: ClientState;
-  host: string;
-  port: number;
-  /** What went wrong, naming the address: set in the 'error' state. */
-  error?: string;
-  /** The system error code (ECONNREFUSED, ECONNRESET, ...) or ETIMEDOUT / ECLOSED / EINVAL, in the 'error' state. */
-  code?: string;
-  /** Milliseconds until the next connection attempt, in the 'error' state (absent: no retry). */
-  retryIn?: number;
-}
-
-export interface ClientReply {
-  /** The watched id, as given in `watch`. */
-  id: string;
-  /** text: the reply's UTF-8 text; json: its decoded JSON value (or the text if it is not JSON). */
-  payload: unknown;
-  /** The reply's bytes as received. */
-  raw: Buffer;
-}
-
-export interface WatchedId {
-  id: string;
-  /** undefined until the id has answered, or has answered empty offlineAfterNones times. */
-  online: boolean | undefined;
-  /** Consecutive empty replies. */
-  nones: number;
-}
-
-export interface ClientCounters {
-  /** Connections made. */
-  connections: number;
-  requests: number;
-  /** Replies with something in them (emitted as 'reply', or read back with an empty watch list). */
-  replies: number;
-  /** `None` / `null` replies. */
-  emptyReplies: number;
-  /** Requests that got no reply within `timeout`. */
-  timeouts: number;
-  /** Bytes received while no request was waiting for its reply: dropped. */
-  strayBytes: number;
-}
+export * from './events';
+export * from './options';
 
 /**
  * Data received within this many milliseconds of the previous chunk belongs to
@@ -114,48 +35,11 @@ const REPLY_SETTLE_MS = 20;
 /** A reply longer than this is not a mailbox: the connection is dropped. */
 const MAX_REPLY_BYTES = 1024 * 1024;
 
-/** What each of the client's events carries (see the top of this file). */
-export interface ClientEvents {
-  state: ClientStatus;
-  reply: ClientReply;
-  online: { id: string };
-  offline: { id: string };
-  warning: string;
-}
-
 interface PendingRequest {
   want: string;
   sentAt: number;
   chunks: Buffer[];
   bytes: number;
-}
-
-/** What the constructor and configure() take: any option left out has its default. */
-export type ClientSettings = Partial<Omit<ClientOptions, 'watch'>> & { watch?: string[] | string };
-
-/** Complete, checked options: defaults for what is missing or not a positive number. */
-function clientOptions(options: ClientSettings): ClientOptions {
-  const given = { ...DEFAULT_CLIENT_OPTIONS, ...options };
-  const d = DEFAULT_CLIENT_OPTIONS;
-  const retryMin = positive(given.retryMin, d.retryMin);
-  return {
-    host: String(given.host || d.host),
-    port: Number(given.port ?? d.port),
-    clientId: String(given.clientId ?? ''),
-    watch: [
-      ...new Set(
-        (typeof given.watch === 'string' ? listItems(given.watch) : (given.watch ?? []).map(String)).filter(
-          (id) => id !== '',
-        ),
-      ),
-    ],
-    pollInterval: positive(given.pollInterval, d.pollInterval),
-    offlineAfterNones: Math.max(1, Math.round(positive(given.offlineAfterNones, d.offlineAfterNones))),
-    replyFormat: given.replyFormat === 'json' ? 'json' : 'text',
-    timeout: positive(given.timeout, d.timeout),
-    retryMin,
-    retryMax: Math.max(retryMin, positive(given.retryMax, d.retryMax)),
-  };
 }
 
 export class TcpmqClient extends SafeEmitter<ClientEvents> {
@@ -474,11 +358,6 @@ export class TcpmqClient extends SafeEmitter<ClientEvents> {
     this.currentStatus = status;
     this.safeEmit('state', status);
   }
-}
-
-function positive(value: unknown, fallback: number): number {
-  const number = Number(value);
-  return Number.isFinite(number) && number > 0 ? number : fallback;
 }
 
 function withCode(err: Error, code: string): NodeJS.ErrnoException {

@@ -244,3 +244,12 @@ function parseCommonFrame(frame: Buffer): Request | undefined {
   i = skipSpaces(frame, tokenEnd);
   return i === frame.length - 1 ? { from, want, payload } : undefined;
 }
+
+/** The mailbox a flow names (a number or a non-empty string), as canonicalId() gives it; throws for anything else. */
+export function mailboxIdOf(id: unknown): DeviceId {
+  const mailboxId = canonicalId(id);
+  if (mailboxId === undefined || mailboxId === '') {
+    throw new Error(`invalid mailbox id ${JSON.stringify(id) ?? String(id)}: use a number or a non-empty string`);
+  }
+  return mailboxId;
+}
