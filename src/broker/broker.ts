@@ -54,7 +54,8 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   private readonly server: Server;
   /** Every admitted socket until it closes (TLS ones from before their handshake): counted against maxConnections. */
   private readonly sockets = new Set<net.Socket>();
-  private readonly connections = new Connections();
+  /** @internal The open connections, for white-box tests of memory bounds (not in the published types). */
+  readonly connections = new Connections();
   private flowWrites = 0;
   private sweepsOn = false;
 

@@ -74,6 +74,11 @@ export class FrameReader {
     return this.speaksJson === undefined ? 'unknown' : this.speaksJson ? 'tcpmq' : 'raw';
   }
 
+  /** @internal The size of the buffer holding an unfinished frame, for white-box tests of memory bounds. */
+  get heldCapacity(): number {
+    return this.held?.length ?? 0;
+  }
+
   /** Bytes held for an unfinished frame (bounded by maxFrameBytes). */
   get bufferedBytes(): number {
     return this.heldBytes;

@@ -360,8 +360,8 @@ function feed(reads, maxFrameBytes) {
     const buffered = reader.bufferedBytes;
     maxBuffered = Math.max(maxBuffered, buffered);
     assert.ok(buffered <= maxFrameBytes, `bufferedBytes ${buffered} > maxFrameBytes ${maxFrameBytes}`);
-    if (reader.held)
-      assert.ok(reader.held.length <= maxFrameBytes, `held buffer of ${reader.held.length} bytes > ${maxFrameBytes}`);
+    if (reader.heldCapacity)
+      assert.ok(reader.heldCapacity <= maxFrameBytes, `held buffer of ${reader.heldCapacity} bytes > ${maxFrameBytes}`);
   }
   return { events, reader, maxBuffered };
 }
