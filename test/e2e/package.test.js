@@ -5,13 +5,14 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { execFileSync } = require('node:child_process');
-const { Device, exampleFiles, freePort } = require('../support');
+const { execFileSync, spawn, spawnSync } = require('node:child_process');
+const { Device, exampleFiles, freePort, waitFor } = require('../support');
 const { RUNTIMES, startNodeRed, stopNodeRed } = require('./node-red-process');
 const { nodeRedHome } = require('../../tools/node-red-home');
 
 const root = path.join(__dirname, '..', '..');
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx';
 // Run the machine's npm as a user would: without the npm_* settings of the `npm test`
 // that runs us, and not the older npm that a dependency puts in node_modules/.bin.
 const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)));
@@ -127,6 +128,37 @@ for (const { name: runtime, node } of RUNTIMES) {
         assert.equal(await device.request('[1,1,"packed"]'), '"packed"');
       } finally {
         device.close();
+      }
+    });
+
+    // The command does not depend on Node-RED: checked once, with the first Node-RED.
+    const once = runtime === RUNTIMES[0].name ? it : () => undefined;
+    once('runs tcpmq-gateway from the installed package, as npx does', async function () {
+      const userDir = path.join(work, 'user');
+      const run = (args) =>
+        spawnSync(npx, ['--no-install', 'tcpmq-gateway', ...args], { cwd: userDir, env: cleanEnv, encoding: 'utf8' });
+      const help = run(['--help']);
+      assert.equal(help.status, 0, help.stderr);
+      assert.match(help.stdout, /--publish-interval MS/);
+      const port = await freePort();
+      const gateway = spawn(npx, ['--no-install', 'tcpmq-gateway', '--host', '127.0.0.1', '--port', String(port)], {
+        cwd: userDir,
+        env: cleanEnv,
+      });
+      try {
+        let output = '';
+        gateway.stdout.on('data', (chunk) => (output += chunk));
+        await waitFor(
+          () => /listening on/.test(output),
+          () => `the gateway to listen; output: ${output}`,
+          15000,
+        );
+        const device = await Device.connect(port);
+        assert.equal(await device.request('[1,1,"from npx"]'), 'from npx');
+        device.close();
+      } finally {
+        gateway.kill('SIGTERM');
+        await new Promise((resolve) => gateway.once('exit', resolve));
       }
     });
   });
