@@ -474,9 +474,32 @@ print(repr(out))
       const device = JSON.parse((await heard(watcher, 'tcpmq/device/5')).text);
       assert.deepEqual([device.online, device.gateway, device.remoteAddress], [true, 'hub-test', '127.0.0.1']);
       assert.ok(Math.abs(device.lastSeen - news.writtenAt) < 100);
-      const discovery = JSON.parse((await heard(watcher, 'homeassistant/sensor/tcpmq_5/config')).text);
-      assert.equal(discovery.state_topic, 'tcpmq/mailbox/5');
-      assert.equal(discovery.availability_topic, 'tcpmq/device/5');
+      // Home Assistant sees the hub's boards as it sees a tcpmq-gateway's.
+      const sensor = JSON.parse((await heard(watcher, 'homeassistant/sensor/tcpmq_5/config')).text);
+      const command = JSON.parse((await heard(watcher, 'homeassistant/text/tcpmq_5/config')).text);
+      const gateway = JSON.parse(
+        (await heard(watcher, 'homeassistant/binary_sensor/tcpmq_gateway_hub-test/config')).text,
+      );
+      assert.equal(sensor.state_topic, 'tcpmq/mailbox/5');
+      assert.equal(sensor.state_class, 'measurement');
+      assert.deepEqual(
+        sensor.availability.map((a) => a.topic),
+        ['tcpmq/device/5', 'tcpmq/gateway/hub-test'],
+      );
+      assert.equal(command.command_topic, 'tcpmq/mailbox/5/set');
+      assert.equal(gateway.state_topic, 'tcpmq/gateway/hub-test');
+      const discovery = path.join(ROOT, 'dist', 'fleet', 'discovery.js');
+      if (fs.existsSync(discovery)) {
+        // The same configs as the package's own (built) gateways publish, but for versions and models.
+        const { boardDiscovery, gatewayDiscovery } = require(discovery);
+        const context = { prefix: 'tcpmq', gateway: 'hub-test', version: 'v', model: 'm', expireAfter: 7 };
+        const same = (config) =>
+          JSON.parse(JSON.stringify(config), (key, value) => (key === 'sw_version' || key === 'model' ? 'x' : value));
+        const expected = boardDiscovery(context, { id: '5', numeric: true, reads: '5' });
+        assert.deepEqual(same(sensor), same(JSON.parse(expected[0].payload)));
+        assert.deepEqual(same(command), same(JSON.parse(expected[1].payload)));
+        assert.deepEqual(same(gateway), same(JSON.parse(gatewayDiscovery(context).payload)));
+      }
 
       // A board reporting as fast as it can: at most one publish per 250 ms, the latest last.
       const from = watcher.heard.length;
@@ -571,6 +594,25 @@ print(repr(out))
         () => watcher.heard.slice(from).some((m) => m.topic === 'tcpmq/gateway/hub-test' && !JSON.parse(m.text).online),
         'the will',
       );
+    });
+
+    it('shares plain-text lines, and writes to or closes a connection when another client says so', async function () {
+      const watcher = await listen();
+      const hub = await fleetHub();
+      await heard(watcher, 'tcpmq/gateway/hub-test');
+      const board = await connect(hub); // a K230-like board: plain text, no frames
+      board.send('Hello 01Studio!\r\n');
+      const line = JSON.parse((await heard(watcher, 'tcpmq/raw/hub-test')).text);
+      assert.deepEqual(
+        [line.data, line.gateway, line.remoteAddress, line.remotePort],
+        ['Hello 01Studio!', 'hub-test', '127.0.0.1', board.socket.localPort],
+      );
+      const commander = await listen([]);
+      const device = `127.0.0.1:${board.socket.localPort}`;
+      await commander.publishAsync('tcpmq/gateway/hub-test/send', JSON.stringify({ device, data: 'I got: hi' }));
+      assert.equal((await board.nextChunk()).toString('utf8'), 'I got: hi');
+      await commander.publishAsync('tcpmq/gateway/hub-test/close', JSON.stringify({ connectionId: line.connectionId }));
+      assert.ok(await board.closedWithin(2000), 'closed by the close command');
     });
 
     it('serves its boards as before when the MQTT broker cannot be reached', async function () {

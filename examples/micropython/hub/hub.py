@@ -97,7 +97,8 @@ _R = const(6)
 _DEVICE = 'device'
 _FLOW = 'flow'
 
-# A board: [online, last request (ticks), requests, address, port, connection, want].
+# A board: [online, last request (ticks), requests, address, port, connection, want,
+# its device topic's last publish (ticks, or None), its first report was a number].
 _ON = const(0)
 _LAST = const(1)
 _COUNT = const(2)
@@ -105,6 +106,8 @@ _ADDR = const(3)
 _PORT = const(4)
 _CONN = const(5)
 _WANT = const(6)
+_PUB = const(7)
+_NUMERIC = const(8)
 
 # Frame reader modes (docs/PROTOCOL.md, frames and plain text).
 _BETWEEN = const(0)
@@ -236,6 +239,30 @@ def _object_id(device):
         else:
             out.append('_%x' % o)
     return ''.join(out)
+
+
+def _is_number(value):
+    """A number, or text that is one ('26.5', '-3'): Home Assistant then shows a numeric sensor."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return True
+    if kind is not str or not value:
+        return False
+    text = value[1:] if value[0] == '-' else value
+    whole, dot, fraction = text.partition('.')
+    return whole.isdigit() and (not dot or fraction.isdigit())
+
+
+def _board_topics(device):
+    obj = 'tcpmq_' + _object_id(device)
+    return tuple('homeassistant/%s/%s/config' % (platform, obj) for platform in ('sensor', 'text', 'switch'))
+
+
+_ORIGIN = {'name': 'TCPMQ for Node-RED', 'sw_version': VERSION, 'support_url': 'https://github.com/tcpmq/node-red-tcpmq'}
+# Any value as Home Assistant's state: text as it is, anything else as JSON, within 255 characters.
+_TEXT_VALUE = '{{ (value_json.value if value_json.value is string else value_json.value | tojson)[:255] }}'
+# A number, or None (an unknown state) when it is not one.
+_NUMBER_VALUE = '{{ value_json.value | float(None) }}'
 
 
 def _printable(text, limit=60):
@@ -442,7 +469,7 @@ class Hub:
         self.sharing = False  # connected to the fleet's MQTT broker now
         self.dirty_boxes = set()
         self.dirty_devices = set()
-        self.outbox = []  # (topic, payload) to publish as they are: raw lines
+        self.outbox = []  # (topic, payload, retain) to publish as they are: raw lines, removals
         self.discovered = set()
 
     # ---- console ----------------------------------------------------------
@@ -590,7 +617,7 @@ class Hub:
                 self.counters['capacityRefused'] += 1
                 self.warn('device %s not recorded: %d boards (MAX_BOARDS), all online' % (_printable(sender), MAX_BOARDS))
                 return self.reply(want, now)
-            board = [False, now, 0, conn.address, conn.port, conn.number, want]
+            board = [False, now, 0, conn.address, conn.port, conn.number, want, None, _is_number(payload)]
             self.devices[sender] = board
         if not self.room_for(sender, True):
             return self.reply(want, now)
@@ -605,6 +632,9 @@ class Hub:
         conn.device = sender
         if self.sharing:
             self.dirty_boxes.add(sender)
+            # A board reporting on: its device topic's lastSeen stays within OFFLINE_AFTER / 2 of the truth.
+            if board[_PUB] is not None and _diff(now, board[_PUB]) >= OFFLINE_AFTER * 500:
+                self.dirty_devices.add(sender)
         if not board[_ON]:
             board[_ON] = True
             self.warn('device %s online from %s:%d' % (_printable(sender), conn.address, conn.port))
@@ -626,6 +656,11 @@ class Hub:
         if oldest is None:
             return False
         del devices[oldest]
+        if oldest in self.discovered:  # Home Assistant forgets it too
+            self.discovered.discard(oldest)
+            if self.sharing:
+                for topic in _board_topics(oldest):
+                    self.outbox.append((topic, '', True))
         return True
 
     def refuse(self, conn, reason):
@@ -649,7 +684,7 @@ class Hub:
             message['connectionId'] = conn.number
             message['remoteAddress'] = conn.address
             message['remotePort'] = conn.port
-            self.outbox.append(('%s/raw/%s' % (MQTT_PREFIX, _level(self.gateway)), _dumps(message)))
+            self.outbox.append(('%s/raw/%s' % (MQTT_PREFIX, _level(self.gateway)), _dumps(message), False))
 
     # ---- connections ----------------------------------------------------------
 
@@ -818,26 +853,75 @@ class Hub:
         last_seen = wall_ms() - _diff(_ticks(), board[_LAST])
         return _dumps({'online': board[_ON], 'lastSeen': last_seen, 'gateway': self.gateway, 'remoteAddress': board[_ADDR]})
 
+    def discovery_context(self):
+        return {'prefix': MQTT_PREFIX, 'gateway': self.gateway, 'version': VERSION, 'model': 'TCPMQ hub (MicroPython)'}
+
     def discovery(self, device):
+        """Home Assistant's discovery for a board, as the other gateways publish it: (topic, payload) pairs."""
+        board = self.devices[device]
+        numeric = board[_NUMERIC]
+        kind = 'sensor' if numeric else 'text'
         level = _level(device)
-        obj = _object_id(device)
-        config = {
-            'name': 'TCPMQ %s' % device,
-            'unique_id': 'tcpmq_' + obj,
-            'object_id': 'tcpmq_' + obj,
-            'state_topic': '%s/mailbox/%s' % (MQTT_PREFIX, level),
-            'value_template': '{{ value_json.value }}',
-            'availability_topic': '%s/device/%s' % (MQTT_PREFIX, level),
-            'availability_template': "{{ 'online' if value_json.online else 'offline' }}",
-            'payload_available': 'online',
-            'payload_not_available': 'offline',
+        obj = 'tcpmq_' + _object_id(device)
+        online = "{{ 'online' if value_json.online else 'offline' }}"
+        common = {
+            'availability': [
+                {'topic': '%s/device/%s' % (MQTT_PREFIX, level), 'value_template': online},
+                {'topic': '%s/gateway/%s' % (MQTT_PREFIX, _level(self.gateway)), 'value_template': online},
+            ],
+            'availability_mode': 'all',
             'device': {
-                'identifiers': ['tcpmq_' + obj],
-                'name': 'TCPMQ device %s' % device,
+                'identifiers': [obj],
+                'name': 'TCPMQ %s' % device,
+                'manufacturer': 'TCPMQ',
+                'model': 'MicroPython board (%s)' % kind,
+                'sw_version': VERSION,
                 'via_device': 'tcpmq_gateway_' + _object_id(self.gateway),
             },
+            'origin': _ORIGIN,
         }
-        return 'homeassistant/sensor/tcpmq_%s/config' % obj, _dumps(config)
+        sensor = {
+            'name': None,
+            'unique_id': obj,
+            'default_entity_id': 'sensor.' + obj,
+            'state_topic': '%s/mailbox/%s' % (MQTT_PREFIX, level),
+            # A gateway gone without a will: the state is unavailable after OFFLINE_AFTER without news.
+            'expire_after': int(OFFLINE_AFTER) + (0 if OFFLINE_AFTER == int(OFFLINE_AFTER) else 1) + 5,
+            'value_template': _NUMBER_VALUE if numeric else _TEXT_VALUE,
+        }
+        if numeric:
+            sensor['state_class'] = 'measurement'
+        sensor.update(common)
+        command = {
+            'name': 'Command',
+            'unique_id': obj + '_command',
+            'default_entity_id': 'text.%s_command' % obj,
+            'command_topic': '%s/mailbox/%s/set' % (MQTT_PREFIX, _level(board[_WANT])),
+            'max': 255,
+        }
+        command.update(common)
+        sensor_topic, text_topic, switch_topic = _board_topics(device)
+        return ((sensor_topic, _dumps(sensor)), (text_topic, _dumps(command)), (switch_topic, ''))
+
+    def gateway_discovery(self):
+        obj = 'tcpmq_gateway_' + _object_id(self.gateway)
+        config = {
+            'name': None,
+            'unique_id': obj,
+            'default_entity_id': 'binary_sensor.' + obj,
+            'device_class': 'connectivity',
+            'state_topic': '%s/gateway/%s' % (MQTT_PREFIX, _level(self.gateway)),
+            'value_template': "{{ 'ON' if value_json.online else 'OFF' }}",
+            'device': {
+                'identifiers': [obj],
+                'name': 'TCPMQ gateway %s' % self.gateway,
+                'manufacturer': 'TCPMQ',
+                'model': 'TCPMQ hub (MicroPython)',
+                'sw_version': VERSION,
+            },
+            'origin': _ORIGIN,
+        }
+        return 'homeassistant/binary_sensor/%s/config' % obj, _dumps(config)
 
     def gateway_state(self, online):
         state = {'online': online, 'version': VERSION, 'startedAt': wall_ms() - self.uptime, 'platform': 'micropython-hub'}
@@ -939,7 +1023,7 @@ class Hub:
         if type(shared) is not dict or shared.get('gateway') == self.gateway:
             return
         if shared.get('online') is False:
-            self.drop_news(device, shared.get('gateway'))
+            self.drop_news(device, None)
 
     def fleet_gateway(self, gateway, payload):
         """A gateway that says it is offline (its will): its boards read None here at once."""
@@ -952,7 +1036,7 @@ class Hub:
 
     def drop_news(self, device, gateway):
         box = self.boxes.get(device)
-        if box is not None and box[_BY] == _DEVICE and box[_GW] is not None and box[_GW] == gateway:
+        if box is not None and box[_BY] == _DEVICE and box[_GW] is not None and (gateway is None or box[_GW] == gateway):
             del self.boxes[device]
 
     # ---- the loop --------------------------------------------------------------
@@ -989,8 +1073,8 @@ class Uplink:
         self.hub = hub
         self.state = 'waiting for Wi-Fi'
         self.ip = None  # MQTT_HOST's address, looked up once
-        self.clock_synced_at = None
-        self.next_clock = _ticks()
+        self.next_clock = 0  # uptime (ms) of the next NTP attempt
+        self.clock_retry = 30000
         self.last_error = None
         self.received_at = 0
         self.published = {}  # id -> ticks of its last publish
@@ -1029,16 +1113,17 @@ class Uplink:
             await asyncio.sleep_ms(wait)
 
     def clock(self):
-        """Sets the clock from NTP when the uplink comes up, and every 6 hours."""
-        now = _ticks()
-        due = self.clock_synced_at is None or _diff(now, self.clock_synced_at) > 6 * 3600 * 1000
-        if due and _diff(now, self.next_clock) >= 0:
-            self.next_clock = time.ticks_add(now, 30000)
+        """Sets the clock from NTP when the uplink comes up and every 6 hours; retries back off to 10 min."""
+        uptime = self.hub.uptime  # ms, does not wrap as ticks do
+        if uptime >= self.next_clock:
             try:
-                hub_net.sync_clock(NTP_HOST)  # blocks for at most about 1 s (and a DNS lookup)
-                self.clock_synced_at = now
+                hub_net.sync_clock(NTP_HOST)  # blocks: at most ntptime's 1 s timeout, and a DNS lookup for a name
+                self.next_clock = uptime + 6 * 3600 * 1000
+                self.clock_retry = 30000
                 self.hub.log('clock set from %s' % NTP_HOST)
             except Exception as e:
+                self.next_clock = uptime + self.clock_retry
+                self.clock_retry = min(self.clock_retry * 2, 600000)
                 self.hub.log('clock: %s: %r' % (NTP_HOST, e))
         if not _clock_is_set():
             self.state = 'waiting for the clock (NTP)'
@@ -1084,6 +1169,9 @@ class Uplink:
             hub.log('MQTT connected to %s:%d, sharing as gateway "%s" under %s/' % (MQTT_HOST, MQTT_PORT, hub.gateway, prefix))
             state_topic = '%s/gateway/%s' % (prefix, own)
             self.publish(state_topic, hub.gateway_state(True), True)
+            if HA_DISCOVERY:
+                topic, config = hub.gateway_discovery()
+                self.publish(topic, config, True)
             state_at = ping_at = _ticks()
             while not receiving.done():
                 await asyncio.sleep_ms(50)
@@ -1148,13 +1236,14 @@ class Uplink:
                 if message is None:
                     continue
                 self.publish('%s/device/%s' % (prefix, _level(device)), message, True)
+                hub.devices[device][_PUB] = now
                 if HA_DISCOVERY and device not in hub.discovered:
                     hub.discovered.add(device)
-                    topic, config = hub.discovery(device)
-                    self.publish(topic, config, True)
+                    for topic, config in hub.discovery(device):
+                        self.publish(topic, config, True)
         if hub.outbox:
-            for topic, payload in hub.outbox:
-                self.publish(topic, payload, False)
+            for topic, payload, retain in hub.outbox:
+                self.publish(topic, payload, retain)
             hub.outbox = []
 
     async def receive(self, reader):
