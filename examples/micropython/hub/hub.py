@@ -461,7 +461,6 @@ class Hub:
             'published': 0,
             'received': 0,
         }
-        self.started = _ticks()
         self.uptime = 0  # ms, summed by the sweeper (ticks wrap)
         self.warned = 0
         self.warn_minute = 0
@@ -739,7 +738,10 @@ class Hub:
 
     def close_connections(self, target):
         for conn in self.matching(target):
-            conn.task.cancel()
+            task = conn.task
+            conn.task = None
+            if task is not None:
+                task.cancel()
 
     def send_to(self, target, data):
         for conn in self.matching(target):
