@@ -46,6 +46,12 @@ export function clientEndpoint(
   };
   const client = kept ?? new TcpmqClient(options);
   let lastLoggedError: string | undefined;
+  // One limit for every warning the remote broker can cause: odd bytes, and the reconnections they lead to.
+  const warn = limitedWarnings(
+    (text) => node.warn(text),
+    WARNINGS_PER_MINUTE,
+    (count) => RED._('tcpmq-broker.log.unlogged', { count }),
+  );
 
   const detach = client.listen({
     state(status: ClientStatus) {
@@ -55,18 +61,14 @@ export function clientEndpoint(
       } else if (status.state === 'error' && status.error !== lastLoggedError) {
         // Reconnecting repeats the same failure: log it once.
         lastLoggedError = status.error;
-        node.warn(RED._('tcpmq-broker.errors.connect', { error: status.error ?? '' }));
+        warn(RED._('tcpmq-broker.errors.connect', { error: status.error ?? '' }));
       }
       showStatus();
     },
     online: showStatus,
     offline: showStatus,
     // Stray bytes and odd replies from the remote broker, at most WARNINGS_PER_MINUTE lines a minute.
-    warning: limitedWarnings(
-      (text) => node.warn(text),
-      WARNINGS_PER_MINUTE,
-      (count) => RED._('tcpmq-broker.log.unlogged', { count }),
-    ),
+    warning: warn,
   });
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));

@@ -162,6 +162,41 @@ describe('tcpmq-broker in client mode', function () {
     });
   });
 
+  it('logs at most 20 warnings a minute when the remote broker sends junk and drops it, reconnections included', async function () {
+    // A remote broker that answers every request with stray bytes and drops the connection every 200 ms.
+    const sockets = new Set();
+    const server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('data', () => socket.write('None\u0000junk\u0001'.repeat(4)));
+      const junk = setInterval(() => socket.write('\u0002stray'), 20);
+      setTimeout(() => socket.destroy(), 200);
+      socket.on('close', () => clearInterval(junk));
+    });
+    await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+    try {
+      await helper.load(require('./flow').NODES, clientFlow({ pollInterval: 0.05 }));
+      const warnings = () =>
+        helper
+          .log()
+          .args.filter(([entry]) => entry.level === helper.log().WARN && entry.id === 'remote')
+          .map(([entry]) => String(entry.msg));
+      await waitFor(
+        () => warnings().length >= 20,
+        () => `20 warnings (${warnings().length})`,
+        5000,
+      );
+      // Reconnections go on for 3 s more: still 20 lines this minute.
+      const until = Date.now() + 3000;
+      await waitFor(() => Date.now() > until, 'three more seconds of junk', 4000);
+      assert.equal(warnings().length, 20, warnings().join('\n'));
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
+  });
+
   it("joins a broker in the style of the field's ESP32 one", async function () {
     const { server, store } = fieldBroker();
     await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
