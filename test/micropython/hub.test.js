@@ -264,6 +264,58 @@ print(repr(out))
     }
   });
 
+  it('stays up and serves on through junk on many connections', async function () {
+    const hub = await startHub({ MAX_FRAME_BYTES: 1024, MAX_CONNECTIONS: 24 });
+    let seed = 7;
+    const random = (n) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const pieces = [
+      '[',
+      ']',
+      '{',
+      '}',
+      '"',
+      '\\',
+      ',',
+      ' ',
+      '\n',
+      '\r',
+      '\u0000',
+      '\u0001',
+      '1e400',
+      'null',
+      'true',
+      '-0',
+      '[1,1,"ok"]',
+      '[true,1,"x"]',
+      '[[1],2,3]',
+      '["a",{"b":1},"c"]',
+      '温',
+      '\u00ff',
+      '[1,2]',
+      `"${'9'.repeat(200)}"`,
+    ];
+    const junk = await Promise.all(Array.from({ length: 16 }, () => connect(hub)));
+    for (let round = 0; round < 40; round++) {
+      for (const device of junk) {
+        if (device.closed) continue;
+        const parts = Array.from({ length: 1 + random(12) }, () => pieces[random(pieces.length)]);
+        const bytes = Buffer.from(parts.join(''), 'utf8');
+        // Now and then a byte that is not UTF-8.
+        if (random(5) === 0) bytes[random(bytes.length)] = 0xfe;
+        device.send(bytes);
+      }
+      await sleep(5);
+    }
+    const board = await connect(hub);
+    assert.equal(await board.request('[40,40,"still here"]'), 'still here');
+    assert.equal(hub.exitCode, undefined, 'the hub is running');
+    const unexpected = hub.lines.filter((line) => /Traceback|unexpected|sweep:/.test(line));
+    assert.deepEqual(unexpected, [], 'nothing raised out of the loop');
+  });
+
   it('answers 20 connections in lockstep at once, each reply well inside 8 s', async function () {
     const hub = await startHub({ MAX_CONNECTIONS: 24 });
     const count = 20;

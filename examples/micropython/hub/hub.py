@@ -164,12 +164,12 @@ def _id(value):
     elif kind is int:
         text = str(value)
     elif kind is float:
-        if value == value and -1e21 < value < 1e21 and value == int(value):
+        if value - value != 0:
+            return None  # 1e400 reads as infinity: not an id
+        if -1e21 < value < 1e21 and value == int(value):
             text = str(int(value))  # 1.0 and 1e0 are 1
-        elif value == value:
-            text = repr(value)
         else:
-            return None
+            text = repr(value)
     else:
         return None  # null, true, objects, arrays
     if len(text) > 42 and len(text.encode()) > _MAX_ID_BYTES:
@@ -592,7 +592,9 @@ class Hub:
         """A complete frame: answered at once (docs/PROTOCOL.md, requests)."""
         try:
             value = json.loads(data)
-        except ValueError:
+        except MemoryError:
+            raise
+        except Exception:
             return self.refuse(conn, 'invalid JSON')
         if type(value) is not list or len(value) != 3:
             return self.refuse(conn, 'not a three-element array [from, want, payload]')
