@@ -2,7 +2,7 @@
 
 import type * as tls from 'node:tls';
 import type { ReplyFormat } from '../protocol/reply';
-import { defaults } from '../settings/schema';
+import { defaults, type Settings } from '../settings/schema';
 
 export interface BrokerOptions {
   host: string;
@@ -41,3 +41,20 @@ export const DEFAULT_OPTIONS: BrokerOptions = {
   allowDevices: SCHEMA_DEFAULTS.allowDevices,
   maxDevices: SCHEMA_DEFAULTS.maxDevices,
 };
+
+/** The broker's options out of the schema's settings (the node's, the gateway's), with TLS if it serves TLS. */
+export function brokerOptions(settings: Settings, tls?: tls.TlsOptions): Partial<BrokerOptions> {
+  return {
+    host: settings.host,
+    port: settings.port,
+    replyFormat: settings.replyFormat as ReplyFormat,
+    offlineAfter: settings.offlineAfter,
+    idleTimeout: settings.idleTimeout,
+    maxConnections: settings.maxConnections,
+    maxFrameBytes: settings.maxFrameBytes,
+    maxDevices: settings.maxDevices,
+    allowFrom: settings.allowFrom,
+    allowDevices: settings.allowDevices,
+    tls,
+  };
+}

@@ -9,13 +9,12 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { TlsOptions } from 'node:tls';
-import { TcpmqBroker, connectionName, type BrokerOptions, type BrokerSnapshot } from '../broker/broker';
+import { TcpmqBroker, brokerOptions, connectionName, type BrokerSnapshot } from '../broker/broker';
 import { limitedWarnings } from '../events/rate-limit';
 import { describe } from '../events/safe-emitter';
 import { Fleet } from '../fleet/fleet';
 import type { SharedGateway } from '../fleet/topics';
 import { printable } from '../protocol/printable';
-import type { ReplyFormat } from '../protocol/reply';
 import { VERSION } from '../settings/version';
 import { SnapshotFile } from '../store/snapshot-file';
 import type { Log } from './log';
@@ -26,23 +25,6 @@ import type { GatewayOptions } from './options';
 const SAVE_EVERY_MS = 5000;
 /** Device-caused warnings at most this many a minute; the rest are counted. */
 const WARNINGS_PER_MINUTE = 20;
-
-/** The broker's settings out of the gateway's (TLS files read here). */
-export function brokerOptions(options: GatewayOptions): Partial<BrokerOptions> {
-  return {
-    host: options.host,
-    port: options.port,
-    replyFormat: options.replyFormat as ReplyFormat,
-    offlineAfter: options.offlineAfter,
-    idleTimeout: options.idleTimeout,
-    maxConnections: options.maxConnections,
-    maxFrameBytes: options.maxFrameBytes,
-    maxDevices: options.maxDevices,
-    allowFrom: options.allowFrom,
-    allowDevices: options.allowDevices,
-    tls: tlsOptions(options),
-  };
-}
 
 function tlsOptions({ tlsCert, tlsKey, tlsCa }: GatewayOptions): TlsOptions | undefined {
   if (!tlsCert) return undefined;
@@ -65,7 +47,7 @@ export class Gateway {
     private readonly log: Log,
   ) {
     this.name = options.gateway || hostname();
-    this.broker = new TcpmqBroker(brokerOptions(options));
+    this.broker = new TcpmqBroker(brokerOptions(options, tlsOptions(options)));
     this.file = options.persist ? new SnapshotFile(options.persist) : undefined;
     this.logEvents();
   }
@@ -83,7 +65,7 @@ export class Gateway {
       (key) => options[key as keyof GatewayOptions] !== this.options[key as keyof GatewayOptions],
     );
     this.options = options;
-    this.broker.configure(brokerOptions(options));
+    this.broker.configure(brokerOptions(options, tlsOptions(options)));
     if (this.fleet) {
       this.fleet.options.haDiscovery = options.haDiscovery;
       this.fleet.options.minIntervalMs = options.publishInterval;

@@ -5,13 +5,11 @@
  * that one over with the new settings: the connection and polling go on.
  */
 
-import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import type { NodeStatus } from 'node-red';
 import { TcpmqClient, type ClientSettings, type ClientStatus } from '../client/client';
 import type { ReplyFormat } from '../protocol/reply';
-import { describeDevice, readDeviceList } from '../settings/device-list';
-import { readSettings } from '../settings/schema';
-import type { BrokerDef } from './broker-user';
-import { limitedWarnings } from '../events/rate-limit';
+import { describeDevice } from '../settings/device-list';
+import { roleSettings, type RoleContext } from './broker-role';
 import {
   named,
   type Endpoint,
@@ -21,20 +19,9 @@ import {
   type NewsEvent,
 } from './endpoint';
 
-/** At most this many warning lines per client each minute; the rest are counted. */
-const WARNINGS_PER_MINUTE = 20;
-
-export function clientEndpoint(
-  RED: NodeAPI,
-  node: Node,
-  config: BrokerDef,
-  showStatus: () => void,
-  later: (apply: () => void) => void,
-  kept?: TcpmqClient,
-): { endpoint: Endpoint; client: TcpmqClient } {
-  const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'client');
-  const { list: devices, problems: listProblems } = readDeviceList(config.devices);
-  for (const problem of [...problems, ...listProblems]) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
+export function clientEndpoint(context: RoleContext, kept?: TcpmqClient): { endpoint: Endpoint; client: TcpmqClient } {
+  const { RED, node, showStatus, later } = context;
+  const { settings, devices, warn } = roleSettings(context, 'client');
   const options: ClientSettings = {
     host: settings.host,
     port: settings.port,
@@ -46,13 +33,6 @@ export function clientEndpoint(
   };
   const client = kept ?? new TcpmqClient(options);
   let lastLoggedError: string | undefined;
-  // One limit for every warning the remote broker can cause: odd bytes, and the reconnections they lead to.
-  const warn = limitedWarnings(
-    (text) => node.warn(text),
-    WARNINGS_PER_MINUTE,
-    (count) => RED._('tcpmq-broker.log.unlogged', { count }),
-  );
-
   const detach = client.listen({
     state(status: ClientStatus) {
       if (status.state === 'connected') {

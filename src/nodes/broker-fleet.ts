@@ -8,44 +8,26 @@
  * the device table; mailbox writes, send and close go out on MQTT.
  */
 
-import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import type { NodeStatus } from 'node-red';
 import { TcpmqBroker } from '../broker/broker';
-import { limitedWarnings } from '../events/rate-limit';
 import type { EventListeners } from '../events/safe-emitter';
 import type { FleetEvents } from '../fleet/fleet';
 import { canonicalId } from '../protocol/request';
-import { describeDevice, readDeviceList } from '../settings/device-list';
-import { readSettings } from '../settings/schema';
+import { describeDevice } from '../settings/device-list';
 import type { DeviceRecord } from '../store/devices';
 import { shareBroker } from './broker-share';
-import type { BrokerDef } from './broker-user';
+import { roleSettings, type RoleContext } from './broker-role';
 import { numberProperty } from './config';
 import { named, type ConnectionChoice, type Endpoint } from './endpoint';
 import { writeMailbox } from './flow-writes';
 
-/** At most this many warning lines per broker each minute; the rest are counted. */
-const WARNINGS_PER_MINUTE = 20;
-
-export function fleetEndpoint(
-  RED: NodeAPI,
-  node: Node,
-  config: BrokerDef,
-  showStatus: () => void,
-  later: (apply: () => void) => void,
-  kept?: TcpmqBroker,
-): { endpoint: Endpoint; broker: TcpmqBroker } {
-  const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'fleet');
-  const { list: devices, problems: listProblems } = readDeviceList(config.devices);
-  for (const problem of [...problems, ...listProblems]) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
+export function fleetEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
+  const { RED, node, config, showStatus, later } = context;
+  const { settings, devices, warn } = roleSettings(context, 'fleet');
   const options = { offlineAfter: settings.offlineAfter, maxDevices: settings.maxDevices };
   // Never started: a store for the fleet's mailboxes and devices, and the flow's writes.
   const broker = kept ?? new TcpmqBroker(options);
   if (kept) later(() => kept.configure(options));
-  const warn = limitedWarnings(
-    (text) => node.warn(text),
-    WARNINGS_PER_MINUTE,
-    (count) => RED._('tcpmq-broker.log.unlogged', { count }),
-  );
   const sharing = config.share
     ? shareBroker(RED, node, config, settings, new Map(), broker, showStatus, warn, true)
     : undefined;

@@ -7,26 +7,23 @@
  */
 
 import type { TlsOptions } from 'node:tls';
-import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import type { Node, NodeStatus } from 'node-red';
 import {
   TcpmqBroker,
   connectionName,
   type BrokerEvents,
-  type BrokerOptions,
+  brokerOptions,
   type BrokerStatus,
   type RejectEvent,
 } from '../broker/broker';
-import type { ReplyFormat } from '../protocol/reply';
-import { describeDevice, readDeviceList } from '../settings/device-list';
-import { readSettings } from '../settings/schema';
+import { describeDevice } from '../settings/device-list';
 import type { DeviceRecord } from '../store/devices';
 import type { FleetEvents } from '../fleet/fleet';
 import { describe, type EventListeners } from '../events/safe-emitter';
-import type { BrokerDef } from './broker-user';
+import { roleSettings, type RoleContext } from './broker-role';
 import { named, type DeviceRow, type Endpoint, type EndpointEvent } from './endpoint';
 import { shareBroker } from './broker-share';
 import { connectionTarget, writeMailbox } from './flow-writes';
-import { limitedWarnings } from '../events/rate-limit';
 import { persistBroker } from './broker-persist';
 
 /** Node-RED's tls-config node, as far as a server needs it. */
@@ -35,8 +32,6 @@ interface TlsConfigNode extends Node {
   addTLSOptions(options: TlsOptions): TlsOptions;
 }
 
-/** At most this many warning lines per broker each minute; the rest are counted. */
-const WARNINGS_PER_MINUTE = 20;
 /** The broker's event behind each endpoint event, carrying the same (a server has no remote broker: no 'link'). */
 const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = {
   news: 'request',
@@ -46,37 +41,12 @@ const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = {
   rejected: 'rejected',
 };
 
-export function serverEndpoint(
-  RED: NodeAPI,
-  node: Node,
-  config: BrokerDef,
-  showStatus: () => void,
-  later: (apply: () => void) => void,
-  kept?: TcpmqBroker,
-): { endpoint: Endpoint; broker: TcpmqBroker } {
-  const { settings, problems } = readSettings(config as unknown as Record<string, unknown>, 'server');
-  const { list: devices, problems: listProblems } = readDeviceList(config.devices);
-  for (const problem of [...problems, ...listProblems]) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
-  const options: Partial<BrokerOptions> = {
-    host: settings.host,
-    port: settings.port,
-    replyFormat: settings.replyFormat as ReplyFormat,
-    offlineAfter: settings.offlineAfter,
-    idleTimeout: settings.idleTimeout,
-    maxConnections: settings.maxConnections,
-    maxFrameBytes: settings.maxFrameBytes,
-    maxDevices: settings.maxDevices,
-    allowFrom: settings.allowFrom,
-    allowDevices: settings.allowDevices,
-    tls: tlsOptions(),
-  };
-  const broker = kept ?? new TcpmqBroker(options);
+export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
+  const { RED, node, config, showStatus, later } = context;
   // One limit for every warning a device can cause: refusals, bad input, listener failures.
-  const warn = limitedWarnings(
-    (text) => node.warn(text),
-    WARNINGS_PER_MINUTE,
-    (count) => RED._('tcpmq-broker.log.unlogged', { count }),
-  );
+  const { settings, devices, warn } = roleSettings(context, 'server');
+  const options = brokerOptions(settings, tlsOptions());
+  const broker = kept ?? new TcpmqBroker(options);
   let lastLoggedError: string | undefined;
 
   /** TLS options from the tls-config node, when `usetls` is ticked. */

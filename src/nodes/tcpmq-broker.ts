@@ -47,12 +47,13 @@ export = function (RED: NodeAPI) {
     // Switched to another mode: the old one goes.
     if (kept && !keptBroker && !keptClient && !keptReplica) kept.stop().catch(() => undefined);
     const later = (apply: () => void) => running.afterStart(() => closed || apply());
+    const context = { RED, node, config, showStatus, later };
     const role =
       mode === 'client'
-        ? clientEndpoint(RED, node, config, showStatus, later, keptClient)
+        ? clientEndpoint(context, keptClient)
         : mode === 'fleet'
-          ? fleetEndpoint(RED, node, config, showStatus, later, keptReplica)
-          : serverEndpoint(RED, node, config, showStatus, later, keptBroker);
+          ? fleetEndpoint(context, keptReplica)
+          : serverEndpoint(context, keptBroker);
     const current = role.endpoint;
     endpoint = current;
     node.endpoint = current;
