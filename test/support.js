@@ -5,6 +5,7 @@ const asyncHooks = require('node:async_hooks');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
+const { waitFor, sleep } = require('../tools/wait');
 const { freePort } = require('../tools/free-port');
 
 /** Where this package's runtime code lives once built: dist/. */
@@ -76,23 +77,6 @@ function skipWithout(suite, tool, hint = '') {
     throw new Error(`${message} (CI=true: a suite may not skip)`);
   console.log(`      (skipped: ${message})`);
   suite.skip();
-}
-
-/**
- * Resolves when `check()` is true, polling; rejects after `ms` with `what` (or
- * `what()`, for a description of how things stand at that moment).
- */
-async function waitFor(check, what, ms = 5000) {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until)
-      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === 'function' ? what() : what}`);
-    await sleep(10);
-  }
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

@@ -191,6 +191,14 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
       ),
     );
     assert.deepEqual(shown, { host: false, port: false, share: true, shareTopic: true }, 'rows shown in fleet mode');
+    // The device list, in every mode: the demo names device 1.
+    const listed = await page.evaluate(() =>
+      [...document.querySelectorAll('#node-config-devices .red-ui-editableList-item-content')].map((row) =>
+        [...row.querySelectorAll('input, select')].map((field) => field.value),
+      ),
+    );
+    assert.deepEqual(listed, [['1', 'Greenhouse', '°C', 'sensor', 'temperature', '2']], "the demo broker's devices");
+    assert.ok(await page.isVisible('#node-config-devices'), 'the device list is shown in fleet mode');
     const shareMessage = await page.evaluate(() =>
       RED.nodes.getType('tcpmq-broker').defaults.share.validate.call({ mode: 'fleet' }, '', { label: 'x' }),
     );
@@ -202,14 +210,15 @@ describe('in a browser: editor, dashboard gauge and offline alert', function () 
   it('shows a simulated device value on the dashboard gauge', async function () {
     await page.goto(`http://127.0.0.1:${editorPort}/dashboard`);
     await page.waitForFunction(() => /\b60[0-7]\b/.test(document.body.innerText), null, { timeout: 20000 });
-    assert.match(await page.innerText('body'), /Device 1/);
+    // The demo's broker names device 1 in its device list.
+    assert.match(await page.innerText('body'), /Greenhouse/);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'dashboard.png') });
   });
 
   it('pops up the offline notification after a simulated device stops', async function () {
     await stop(simulator);
     const stoppedAt = Date.now();
-    await page.waitForFunction(() => /Device \d is offline/.test(document.body.innerText), null, {
+    await page.waitForFunction(() => /(Device \d|Greenhouse \(1\)) is offline/.test(document.body.innerText), null, {
       timeout: (OFFLINE_AFTER + 8) * 1000,
     });
     const seconds = (Date.now() - stoppedAt) / 1000;
@@ -440,6 +449,66 @@ describe('in a browser: the TCPMQ sidebar', function () {
     await page.screenshot({ path: path.join(SCREENSHOTS, 'sidebar-zh-CN.png') });
     await page.context().close();
   });
+
+  it("names a board from the broker's device list: added in its dialog, deployed, shown in the sidebar with its unit", async function () {
+    const page = await openSidebar('en-US');
+    const brokerId = await page.evaluate(() => {
+      let id;
+      RED.nodes.eachConfig((node) => {
+        if (node.type === 'tcpmq-broker') id = node.id;
+      });
+      RED.editor.editConfig('', 'tcpmq-broker', id);
+      return id;
+    });
+    await page.waitForSelector('#node-config-devices', { state: 'visible' });
+    await page.click('#node-config-dialog-edit-form .red-ui-editableList-addButton');
+    const row = page.locator('#node-config-devices .red-ui-editableList-item-content').last();
+    // An id listed already is marked as it is typed, and the validator says why.
+    await row.locator('.tcpmq-device-id').fill('1');
+    assert.match(await row.locator('.tcpmq-device-id').getAttribute('class'), /input-error/);
+    assert.equal(
+      await page.evaluate(() =>
+        RED.nodes
+          .getType('tcpmq-broker')
+          .defaults.devices.validate.call({}, [{ id: '1' }, { id: '1' }], { label: 'x' }),
+      ),
+      'device 1 is listed twice',
+    );
+    await row.locator('.tcpmq-device-id').fill('4');
+    await row.locator('.tcpmq-device-name').fill('Kitchen');
+    await row.locator('.tcpmq-device-unit').fill('°C');
+    assert.doesNotMatch(await row.locator('.tcpmq-device-id').getAttribute('class'), /input-error/);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'editor-broker-devices.png') });
+    await page.click('#node-config-dialog-ok');
+    await page.waitForSelector('#node-config-devices', { state: 'detached' });
+    const saved = await page.evaluate((id) => RED.nodes.node(id).devices, brokerId);
+    assert.deepEqual(saved, [
+      { id: '1', name: 'Greenhouse', unit: '°C', kind: 'sensor', deviceClass: 'temperature', interval: 2 },
+      { id: '4', name: 'Kitchen', unit: '°C', kind: 'sensor', deviceClass: '', interval: 0 },
+    ]);
+    const deployed = page.waitForResponse(
+      (response) => response.url().endsWith('/flows') && response.request().method() === 'POST',
+    );
+    await page.click('#red-ui-header-button-deploy');
+    assert.ok((await deployed).ok(), 'deployed');
+    const board = await Device.connect(tcpmqPort);
+    try {
+      await board.request('[4,4,"21.5"]');
+      const cells = '.tcpmq-sidebar-device[data-device="4"] td';
+      await page.waitForFunction(
+        (selector) => {
+          const texts = [...document.querySelectorAll(selector)].map((td) => td.textContent);
+          return texts.includes('Kitchen (4)') && texts.includes('21.5 °C');
+        },
+        cells,
+        { timeout: 5000 },
+      );
+      await page.screenshot({ path: path.join(SCREENSHOTS, 'sidebar-named.png') });
+    } finally {
+      board.close();
+      await page.context().close();
+    }
+  });
 });
 
 describe('in a browser: the editor on Node-RED 5 (Node 22)', function () {
@@ -599,10 +668,12 @@ describe('in a browser: the fleet page of the demo dashboard', function () {
         'three boards online in the table',
         15000,
       );
+      // Board 1 by its name in the demo's device list, its value with its unit; the others by their id.
       assert.deepEqual(
         (await rows(page)).map((cells) => cells[1]),
-        ['1', '2', '3'],
+        ['Greenhouse (1)', '2', '3'],
       );
+      assert.match((await rows(page))[0][3], /^60\d °C$/, 'the value of board 1, with its unit');
       reporting = false;
       const silent = Date.now();
       await waitFor(
@@ -623,7 +694,7 @@ describe('in a browser: the fleet page of the demo dashboard', function () {
       );
       assert.ok(offlineAfter <= OFFLINE_AFTER + 1, `offline shown after ${offlineAfter} s`);
       await waitFor(
-        () => ['1', '2', '3'].every((id) => page.series.has(id)),
+        () => ['Greenhouse', '2', '3'].every((id) => page.series.has(id)),
         `three chart series (got ${[...page.series]})`,
         10000,
       );

@@ -10,7 +10,7 @@ const path = require('node:path');
 const { Device, freePort, waitFor, sleep } = require('../support');
 const { linkedUserDir, startNodeRed, stopNodeRed } = require('./node-red-process');
 const { startGateway, stopGateway } = require('./gateway-process');
-const { needMosquitto, startMosquitto } = require('./mosquitto');
+const { mqttBrokerNode, needMosquitto, startMosquitto } = require('./mosquitto');
 
 const RESTARTS = 5;
 /** The flow must receive reports again within this long after "Started flows". */
@@ -20,19 +20,7 @@ const BACK_WITHIN_MS = 2000;
 function fleetFlows(mqttPort) {
   return [
     { id: 'tab', type: 'tab', label: 'fleet' },
-    {
-      id: 'mq',
-      type: 'mqtt-broker',
-      name: 'fleet',
-      broker: '127.0.0.1',
-      port: String(mqttPort),
-      clientid: 'node-red-fleet',
-      autoConnect: true,
-      usetls: false,
-      protocolVersion: '4',
-      keepalive: '15',
-      cleansession: true,
-    },
+    mqttBrokerNode('mq', mqttPort, 'node-red-fleet'),
     { id: 'broker', type: 'tcpmq-broker', mode: 'fleet', share: 'mq', shareTopic: 'tcpmq', offlineAfter: 5 },
     { id: 'in', type: 'tcpmq-in', z: 'tab', broker: 'broker', device: '', wires: [['echo']] },
     {

@@ -49,4 +49,21 @@ function publish(port, topic, message, retain = false) {
   return mqtt('mosquitto_pub', retain ? [...args, '-r'] : args);
 }
 
-module.exports = { needMosquitto, startMosquitto, mqtt, retained, publish };
+/** A Node-RED core mqtt-broker config node for the mosquitto on `port`. */
+function mqttBrokerNode(id, port, clientid) {
+  return {
+    id,
+    type: 'mqtt-broker',
+    name: 'fleet',
+    broker: '127.0.0.1',
+    port: String(port),
+    clientid,
+    autoConnect: true,
+    usetls: false,
+    protocolVersion: '4',
+    keepalive: '15',
+    cleansession: true,
+  };
+}
+
+module.exports = { needMosquitto, startMosquitto, mqtt, retained, publish, mqttBrokerNode };

@@ -3,8 +3,8 @@
 // deploys through the admin API, restarts, kills.
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
-const { freePort, waitFor } = require('../support');
+const { freePort } = require('../support');
+const { startProcess, stopProcess } = require('../../tools/process');
 const { root, settingsText, nodeRedHome } = require('../../tools/node-red-home');
 
 /**
@@ -31,33 +31,16 @@ async function startNodeRed(
   } = {},
 ) {
   const editorPort = await freePort();
-  const child = spawn(
-    node,
-    [redJs, '--settings', path.join(userDir, 'settings.js'), '--userDir', userDir, '--port', String(editorPort)],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const settings = path.join(userDir, 'settings.js');
+  const args = [redJs, '--settings', settings, '--userDir', userDir, '--port', String(editorPort)];
+  const child = await startProcess(node, args, { ready, ms, name: 'node-red' });
   child.editorPort = editorPort;
-  child.output = '';
-  child.stdout.on('data', (chunk) => (child.output += chunk));
-  child.stderr.on('data', (chunk) => (child.output += chunk));
-  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal)));
-  await waitFor(
-    () => {
-      if (child.exitCode !== null) throw new Error(`node-red exited:\n${child.output}`);
-      return ready.test(child.output);
-    },
-    () => `node-red to be ready (${ready}); output so far:\n${child.output}`,
-    ms,
-  );
   return child;
 }
 
 /** Stops `child` with `signal` if it still runs; resolves with its exit code. */
-async function stopNodeRed(child, signal = 'SIGINT') {
-  if (child && child.exitCode === null && child.signalCode === null) child.kill(signal);
-  return child?.exited;
+function stopNodeRed(child, signal = 'SIGINT') {
+  return stopProcess(child, signal);
 }
 
 /** One admin API call; resolves with the parsed JSON answer (undefined for none). */

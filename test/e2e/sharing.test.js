@@ -6,54 +6,18 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn, execFile } = require('node:child_process');
-const { Device, freePort, skipWithout, waitFor, sleep } = require('../support');
+const { spawn } = require('node:child_process');
+const { Device, freePort, waitFor, sleep } = require('../support');
+const { mqttBrokerNode, needMosquitto, startMosquitto, publish, retained } = require('./mosquitto');
 const { WebSocket, linkedUserDir, startNodeRed, stopNodeRed, api } = require('./node-red-process');
 
-const MOSQUITTO = '/usr/sbin/mosquitto';
 const OFFLINE_AFTER = 2;
-
-/** mosquitto on `port`, no persistence, anonymous clients, loopback only. */
-async function startMosquitto(port, dir) {
-  const conf = path.join(dir, 'mosquitto.conf');
-  fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-  const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.exited = new Promise((resolve) => child.on('exit', resolve));
-  await waitFor(async () => {
-    try {
-      (await Device.connect(port)).close();
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'mosquitto to listen');
-  return child;
-}
-
-/** mosquitto_sub/_pub, resolving with what they print. */
-function mqtt(command, args) {
-  return new Promise((resolve, reject) =>
-    execFile(command, args, { timeout: 10000 }, (err, stdout) => (err && !stdout ? reject(err) : resolve(stdout))),
-  );
-}
 
 /** A gateway's flows: a broker sharing through the mosquitto at `mqttPort`, a tcpmq-status for every gateway's devices. */
 function gatewayFlows(name, tcpmqPort, mqttPort, extra = []) {
   return [
     { id: 'tab', type: 'tab', label: name },
-    {
-      id: 'mq',
-      type: 'mqtt-broker',
-      name: 'fleet',
-      broker: '127.0.0.1',
-      port: String(mqttPort),
-      clientid: `gateway-${name}`,
-      autoConnect: true,
-      usetls: false,
-      protocolVersion: '4',
-      keepalive: '15',
-      cleansession: true,
-    },
+    mqttBrokerNode('mq', mqttPort, `gateway-${name}`),
     {
       id: 'broker',
       type: 'tcpmq-broker',
@@ -83,8 +47,7 @@ describe('two gateways on one mosquitto', function () {
   const gateways = {};
 
   before(async function () {
-    if (!fs.existsSync(MOSQUITTO) || !fs.existsSync('/usr/bin/mosquitto_sub'))
-      skipWithout(this, 'mosquitto and mosquitto-clients', ".ci/run installs Debian's mosquitto and mosquitto-clients");
+    needMosquitto(this);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-fleet-'));
     mqttPort = await freePort();
     mosquitto = await startMosquitto(mqttPort, dir);
@@ -202,49 +165,14 @@ describe('two gateways on one mosquitto', function () {
   });
 
   it('is readable by any MQTT client as retained JSON, and commandable through /set', async function () {
-    const retained = JSON.parse(
-      await mqtt('mosquitto_sub', [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(mqttPort),
-        '-t',
-        'tcpmq/mailbox/2',
-        '-C',
-        '1',
-        '-W',
-        '5',
-      ]),
-    );
+    const mailbox = await retained(mqttPort, 'tcpmq/mailbox/2');
     assert.deepEqual(
-      [retained.value, retained.writer, retained.gateway, typeof retained.writtenAt],
+      [mailbox.value, mailbox.writer, mailbox.gateway, typeof mailbox.writtenAt],
       ['21.5 in hall B', 'device', 'hall-b', 'number'],
     );
-    const device = JSON.parse(
-      await mqtt('mosquitto_sub', [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(mqttPort),
-        '-t',
-        'tcpmq/device/2',
-        '-C',
-        '1',
-        '-W',
-        '5',
-      ]),
-    );
+    const device = await retained(mqttPort, 'tcpmq/device/2');
     assert.deepEqual([device.online, device.gateway], [true, 'hall-b']);
-    await mqtt('mosquitto_pub', [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(mqttPort),
-      '-t',
-      'tcpmq/mailbox/fan/set',
-      '-m',
-      'fan off',
-    ]);
+    await publish(mqttPort, 'tcpmq/mailbox/fan/set', 'fan off');
     for (const name of ['hall-a', 'hall-b']) {
       const board = await on(name);
       try {
@@ -256,20 +184,7 @@ describe('two gateways on one mosquitto', function () {
   });
 
   it('publishes valid Home Assistant discovery for each board', async function () {
-    const config = JSON.parse(
-      await mqtt('mosquitto_sub', [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(mqttPort),
-        '-t',
-        'homeassistant/sensor/tcpmq_2/config',
-        '-C',
-        '1',
-        '-W',
-        '5',
-      ]),
-    );
+    const config = await retained(mqttPort, 'homeassistant/sensor/tcpmq_2/config');
     assert.equal(config.unique_id, 'tcpmq_2');
     assert.equal(config.state_topic, 'tcpmq/mailbox/2');
     assert.deepEqual(
@@ -278,20 +193,7 @@ describe('two gateways on one mosquitto', function () {
     );
     assert.match(config.value_template, /value_json\.value/);
     // A Node-RED gateway announces itself too, so that the availability above can say online.
-    const state = JSON.parse(
-      await mqtt('mosquitto_sub', [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(mqttPort),
-        '-t',
-        'tcpmq/gateway/hall-b',
-        '-C',
-        '1',
-        '-W',
-        '5',
-      ]),
-    );
+    const state = await retained(mqttPort, 'tcpmq/gateway/hall-b');
     assert.equal(state.online, true);
   });
 
