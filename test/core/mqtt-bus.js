@@ -1,17 +1,7 @@
 'use strict';
 // An MQTT broker in memory for the fleet's tests: retained messages, wildcards,
 // delivery on the next turn (the real one, mosquitto, is in test/e2e/).
-
-/** MQTT topic filter matching, + and # included. */
-function matches(filter, topic) {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
-  }
-  return f.length === t.length;
-}
+const { topicMatches: matches } = require('../../dist/gateway/mqtt-transport');
 
 /** An MQTT broker in memory: retained messages, wildcards, delivery on the next turn. Counts what is published. */
 class Bus {
