@@ -4,7 +4,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { TcpmqBroker } from '../broker/broker';
 import type { TcpmqClient } from '../client/client';
 import type { ReplyFormat } from '../protocol/reply';
-import type { Endpoint, EndpointEvent, Listeners } from './endpoint';
+import type { BrokerPort, Endpoint, EndpointEvent, Listeners } from './endpoint';
 
 /** The tcpmq-broker node's properties, as the editor saves them (numbers may be text). */
 export interface BrokerDef extends NodeDef {
@@ -55,7 +55,12 @@ export interface BrokerConfigNode extends Node {
  * Returns the endpoint, or undefined (with a red status and a log line) if
  * there is no broker.
  */
-export function useBroker(RED: NodeAPI, node: Node, brokerId: string, listeners: Listeners = {}): Endpoint | undefined {
+export function useBroker(
+  RED: NodeAPI,
+  node: Node,
+  brokerId: string,
+  listeners: Listeners = {},
+): BrokerPort | undefined {
   const brokerNode = RED.nodes.getNode(brokerId) as BrokerConfigNode | null;
   if (!brokerNode) {
     // Each node's own catalogue (locales/en-US/<type>.json) carries this key.

@@ -70,35 +70,19 @@ export interface ConnectionChoice {
   gateway?: unknown;
 }
 
-export interface Endpoint {
+/** What the in, out and status nodes use of a broker: its events, its status dot, the flow's writes. */
+export interface BrokerPort {
   readonly mode: 'server' | 'client' | 'fleet';
   /** This gateway's name when the broker shares its devices through MQTT; undefined otherwise. */
   readonly gateway: string | undefined;
   /** Subscribes `listener`; returns the function that unsubscribes it. */
   on<E extends EndpointEvent>(event: E, listener: (event: EndpointEvents[E]) => void): () => void;
-  /** Starts serving (or connecting); what it runs may already be running (a deploy). */
-  start(): void;
-  /**
-   * Lets go of what it runs, which goes on: listeners and timers removed,
-   * `persist` saved; `removed`: the broker was deleted (its snapshot goes too).
-   */
-  close(removed: boolean): Promise<void>;
   /** The status dot its user nodes show. */
   status(): NodeStatus;
-  /** The listening or connection state, for the sidebar. */
-  state(): BrokerStatus | ClientStatus;
-  /** Sharing through MQTT, when on: this gateway's name and whether the MQTT broker is connected. */
-  sharing(): { gateway: string; connected: boolean } | undefined;
-  /** Changes whenever what the sidebar shows may have changed. */
-  changes(): string;
   /** The device table; `{ devices: false }`: all but the device rows (cheap, whatever the number of devices). */
   table(options?: { devices: boolean }): DeviceTable;
-  /** The device rows changed, and the ids removed, since the last call (for the sidebar's updates). */
-  takeChanges(): { devices: DeviceRow[]; removed: string[] };
   /** The name and unit the device list gives board `id` (or its own gateway's, in the fleet). */
   describe(id: string): { name?: string; unit?: string };
-  /** Forgets those changes without building them (no editor is looking). */
-  dropChanges(): void;
   /**
    * Writes mailbox `target` (server) or this device's own mailbox (client);
    * `value` null or undefined clears it. Throws with a message for the flow.
@@ -110,8 +94,33 @@ export interface Endpoint {
   closeConnections(choice: ConnectionChoice): number;
 }
 
+/** What the editor's sidebar reads of a broker besides that: its state and what changed since it last looked. */
+export interface BrokerView {
+  /** The listening or connection state. */
+  state(): BrokerStatus | ClientStatus;
+  /** Sharing through MQTT, when on: this gateway's name and whether the MQTT broker is connected. */
+  sharing(): { gateway: string; connected: boolean } | undefined;
+  /** Changes whenever what the sidebar shows may have changed. */
+  changes(): string;
+  /** The device rows changed, and the ids removed, since the last call (for the sidebar's updates). */
+  takeChanges(): { devices: DeviceRow[]; removed: string[] };
+  /** Forgets those changes without building them (no editor is looking). */
+  dropChanges(): void;
+}
+
+/** A role of tcpmq-broker (server, client, fleet), as the config node runs it and its users see it. */
+export interface Endpoint extends BrokerPort, BrokerView {
+  /** Starts serving (or connecting); what it runs may already be running (a deploy). */
+  start(): void;
+  /**
+   * Lets go of what it runs, which goes on: listeners and timers removed,
+   * `persist` saved; `removed`: the broker was deleted (its snapshot goes too).
+   */
+  close(removed: boolean): Promise<void>;
+}
+
 /** `rows` with the name and unit of each listed board. */
-export function named<R extends DeviceRow>(rows: R[], describe: Endpoint['describe']): R[] {
+export function named<R extends DeviceRow>(rows: R[], describe: BrokerPort['describe']): R[] {
   return rows.map((row) => {
     const info = describe(row.id);
     return info.name === undefined && info.unit === undefined ? row : { ...row, ...info };

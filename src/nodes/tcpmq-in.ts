@@ -5,6 +5,7 @@ import { connectionName, type RawEvent } from '../broker/broker';
 import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import type { NewsEvent } from './endpoint';
+import type { NewsMessage, RawMessage } from './messages';
 
 interface TcpmqInDef extends NodeDef {
   broker: string;
@@ -35,15 +36,13 @@ export = function (RED: NodeAPI) {
       news(event: NewsEvent) {
         // A device of another gateway (sharing) only for a node that asked for them.
         if (!wanted(event.from) || (event.gateway !== undefined && !remote)) return;
-        const msg: Record<string, unknown> = { topic: event.from, payload: asNumber(event.payload) };
+        const msg: NewsMessage = { topic: event.from, payload: asNumber(event.payload) };
         // A board of the device list: its name and unit.
         Object.assign(msg, deviceInfo(RED, config.broker, event.from));
         // Where the device spoke from, when it spoke to this broker.
         if (event.remoteAddress !== undefined) {
-          msg.want = event.want;
-          msg.remoteAddress = event.remoteAddress;
-          msg.remotePort = event.remotePort;
-          msg.connectionId = event.connectionId;
+          const { want, remoteAddress, remotePort, connectionId } = event;
+          Object.assign(msg, { want, remoteAddress, remotePort, connectionId });
         }
         const gateway = event.gateway ?? ownGateway;
         if (gateway !== undefined) msg.gateway = gateway;
@@ -53,7 +52,7 @@ export = function (RED: NodeAPI) {
         const topic = connectionName(event);
         // Bytes that are not text only reach flows that asked for them (binary).
         if (!wanted(topic) || (!event.isText && !binary)) return;
-        node.send({
+        const msg: RawMessage = {
           topic,
           payload: event.isText ? event.bytes.toString('utf8') : Buffer.from(event.bytes),
           raw: true,
@@ -62,7 +61,8 @@ export = function (RED: NodeAPI) {
           connectionId: event.connectionId,
           // Fleet mode: the gateway holding the connection, where a reply must go.
           ...(event.gateway === undefined ? {} : { gateway: event.gateway }),
-        } as Record<string, unknown>);
+        };
+        node.send(msg);
       },
     });
   }

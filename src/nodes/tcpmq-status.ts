@@ -3,6 +3,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { connectionName, type RejectEvent } from '../broker/broker';
 import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
+import type { ErrorMessage, LinkMessage, PresenceMessage, TableMessage } from './messages';
 import { deviceFilter } from './config';
 import { RateLimit } from '../events/rate-limit';
 
@@ -27,7 +28,7 @@ export = function (RED: NodeAPI) {
     const report = (device: { id: string; gateway?: string }, payload: 'online' | 'offline') => {
       // A device of another gateway (sharing) only for a node that asked for them.
       if (!wanted(device.id) || (device.gateway !== undefined && !remote)) return;
-      const msg: Record<string, unknown> = { topic: device.id, payload, device };
+      const msg: PresenceMessage = { topic: device.id, payload, device };
       Object.assign(msg, deviceInfo(RED, config.broker, device.id));
       const gateway = device.gateway ?? ownGateway;
       if (gateway !== undefined) msg.gateway = gateway;
@@ -44,7 +45,7 @@ export = function (RED: NodeAPI) {
           payload: 'error',
           error: RED._('tcpmq-status.errors.dropped', { count }),
           kind: 'dropped',
-        } as Record<string, unknown>);
+        } satisfies ErrorMessage);
       if (!errors.take(now, dropped)) return;
       node.send({
         topic: event.deviceId ?? connectionName(event),
@@ -53,14 +54,14 @@ export = function (RED: NodeAPI) {
         kind: event.kind,
         remoteAddress: event.remoteAddress,
         remotePort: event.remotePort,
-      } as Record<string, unknown>);
+      } satisfies ErrorMessage);
     };
     const endpoint = useBroker(RED, node, config.broker, {
       online: (device) => report(device, 'online'),
       offline: (device) => report(device, 'offline'),
       rejected: reportError,
       // Client mode: the remote broker as a whole comes and goes.
-      link: (link) => node.send({ ...link } as Record<string, unknown>),
+      link: (link) => node.send({ ...link } satisfies LinkMessage),
     });
 
     node.on('input', (msg, send, done) => {
@@ -68,14 +69,10 @@ export = function (RED: NodeAPI) {
         done(new Error(RED._('tcpmq-status.errors.no-broker')));
         return;
       }
-      const reply = msg as typeof msg & Record<string, unknown>;
       const { devices, connections, counters } = endpoint.table();
       // This gateway's devices, and the other gateways' too only if asked for.
-      reply.payload = remote
-        ? devices
-        : devices.filter((row) => [undefined, ownGateway].includes((row as { gateway?: string }).gateway));
-      if (connections) reply.connections = connections;
-      reply.counters = counters;
+      const rows = remote ? devices : devices.filter((row) => [undefined, ownGateway].includes(row.gateway));
+      const reply: TableMessage = Object.assign(msg, { payload: rows, counters }, connections ? { connections } : {});
       send(reply);
       done();
     });
