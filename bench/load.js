@@ -216,41 +216,82 @@ async function connectDevices({ port, count }) {
   return { connected: sockets.length, answered };
 }
 
-/** Phase two: `count` of the parked devices report every `everyMs`, spread evenly, for `seconds`; replies timed. */
-async function report({ count, everyMs, seconds, stamp }) {
-  const reporters = parked.slice(0, count);
-  const histogram = new Histogram();
-  let sent = 0;
-  let answered = 0;
-  const timers = [];
-  for (const [n, device] of reporters.entries()) {
-    device.socket.removeAllListeners('data');
-    device.socket.on('data', () => {
-      answered++;
-      histogram.record(performance.now() - device.sentAt);
-    });
-    const tick = () => {
-      sent++;
-      device.sentAt = performance.now();
-      // stamp: the news is its send time, for the other gateway to measure propagation.
-      device.socket.write(
-        stamp ? `[${device.id},${device.want},"t${Date.now()}"]` : `[${device.id},${device.want},"60${n % 8}"]`,
+/**
+ * Phase two: `count` of the parked devices report every `everyMs`, spread
+ * evenly, until stop(); every reply is timed. `stamp`: the news is its send
+ * time (`t<ms since the epoch>`), for a flow elsewhere to measure how long it
+ * took to arrive.
+ */
+class Reporting {
+  constructor({ count, everyMs, stamp }) {
+    this.reporters = parked.slice(0, count);
+    this.histogram = new Histogram();
+    this.sent = 0;
+    this.answered = 0;
+    this.longestWait = 0;
+    this.timers = [];
+    for (const [n, device] of this.reporters.entries()) {
+      device.socket.removeAllListeners('data');
+      device.socket.on('data', () => {
+        this.answered++;
+        const wait = performance.now() - device.sentAt;
+        this.histogram.record(wait);
+        if (wait > this.longestWait) this.longestWait = wait;
+      });
+      const tick = () => {
+        this.sent++;
+        device.sentAt = performance.now();
+        device.socket.write(
+          stamp ? `[${device.id},${device.want},"t${Date.now()}"]` : `[${device.id},${device.want},"60${n % 8}"]`,
+        );
+      };
+      this.timers.push(
+        setTimeout(
+          () => {
+            tick();
+            this.timers.push(setInterval(tick, everyMs));
+          },
+          (n * everyMs) / count,
+        ),
       );
-    };
-    timers.push(
-      setTimeout(
-        () => {
-          tick();
-          timers.push(setInterval(tick, everyMs));
-        },
-        (n * everyMs) / count,
-      ),
-    );
+    }
   }
+
+  async stop() {
+    for (const timer of this.timers) clearInterval(timer);
+    await sleep(200);
+    // A connection the server closed meanwhile (none was closed before: a closed one cannot report).
+    const dropped = this.reporters.filter((device) => device.socket.destroyed).length;
+    const { sent, answered, longestWait } = this;
+    return {
+      sent,
+      answered,
+      dropped,
+      longestWait,
+      p50: this.histogram.percentile(50),
+      p99: this.histogram.percentile(99),
+    };
+  }
+}
+
+/** Reports for `seconds`, then the figures. */
+async function report({ count, everyMs, seconds, stamp }) {
+  const run = new Reporting({ count, everyMs, stamp });
   await sleep(seconds * 1000);
-  for (const timer of timers) clearInterval(timer);
-  await sleep(200);
-  return { sent, answered, p50: histogram.percentile(50), p99: histogram.percentile(99) };
+  return run.stop();
+}
+
+/** Reports from now until reportStop (the bench restarts something meanwhile). */
+let reporting;
+function reportStart(options) {
+  reporting = new Reporting(options);
+  return {};
+}
+
+function reportStop() {
+  const run = reporting;
+  reporting = undefined;
+  return run.stop();
 }
 
 /** One connection sends `count` new ids (`payloadBytes` of news each) as fast as the broker takes them. */
@@ -285,7 +326,17 @@ function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-const commands = { lockstep, lockstepStart, lockstepStop, connectDevices, report, junkIds, closeAll };
+const commands = {
+  lockstep,
+  lockstepStart,
+  lockstepStop,
+  connectDevices,
+  report,
+  reportStart,
+  reportStop,
+  junkIds,
+  closeAll,
+};
 process.on('message', async ({ command, options }) => {
   try {
     process.send({ ok: true, result: await commands[command](options) });

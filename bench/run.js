@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // `npm run bench`: measures a bare `net` server (the machine's limit), the core
-// broker alone and the broker inside a spawned Node-RED, each in its own process,
-// driven by a load generator in another process, all on loopback. Prints figures.
+// broker alone, the broker inside a spawned Node-RED and the tcpmq-gateway
+// service (alone, and with a Node-RED attached through mosquitto), each in its
+// own process, driven by a load generator in another process, all on loopback.
+// Prints figures.
 //
-//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale] [--only deploys|junk|share]
+//   npm run bench -- [--seconds 10] [--scale 10000] [--skip-scale] [--only deploys|junk|share|gateway]
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -33,9 +35,14 @@ function startProcess(command, args, ready, env = process.env) {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let output = '';
+    let started = false;
     const onData = (chunk) => {
-      output += chunk;
-      if (ready.test(output)) resolve(child);
+      // Once ready, only the tail is kept (a gateway logs a line per device), for an exit's message.
+      output = started ? (output + chunk).slice(-4096) : output + chunk;
+      if (!started && ready.test(output)) {
+        started = true;
+        resolve(child);
+      }
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
@@ -128,14 +135,22 @@ function benchFlows(port, name = '', offlineAfter = 30, share = undefined) {
   ];
 }
 
-/** A real node-red with this package installed, running benchFlows(port), with `gc()` for memory figures. */
-async function startNodeRed(port, offlineAfter = 30, share = undefined) {
-  const userDir = nodeRedHome({
+/** A Node-RED user directory with this package and the bench's counting node, running `flows`. */
+function benchUserDir(flows) {
+  return nodeRedHome({
     prefix: 'tcpmq-bench-',
     settings: settingsText("logging: { console: { level: 'info' } }"),
-    flows: benchFlows(port, '', offlineAfter, share),
+    flows,
     nodes: ['counter-node.js', 'counter-node.html'].map((file) => path.join(__dirname, file)),
   });
+}
+
+/**
+ * node-red in `userDir` (made by benchUserDir), with `gc()` for memory
+ * figures; resolves once its flows run. The child carries the bench's calls
+ * to its admin API.
+ */
+async function launchNodeRed(userDir) {
   const editorPort = await freePort();
   const redJs = require.resolve('node-red/red.js', { paths: [root] });
   const child = await startProcess(
@@ -151,6 +166,26 @@ async function startNodeRed(port, offlineAfter = 30, share = undefined) {
     ]),
     /Started flows/,
   );
+  child.editorPort = editorPort;
+  child.messagesCounted = async () =>
+    (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
+  /** How long news stamped `t<ms>` took to reach this flow (and clears it): p50, p99, count. */
+  child.propagation = async () =>
+    (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?latency=1`)).json()).latency;
+  /** The broker's summary from the sidebar's admin API (counters, sharing). */
+  child.summary = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/tcpmq/brokers`)).json())[0];
+  /** The process's heap after a full garbage collection, and its RSS, in bytes. */
+  child.memory = async () => {
+    const { memory } = await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?gc=1`)).json();
+    return { heap: memory.heapUsed + memory.external, rss: memory.rss };
+  };
+  return child;
+}
+
+/** A real node-red with this package installed, running benchFlows(port), with `gc()` for memory figures. */
+async function startNodeRed(port, offlineAfter = 30, share = undefined) {
+  const userDir = benchUserDir(benchFlows(port, '', offlineAfter, share));
+  const child = await launchNodeRed(userDir);
   // Wait until the broker accepts connections.
   const net = require('node:net');
   for (let i = 0; i < 100; i++) {
@@ -163,24 +198,12 @@ async function startNodeRed(port, offlineAfter = 30, share = undefined) {
   }
   /** A full deploy of the bench's flow, with the broker renamed: the editor's Deploy button, as a user presses it. */
   child.deploy = async (name) => {
-    const response = await fetch(`http://127.0.0.1:${editorPort}/flows`, {
+    const response = await fetch(`http://127.0.0.1:${child.editorPort}/flows`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
       body: JSON.stringify(benchFlows(port, name)),
     });
     if (!response.ok) throw new Error(`deploy: HTTP ${response.status}`);
-  };
-  child.messagesCounted = async () =>
-    (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter`)).json()).count;
-  /** Propagation of remote news stamped `t<ms>` to this gateway's flow (and clears it): p50, p99, count. */
-  child.propagation = async () =>
-    (await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?latency=1`)).json()).latency;
-  /** The broker's summary from the sidebar's admin API (counters, sharing). */
-  child.summary = async () => (await (await fetch(`http://127.0.0.1:${editorPort}/tcpmq/brokers`)).json())[0];
-  /** The process's heap after a full garbage collection, and its RSS, in bytes. */
-  child.memory = async () => {
-    const { memory } = await (await fetch(`http://127.0.0.1:${editorPort}/bench-counter?gc=1`)).json();
-    return { heap: memory.heapUsed + memory.external, rss: memory.rss };
   };
   child.cleanup = () => fs.rmSync(userDir, { recursive: true, force: true });
   return child;
@@ -245,24 +268,30 @@ async function measure(name, start, connectionCounts, countErrors) {
   return rows;
 }
 
+/** Connects `devices` devices (each answered once) to `server` on `port`; its RSS before and after, per connection. */
+async function connectMeasured(name, server, port, generator, devices) {
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const idle = usage(server.pid);
+  const started = Date.now();
+  const { connected, answered } = await generator.call('connectDevices', { port, count: devices });
+  const connectSeconds = (Date.now() - started) / 1000;
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const loaded = usage(server.pid);
+  const rssPerConnection = (loaded.rss - idle.rss) / connected;
+  console.log(
+    `  ${name}: ${connected} devices connected and ${answered} answered in ${connectSeconds.toFixed(1)} s; ` +
+      `RSS ${(idle.rss / 1e6).toFixed(1)} MB -> ${(loaded.rss / 1e6).toFixed(1)} MB = ${(rssPerConnection / 1024).toFixed(2)} KB per connection`,
+  );
+  return { connected, answered, connectSeconds, rssPerConnection };
+}
+
 /** Connects `devices` devices to the server `start` starts, then lets 1,000 of them report every 2 s. */
 async function scaleRun(name, start, devices) {
   const port = await freePort();
   const server = await start(port);
   const generator = startGenerator();
   try {
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const idle = usage(server.pid);
-    const started = Date.now();
-    const { connected, answered } = await generator.call('connectDevices', { port, count: devices });
-    const connectSeconds = (Date.now() - started) / 1000;
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const loaded = usage(server.pid);
-    const rssPerConnection = (loaded.rss - idle.rss) / connected;
-    console.log(
-      `  ${name}: ${connected} devices connected and ${answered} answered in ${connectSeconds.toFixed(1)} s; ` +
-        `RSS ${(idle.rss / 1e6).toFixed(1)} MB -> ${(loaded.rss / 1e6).toFixed(1)} MB = ${(rssPerConnection / 1024).toFixed(2)} KB per connection`,
-    );
+    const { connected, answered, rssPerConnection } = await connectMeasured(name, server, port, generator, devices);
     const reporters = Math.min(1000, connected);
     const seconds = Math.max(10, MEASURE_MS / 1000);
     const before = usage(server.pid);
@@ -397,8 +426,11 @@ function junkChecks(run) {
   ];
 }
 
-/** mosquitto on a free loopback port (Debian's package), or undefined if it is not installed. */
-async function startMosquitto() {
+/**
+ * mosquitto on a free loopback port (Debian's package), or undefined if it is
+ * not installed. `verbose`: it logs every message (a cost at thousands a second).
+ */
+async function startMosquitto(verbose = true) {
   const mosquitto = '/usr/sbin/mosquitto';
   if (!fs.existsSync(mosquitto)) return undefined;
   const port = await freePort();
@@ -407,7 +439,8 @@ async function startMosquitto() {
     path.join(dir, 'mosquitto.conf'),
     `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`,
   );
-  const child = await startProcess(mosquitto, ['-v', '-c', path.join(dir, 'mosquitto.conf')], /running|Opening/);
+  const args = [...(verbose ? ['-v'] : []), '-c', path.join(dir, 'mosquitto.conf')];
+  const child = await startProcess(mosquitto, args, /running|Opening/);
   child.port = port;
   child.cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
   return child;
@@ -439,7 +472,12 @@ async function shareRun(unshared) {
     await generator.call('report', { count: 1000, everyMs: 2000, seconds: 4, stamp: true }); // warm up
     await a.propagation();
     const published = (await b.summary()).counters.sharePublished;
-    const reported = await generator.call('report', { count: 1000, everyMs: 2000, seconds: 10, stamp: true });
+    const reported = await generator.call('report', {
+      count: 1000,
+      everyMs: 2000,
+      seconds: FLEET_WINDOW_S,
+      stamp: true,
+    });
     await new Promise((resolve) => setTimeout(resolve, 300));
     const propagation = await a.propagation();
     const messagesPerReport = ((await b.summary()).counters.sharePublished - published) / reported.sent;
@@ -486,6 +524,349 @@ function shareChecks(run) {
   ];
 }
 
+// ---- the gateway ----------------------------------------------------------------
+
+const GATEWAY_BIN = path.join(root, 'bin', 'tcpmq-gateway.js');
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * bin/tcpmq-gateway.js serving boards on loopback `port`, with `args`
+ * (--mqtt, --publish-interval, ...); resolves once it listens, or with --mqtt
+ * once it is connected to the MQTT broker. Limits raised for 10,000 boards.
+ */
+function startGateway(port, args = []) {
+  const limits = ['--max-connections', '20000', '--max-devices', '20000', '--idle-timeout', '120'];
+  return startProcess(
+    ...withFileLimit(process.execPath, [
+      GATEWAY_BIN,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      ...limits,
+      ...args,
+    ]),
+    args.includes('--mqtt') ? /MQTT connected/ : /listening on /,
+  );
+}
+
+const startGatewayAlone = (port) => startGateway(port);
+
+/** Node-RED attached to the fleet (tcpmq-broker mode `fleet` on mosquitto): tcpmq in -> the counting node. */
+function fleetFlows(mqttPort) {
+  return [
+    { id: 'bench', type: 'tab', label: 'bench' },
+    {
+      id: 'mq',
+      type: 'mqtt-broker',
+      broker: '127.0.0.1',
+      port: String(mqttPort),
+      clientid: 'bench-node-red',
+      autoConnect: true,
+      usetls: false,
+      protocolVersion: '4',
+      keepalive: '15',
+      cleansession: true,
+    },
+    { id: 'broker', type: 'tcpmq-broker', mode: 'fleet', share: 'mq', shareTopic: 'tcpmq' },
+    { id: 'in', type: 'tcpmq-in', z: 'bench', broker: 'broker', device: '', numbers: true, wires: [['count']] },
+    // Stamps Date.now() on each report `t<send time>` from a gateway: the latency from the board's send.
+    { id: 'count', type: 'bench-counter', z: 'bench', wires: [] },
+  ];
+}
+
+/** p50 and p99 of `values` (ms), and their count. */
+function percentiles(values) {
+  const sorted = values.sort((x, y) => x - y);
+  const at = (p) =>
+    sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((sorted.length * p) / 100) - 1)] : NaN;
+  return { count: sorted.length, p50: at(50), p99: at(99) };
+}
+
+/**
+ * Every message under `tcpmq/#` on the MQTT broker, counted by kind (mailbox,
+ * device, gateway, ...); for a mailbox carrying a report stamped `t<send time>`,
+ * how long it took from the board's send to here (the MQTT leg of the latency).
+ */
+async function fleetMessageCounter(mqttPort) {
+  const mqtt = require(require.resolve('mqtt', { paths: [root] }));
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'bench-count', clean: true });
+  const counts = {};
+  let latencies = [];
+  client.on('message', (topic, payload, packet) => {
+    const kind = topic.split('/')[1] ?? '';
+    counts[kind] = (counts[kind] ?? 0) + 1;
+    if (kind !== 'mailbox' || packet.retain || payload.length === 0) return;
+    let value;
+    try {
+      ({ value } = JSON.parse(payload.toString('utf8')));
+    } catch {
+      return; // not the gateway's: counted, not timed
+    }
+    if (typeof value === 'string' && value[0] === 't') latencies.push(Date.now() - Number(value.slice(1)));
+  });
+  await client.subscribeAsync('tcpmq/#', { qos: 0 });
+  return {
+    snapshot: () => ({ ...counts }),
+    /** The MQTT leg since the last call: p50, p99, count. */
+    latency() {
+      const taken = latencies;
+      latencies = [];
+      return percentiles(taken);
+    },
+    /** What came between two snapshots: the total and each kind. */
+    between(before, after) {
+      const kinds = {};
+      for (const kind of Object.keys(after)) kinds[kind] = after[kind] - (before[kind] ?? 0);
+      return { total: Object.values(kinds).reduce((sum, n) => sum + n, 0), kinds };
+    },
+    end: () => client.endAsync(),
+  };
+}
+
+/** Messages per report, and the kinds: "1.000 (mailbox 1.000, device 0.000)". */
+function perReportText(messages, reports) {
+  const kinds = Object.entries(messages.kinds)
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${kind} ${(n / reports).toFixed(3)}`);
+  return `${(messages.total / reports).toFixed(3)} (${kinds.join(', ')})`;
+}
+
+/** The RSS per connection of 10,000 boards on the bare server and on the gateway alone. */
+async function gatewayMemory(devices) {
+  const rows = {};
+  for (const [key, name, start] of [
+    ['reference', 'reference net server', startReference],
+    ['gateway', 'tcpmq-gateway alone', startGatewayAlone],
+  ]) {
+    const port = await freePort();
+    const server = await start(port);
+    const generator = startGenerator();
+    try {
+      rows[key] = await connectMeasured(name, server, port, generator, devices);
+      await generator.call('closeAll', {});
+    } finally {
+      generator.kill();
+      await stopProcess(server);
+    }
+  }
+  return rows;
+}
+
+/**
+ * How long the fleet's figures are measured: 16 s, a whole period of the device
+ * topic's lastSeen refresh (offlineAfter / 2 = 15 s, at the next report).
+ */
+const FLEET_WINDOW_S = 16;
+
+/**
+ * The gateway with a Node-RED attached in fleet mode through a real
+ * mosquitto: 1,000 boards report every 2 s to a gateway publishing every
+ * report; the latency from the board's send to `tcpmq in`, the MQTT messages
+ * per report; the longest reply wait while Node-RED restarts `restarts`
+ * times, against as long a run without restarts; then MQTT messages per
+ * report of a gateway publishing each board at most every 250 ms, its boards
+ * reporting every second.
+ */
+async function gatewayFleetRun(restarts) {
+  const mosquitto = await startMosquitto(false);
+  if (!mosquitto) {
+    console.log('  (fleet figures not measured: /usr/sbin/mosquitto is not installed; apt-get install mosquitto)');
+    return undefined;
+  }
+  const mqttUrl = `mqtt://127.0.0.1:${mosquitto.port}`;
+  const userDir = benchUserDir(fleetFlows(mosquitto.port));
+  const generator = startGenerator();
+  let counter;
+  let gateway;
+  let nodeRed;
+  const result = {};
+  try {
+    counter = await fleetMessageCounter(mosquitto.port);
+    const port = await freePort();
+    gateway = await startGateway(port, ['--mqtt', mqttUrl, '--gateway', 'bench-gw', '--publish-interval', '0']);
+    nodeRed = await launchNodeRed(userDir);
+    for (let i = 0; i < 100 && !(await nodeRed.summary())?.sharing?.connected; i++) await sleep(100);
+
+    // Report -> tcpmq in, and MQTT messages per report, publishing every report.
+    await generator.call('connectDevices', { port, count: 1000 });
+    await generator.call('report', { count: 1000, everyMs: 2000, seconds: 4, stamp: true }); // warm up
+    await nodeRed.propagation();
+    counter.latency();
+    const before = counter.snapshot();
+    const reported = await generator.call('report', {
+      count: 1000,
+      everyMs: 2000,
+      seconds: FLEET_WINDOW_S,
+      stamp: true,
+    });
+    await sleep(300);
+    result.latency = await nodeRed.propagation();
+    result.latency.sent = reported.sent;
+    result.mqttLatency = counter.latency();
+    result.everyReport = { reports: reported.sent, messages: counter.between(before, counter.snapshot()) };
+    console.log(
+      `  1000 boards every 2 s, --publish-interval 0: ${result.latency.count} of ${reported.sent} reports reached tcpmq in, ` +
+        `board's send -> flow p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms ` +
+        `(-> an MQTT subscriber p50 ${result.mqttLatency.p50} ms, p99 ${result.mqttLatency.p99} ms); ` +
+        `MQTT messages per report ${perReportText(result.everyReport.messages, reported.sent)}; reply p99 ${reported.p99.toFixed(2)} ms`,
+    );
+
+    // The longest reply wait while Node-RED restarts (SIGTERM, then a start), and in as long a run without.
+    const restartMs = [];
+    await generator.call('reportStart', { count: 1000, everyMs: 2000, stamp: true });
+    const started = performance.now();
+    for (let round = 0; round < restarts; round++) {
+      await sleep(1000);
+      const from = performance.now();
+      await stopProcess(nodeRed);
+      nodeRed = await launchNodeRed(userDir);
+      restartMs.push(performance.now() - from);
+    }
+    await sleep(1000);
+    const windowMs = performance.now() - started;
+    result.withRestarts = await generator.call('reportStop', {});
+    result.withRestarts.restartMs = restartMs;
+    result.withoutRestarts = await generator.call('report', {
+      count: 1000,
+      everyMs: 2000,
+      seconds: windowMs / 1000,
+      stamp: true,
+    });
+    for (const [label, run] of [
+      [
+        `${restarts} Node-RED restarts (${restartMs.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s each)`,
+        result.withRestarts,
+      ],
+      ['no restart', result.withoutRestarts],
+    ]) {
+      console.log(
+        `  1000 boards every 2 s for ${(windowMs / 1000).toFixed(1)} s, ${label}: ${run.answered}/${run.sent} answered, ` +
+          `${run.dropped} connections dropped, longest reply wait ${run.longestWait.toFixed(1)} ms, p99 ${run.p99.toFixed(2)} ms`,
+      );
+    }
+    await generator.call('closeAll', {});
+    await stopProcess(gateway);
+
+    // MQTT messages per report, publishing each board at most every 250 ms, boards reporting every second.
+    const port250 = await freePort();
+    gateway = await startGateway(port250, [
+      '--mqtt',
+      mqttUrl,
+      '--gateway',
+      'bench-gw-250',
+      '--publish-interval',
+      '250',
+    ]);
+    await generator.call('connectDevices', { port: port250, count: 1000 });
+    await generator.call('report', { count: 1000, everyMs: 1000, seconds: 3, stamp: true }); // warm up
+    const before250 = counter.snapshot();
+    const reported250 = await generator.call('report', {
+      count: 1000,
+      everyMs: 1000,
+      seconds: FLEET_WINDOW_S,
+      stamp: true,
+    });
+    await sleep(500);
+    result.coalesced = { reports: reported250.sent, messages: counter.between(before250, counter.snapshot()) };
+    console.log(
+      `  1000 boards every 1 s, --publish-interval 250: MQTT messages per report ${perReportText(result.coalesced.messages, reported250.sent)}`,
+    );
+    await generator.call('closeAll', {});
+    return result;
+  } finally {
+    generator.kill();
+    await counter?.end();
+    for (const child of [nodeRed, gateway]) if (child) await stopProcess(child);
+    await stopProcess(mosquitto);
+    mosquitto.cleanup();
+    fs.rmSync(userDir, { recursive: true, force: true });
+  }
+}
+
+/** The gateway part: throughput and memory against the bare server, and the fleet figures. */
+async function gatewayRun(devices) {
+  console.log('  50 lockstep connections:');
+  const [reference] = await measure('reference net server', startReference, [50], false);
+  const [alone] = await measure('tcpmq-gateway alone', startGatewayAlone, [50], true);
+  console.log(`  ${devices} boards connected:`);
+  const memory = await gatewayMemory(devices);
+  console.log('  Node-RED attached in fleet mode, through mosquitto:');
+  const fleet = await gatewayFleetRun(3);
+  const run = { reference, alone, memory, fleet, devices };
+  printGatewayTable(gatewayChecks(run));
+  console.log(`(load average ${os.loadavg()[0].toFixed(2)}: other processes on this machine skew the figures)`);
+  return run;
+}
+
+/** The targets of the gateway part: [what, holds, figure, target]. */
+function gatewayChecks({ reference, alone, memory, fleet, devices }) {
+  const checks = [];
+  const ratio = alone.requestsPerSecond / reference.requestsPerSecond;
+  checks.push([
+    'gateway alone, 50 lockstep connections: req/s × reference',
+    ratio >= 0.9,
+    `${alone.requestsPerSecond} / ${reference.requestsPerSecond} = ${ratio.toFixed(2)} ×`,
+    '≥ 0.9 ×',
+  ]);
+  checks.push(['gateway alone, 50 lockstep connections: wrong replies', alone.errors === 0, `${alone.errors}`, '0']);
+  const kb = (bytes) => `${(bytes / 1024).toFixed(2)} KB`;
+  const memoryRatio = memory.gateway.rssPerConnection / memory.reference.rssPerConnection;
+  checks.push([
+    `${devices} boards: RSS per connection, gateway × bare server`,
+    memoryRatio <= 1.25 && memory.gateway.answered === devices,
+    `${kb(memory.gateway.rssPerConnection)} / ${kb(memory.reference.rssPerConnection)} = ${memoryRatio.toFixed(2)} ×` +
+      (memory.gateway.answered === devices ? '' : ` (${memory.gateway.answered}/${devices} answered)`),
+    '≤ 1.25 ×',
+  ]);
+  if (!fleet) return checks;
+  const { latency, everyReport, coalesced, withRestarts, withoutRestarts } = fleet;
+  checks.push([
+    "1000 boards every 2 s: board's send -> tcpmq in, p50 / p99",
+    latency.p99 <= 20 && latency.count >= latency.sent,
+    `${latency.p50} / ${latency.p99} ms` +
+      (latency.count >= latency.sent ? '' : ` (${latency.count}/${latency.sent} reached)`),
+    'p99 ≤ 20 ms',
+  ]);
+  const perReport = (run) => run.messages.total / run.reports;
+  checks.push([
+    'MQTT messages per report, --publish-interval 0',
+    perReport(everyReport) <= 1.05,
+    perReportText(everyReport.messages, everyReport.reports),
+    '≤ 1.05',
+  ]);
+  checks.push([
+    'MQTT messages per report, --publish-interval 250, 1 report/s per board',
+    perReport(coalesced) <= 1.1,
+    perReportText(coalesced.messages, coalesced.reports),
+    '≤ 1.1',
+  ]);
+  // Below 10 ms a difference is this machine's scheduling, not the restarts'.
+  const floor = (ms) => Math.max(ms, 10);
+  const intact = (run) => run.dropped === 0 && run.answered === run.sent;
+  checks.push([
+    `longest reply wait, ${withRestarts.restartMs.length} Node-RED restarts / none`,
+    floor(withRestarts.longestWait) <= 1.25 * floor(withoutRestarts.longestWait) && intact(withRestarts),
+    `${withRestarts.longestWait.toFixed(1)} / ${withoutRestarts.longestWait.toFixed(1)} ms` +
+      (intact(withRestarts)
+        ? ''
+        : ` (${withRestarts.dropped} dropped, ${withRestarts.answered}/${withRestarts.sent} answered)`),
+    'no different (≤ 1.25 ×), none dropped',
+  ]);
+  return checks;
+}
+
+/** The gateway's targets for the summary: [what and target, holds, figure]. */
+function gatewayTargets(run) {
+  return gatewayChecks(run).map(([what, ok, figure, target]) => [`${what}: ${target}`, ok, figure]);
+}
+
+function printGatewayTable(checks) {
+  console.log('\n| tcpmq-gateway | measured | target | |');
+  console.log('|---|---|---|---|');
+  for (const [what, ok, figure, target] of checks) console.log(`| ${what} | ${figure} | ${target} | ${verdict(ok)} |`);
+}
+
 function verdict(ok) {
   return ok ? 'holds' : 'MISSED';
 }
@@ -512,7 +893,8 @@ function report(checks) {
 async function main() {
   console.log(`TCPMQ benchmark, ${new Date().toISOString()}`);
   console.log(
-    `${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run\n`,
+    `${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${MEASURE_MS / 1000} s per run, ` +
+      `load average ${os.loadavg()[0].toFixed(2)}\n`,
   );
   if (options.only === 'share') {
     console.log('Sharing through MQTT (two gateways on one mosquitto):');
@@ -523,6 +905,12 @@ async function main() {
   if (options.only === 'junk') {
     console.log('Junk ids in Node-RED (one connection, 50,000 new ids):');
     report(junkChecks(await junkRun(50000)));
+    return;
+  }
+  if (options.only === 'gateway') {
+    console.log('tcpmq-gateway (bin/tcpmq-gateway.js, its own process):');
+    const checks = gatewayTargets(await gatewayRun(Number(options.scale)));
+    process.exitCode = checks.every(([, ok]) => ok) ? 0 : 1;
     return;
   }
   if (options.only === 'deploys') {
@@ -554,6 +942,9 @@ async function main() {
 
   console.log('\nSharing through MQTT (two gateways on one mosquitto):');
   const share = await shareRun(nodeRed.find((r) => r.connections === 50));
+
+  console.log('\ntcpmq-gateway (bin/tcpmq-gateway.js, its own process):');
+  const gateway = await gatewayRun(Number(options.scale));
 
   let scale;
   if (!options['skip-scale']) {
@@ -600,6 +991,7 @@ async function main() {
   checks.push(...deployChecks(deploys));
   checks.push(...junkChecks(junk));
   checks.push(...shareChecks(share));
+  checks.push(...gatewayTargets(gateway));
   if (scale) {
     checks.push([
       `${scale.connected} connected devices: <= 8 KB broker RSS per connection`,
