@@ -4,6 +4,7 @@
  * runtime and the gateway read too; the dialog shows a setting's row only in
  * the setting's modes. Rows that hold no setting of the schema (TLS, persist,
  * the MQTT broker) name their modes in the template: data-modes="server fleet".
+ * The device list (device-list.ts) is shown in every mode.
  */
 import {
   type Catalogue,
@@ -17,6 +18,7 @@ import {
   registerType,
   validator,
 } from './validators';
+import { type DeviceEntry, deviceListEditor, deviceListProblem } from './device-list';
 
 type Mode = 'server' | 'client' | 'fleet';
 type Setting = (typeof SCHEMA)[string];
@@ -29,6 +31,7 @@ interface BrokerNode {
   port?: string | number;
   clientId?: string;
   shareTopic?: string;
+  devices?: DeviceEntry[];
   [property: string]: unknown;
 }
 
@@ -50,9 +53,13 @@ interface BrokerDefinition extends Catalogue {
 }
 
 const MODE = '#node-config-input-mode';
+/** The device list's <ol> (not node-config-input-devices: Node-RED would read that as the property's value). */
+const DEVICES = '#node-config-devices';
 
 /** The node whose dialog is open: its mode is the one selected there, not yet saved. */
 let editing: BrokerNode | undefined;
+/** The open dialog's device list, as it would be saved. */
+let readDevices: (() => DeviceEntry[]) | undefined;
 
 function asMode(mode: unknown): Mode {
   return mode === 'client' || mode === 'fleet' ? mode : 'server';
@@ -105,6 +112,14 @@ function defaults(catalogue: Catalogue): Record<string, Property> {
     const validate = settingValidator(catalogue, key, SCHEMA[key]);
     properties[key] = validate ? { value: SCHEMA[key].default, validate } : { value: SCHEMA[key].default };
   }
+  properties.devices = {
+    value: [],
+    validate(value, opt) {
+      const problem = deviceListProblem(value);
+      if (!problem) return true;
+      return opt && catalogue._ ? catalogue._(problem.key, problem.options) : false;
+    },
+  };
   properties.usetls = { value: false };
   properties.tls = { value: '', type: 'tls-config', required: false };
   properties.persist = { value: false };
@@ -173,16 +188,23 @@ const definition: BrokerDefinition = {
     $('#node-config-input-usetls').on('change', () => showMode(selected()));
     swapHostDefault(selected());
     showMode(selected());
+    readDevices = deviceListEditor($(DEVICES), this.devices, (key, options) =>
+      definition._ ? definition._(key, options) : key,
+    );
   },
   oneditsave() {
     editing = undefined;
+    if (readDevices) this.devices = readDevices();
+    readDevices = undefined;
     if (!$('#node-config-input-usetls').is(':checked')) $('#node-config-input-tls').val('_ADD_');
   },
   oneditcancel() {
     editing = undefined;
+    readDevices = undefined;
   },
   oneditdelete() {
     editing = undefined;
+    readDevices = undefined;
   },
 };
 

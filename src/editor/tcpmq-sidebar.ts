@@ -9,6 +9,9 @@
 
 interface Device {
   id: string;
+  /** From the broker's device list (or its gateway's). */
+  name?: string;
+  unit?: string;
   gateway?: string;
   remoteAddress?: string;
   online?: boolean;
@@ -71,6 +74,8 @@ interface Selection {
   brokerId: string;
   key: string;
   device?: string;
+  /** The device as shown: "Kitchen (1)". */
+  label?: string;
   connectionId?: number;
   address?: string;
 }
@@ -103,6 +108,19 @@ function shown(value: unknown): string {
   return text.length > 40 ? `${text.slice(0, 40)}…` : text;
 }
 
+/** A board as people call it: its name with its id, "Kitchen (1)", or its id. */
+function deviceLabel(device: Device): string {
+  return device.name ? `${device.name} (${device.id})` : device.id;
+}
+
+const NUMBER = /^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+
+/** A last value with the board's unit after it when it is a number ("21.5 °C"). */
+function valueText(device: Device): string {
+  const text = shown(device.lastValue);
+  return device.unit && NUMBER.test(text.trim()) ? `${text} ${device.unit}` : text;
+}
+
 /** Sets a cell's text (and its tooltip, for the text an ellipsis cuts), touching the page only if it changed. */
 function setText(cell: JQuery, text: string): void {
   if (cell.text() !== text) cell.text(text).attr('title', text);
@@ -110,7 +128,7 @@ function setText(cell: JQuery, text: string): void {
 
 function headerRow(columns: string[]): JQuery {
   const row = $('<tr></tr>');
-  for (const column of columns) $('<th></th>').text(t(column)).appendTo(row);
+  for (const column of columns) $('<th></th>').addClass(`tcpmq-sidebar-column-${column}`).text(t(column)).appendTo(row);
   return row;
 }
 
@@ -123,7 +141,7 @@ function emptyRow(className: string, cells: number): JQuery {
 function fillDeviceRow(row: JQuery, device: Device, shared: boolean): void {
   const cells = row.children('td');
   let i = 0;
-  setText(cells.eq(i++), device.id);
+  setText(cells.eq(i++), deviceLabel(device));
   if (shared) setText(cells.eq(i++), device.gateway ?? '');
   setText(cells.eq(i++), device.remoteAddress ?? '');
   const online = cells.eq(i++);
@@ -139,7 +157,7 @@ function fillDeviceRow(row: JQuery, device: Device, shared: boolean): void {
   const seen = cells.eq(i++).addClass('tcpmq-sidebar-ago');
   seen.attr('data-time', device.lastSeen ? String(device.lastSeen) : '');
   setText(seen, device.lastSeen ? ago(device.lastSeen) : '');
-  setText(cells.eq(i++), shown(device.lastValue));
+  setText(cells.eq(i++), valueText(device));
   setText(cells.eq(i++), device.messages === undefined ? '' : String(device.messages));
 }
 
@@ -226,7 +244,7 @@ function sidebar(): void {
     if (choice) {
       target.text(
         choice.device !== undefined
-          ? t('device', { id: choice.device })
+          ? t('device', { id: choice.label ?? choice.device })
           : t('connection', { address: choice.address ?? '' }),
       );
       mailboxButton.toggle(choice.device !== undefined);
@@ -244,7 +262,11 @@ function sidebar(): void {
     const key = keyOfDevice(device);
     const row = emptyRow('tcpmq-sidebar-device', shared ? 7 : 6).attr('data-device', device.id);
     row.toggleClass('tcpmq-sidebar-selected', isSelected(brokerId, key));
-    row.on('click', () => select({ brokerId, key, device: device.id }));
+    // The label as it is when clicked (a name may come or go with a deploy).
+    row.on('click', () => {
+      const current = brokers.get(brokerId)?.devices.get(device.id) ?? device;
+      select({ brokerId, key, device: device.id, label: deviceLabel(current) });
+    });
     return row;
   }
 
