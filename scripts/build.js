@@ -53,7 +53,7 @@ function asScript(file) {
   };
   for (const statement of source.statements) {
     if (ts.isImportDeclaration(statement)) {
-      const specifier = statement.moduleSpecifier.text;
+      const specifier = /** @type {ts.StringLiteral} */ (statement.moduleSpecifier).text;
       if (!specifier.startsWith('./')) throw new Error(`${file}: imports ${specifier}, which the build cannot include`);
       if (!statement.importClause?.isTypeOnly) imports.push(path.join(editorDir, `${specifier}.ts`));
       cut(statement.getStart(), statement.end);

@@ -32,7 +32,7 @@ const userDir = path.resolve(options['user-dir']);
 function checkFree(port, what) {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
-    probe.once('error', (err) =>
+    probe.once('error', (/** @type {NodeJS.ErrnoException} */ err) =>
       reject(
         new Error(
           `port ${port} (${what}) is ${err.code === 'EADDRINUSE' ? 'already in use by another program' : `not available: ${err.code}`}. ` +

@@ -279,7 +279,7 @@ const EXAMPLES = path.join(__dirname, '..', 'examples');
 
 /** The example flows of the Import menu, as paths relative to examples/ (`micropython/esp8266-board.json`). */
 function exampleFiles() {
-  return fs.readdirSync(EXAMPLES, { recursive: true }).filter((file) => file.endsWith('.json'));
+  return fs.readdirSync(EXAMPLES, { encoding: 'utf8', recursive: true }).filter((file) => file.endsWith('.json'));
 }
 
 /**

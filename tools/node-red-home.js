@@ -22,6 +22,17 @@ function settingsText(extra = '') {
  *   `npm link` would). False when the caller installs the package itself (npm pack, npm install).
  * - `nodes`: files copied into the directory's nodes/ folder, which Node-RED loads as local nodes.
  * - `keep`: leave a settings.js, flows.json or link already there as it is (`npm start` keeps the user's flows).
+ *
+ * @param {{
+ *   dir?: string,
+ *   prefix?: string,
+ *   settings?: string,
+ *   flows?: object[],
+ *   link?: boolean,
+ *   nodes?: string[],
+ *   keep?: boolean,
+ * }} [options]
+ * @returns {string}
  */
 function nodeRedHome({
   dir,

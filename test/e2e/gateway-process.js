@@ -5,7 +5,12 @@ const { startProcess, stopProcess } = require('../../tools/process');
 
 const BIN = path.join(__dirname, '..', '..', 'bin', 'tcpmq-gateway.js');
 
-/** Starts the gateway with `args`; resolves once its log matches `ready` (see tools/process.js). */
+/**
+ * Starts the gateway with `args`; resolves once its log matches `ready` (see tools/process.js).
+ *
+ * @param {readonly string[]} args
+ * @param {{ ready?: RegExp, env?: NodeJS.ProcessEnv, ms?: number }} [options]
+ */
 function startGateway(args, { ready = /listening on /, env = {}, ms = 10000 } = {}) {
   return startProcess(process.execPath, [BIN, ...args], {
     ready,

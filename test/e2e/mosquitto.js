@@ -13,12 +13,21 @@ function needMosquitto(suite) {
     skipWithout(suite, 'mosquitto and mosquitto-clients', ".ci/run installs Debian's mosquitto and mosquitto-clients");
 }
 
-/** mosquitto on `port`, no persistence, anonymous clients, loopback only. */
+/**
+ * mosquitto on `port`, no persistence, anonymous clients, loopback only. The child carries `exited` (a promise of
+ * its exit code).
+ *
+ * @param {number} port
+ * @param {string} dir
+ */
 async function startMosquitto(port, dir) {
   const conf = path.join(dir, 'mosquitto.conf');
   fs.writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-  const child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.exited = new Promise((resolve) => child.on('exit', resolve));
+  const spawned = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = Object.assign(spawned, {
+    /** @type {Promise<number | null>} */
+    exited: new Promise((resolve) => spawned.on('exit', resolve)),
+  });
   await waitFor(async () => {
     try {
       (await Device.connect(port)).close();

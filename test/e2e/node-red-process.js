@@ -7,6 +7,8 @@ const { freePort } = require('../support');
 const { startProcess, stopProcess } = require('../../tools/process');
 const { root, settingsText, nodeRedHome } = require('../../tools/node-red-home');
 
+/** @typedef {import('../../tools/process').StartedProcess} StartedProcess */
+
 /**
  * A new user directory with this package installed as a link (as `npm link`
  * would) and the given settings.js text and flows. Returns its path.
@@ -20,6 +22,10 @@ function linkedUserDir(prefix, settings = settingsText(), flows = []) {
  * this one by default) on a free editor port in `userDir`, and waits until its
  * output matches `ready`. The child carries
  * `output`, `exited` (a promise of the exit code) and `editorPort`.
+ *
+ * @param {string} userDir
+ * @param {{ ready?: RegExp, redJs?: string, node?: string, ms?: number }} [options]
+ * @returns {Promise<StartedProcess & { editorPort: number }>}
  */
 async function startNodeRed(
   userDir,
@@ -34,11 +40,15 @@ async function startNodeRed(
   const settings = path.join(userDir, 'settings.js');
   const args = [redJs, '--settings', settings, '--userDir', userDir, '--port', String(editorPort)];
   const child = await startProcess(node, args, { ready, ms, name: 'node-red' });
-  child.editorPort = editorPort;
-  return child;
+  return Object.assign(child, { editorPort });
 }
 
-/** Stops `child` with `signal` if it still runs; resolves with its exit code. */
+/**
+ * Stops `child` with `signal` if it still runs; resolves with its exit code.
+ *
+ * @param {StartedProcess | undefined | null} child
+ * @param {NodeJS.Signals} [signal]
+ */
 function stopNodeRed(child, signal = 'SIGINT') {
   return stopProcess(child, signal);
 }
