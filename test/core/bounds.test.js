@@ -6,6 +6,14 @@ const { Devices } = require('../../dist/store/devices');
 const { TcpmqClient, canonicalId, parseRequest, printable, wireId } = require('../../dist');
 const { coreBrokerFixture, waitFor } = require('../support');
 
+/** @typedef {import('../../dist').Request} Request */
+/** @typedef {import('../../dist').NotARequest} NotARequest */
+
+// parseRequest() of a frame's text, read as the request (or the refusal) the test expects: the other kind lacks
+// the field the test reads, so the assertion on it fails.
+const request = (/** @type {string} */ text) => /** @type {Request} */ (parseRequest(Buffer.from(text)));
+const refusal = (/** @type {string} */ text) => /** @type {NotARequest} */ (parseRequest(Buffer.from(text)));
+
 const sender = { remoteAddress: '127.0.0.1', remotePort: 1, connectionId: 1 };
 
 describe('the device table is bounded (maxDevices)', function () {
@@ -95,14 +103,10 @@ describe('a broker under a flood of junk ids', function () {
 describe('ids are short names', function () {
   it('refuses an id longer than 128 bytes as a protocol error, by either parser', function () {
     const long = 'x'.repeat(129);
-    assert.match(parseRequest(Buffer.from(`["${long}",1,"x"]`)).reason, /at most 128 bytes/);
-    assert.match(parseRequest(Buffer.from(`[1,"${long}",{"t":1}]`)).reason, /at most 128 bytes/);
-    assert.match(
-      parseRequest(Buffer.from(`["${'温'.repeat(43)}",1,"x"]`)).reason,
-      /at most 128 bytes/,
-      '129 bytes of UTF-8',
-    );
-    assert.equal(parseRequest(Buffer.from(`["${'x'.repeat(128)}",1,"x"]`)).from.length, 128);
+    assert.match(refusal(`["${long}",1,"x"]`).reason, /at most 128 bytes/);
+    assert.match(refusal(`[1,"${long}",{"t":1}]`).reason, /at most 128 bytes/);
+    assert.match(refusal(`["${'温'.repeat(43)}",1,"x"]`).reason, /at most 128 bytes/, '129 bytes of UTF-8');
+    assert.equal(request(`["${'x'.repeat(128)}",1,"x"]`).from.length, 128);
   });
 });
 
@@ -118,9 +122,9 @@ describe('integer ids keep every digit', function () {
 
   it('names each 64-bit id by its own digits, through both parsers', function () {
     for (const id of ids) {
-      assert.equal(parseRequest(Buffer.from(`[${id},${id},"x"]`)).from, id, `fast path, ${id}`);
-      assert.equal(parseRequest(Buffer.from(`[${id}, ${id}, {"t": 1}]`)).want, id, `JSON.parse path, ${id}`);
-      assert.equal(parseRequest(Buffer.from(`[ ${id} ,"s\\"x", [1]]`)).from, id, `odd spacing, ${id}`);
+      assert.equal(request(`[${id},${id},"x"]`).from, id, `fast path, ${id}`);
+      assert.equal(request(`[${id}, ${id}, {"t": 1}]`).want, id, `JSON.parse path, ${id}`);
+      assert.equal(request(`[ ${id} ,"s\\"x", [1]]`).from, id, `odd spacing, ${id}`);
     }
     for (const [text, id] of [
       ['1', '1'],
@@ -129,7 +133,7 @@ describe('integer ids keep every digit', function () {
       ['-0', '0'],
       ['2.5', '2.5'],
     ]) {
-      assert.equal(parseRequest(Buffer.from(`[${text},1,{"a":1}]`)).from, id, `${text} is id ${id}`);
+      assert.equal(request(`[${text},1,{"a":1}]`).from, id, `${text} is id ${id}`);
     }
     assert.equal(canonicalId(12), '12');
   });
@@ -173,10 +177,10 @@ describe('integer ids keep every digit', function () {
           socket.write('None');
         });
       });
-      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
       const client = new TcpmqClient({
         host: '127.0.0.1',
-        port: server.address().port,
+        port: /** @type {import('node:net').AddressInfo} */ (server.address()).port,
         clientId: a,
         watch: b,
         pollInterval: 0.05,

@@ -201,7 +201,7 @@ describe('broker core over TCP (no Node-RED)', function () {
   it('reports a port in use and listens once it is free', async function () {
     const port = await freePort();
     const squatter = net.createServer();
-    await new Promise((resolve) => squatter.listen(port, '127.0.0.1', resolve));
+    await /** @type {Promise<void>} */ (new Promise((resolve) => squatter.listen(port, '127.0.0.1', resolve)));
     broker = new TcpmqBroker({ host: '127.0.0.1', port, retryInterval: 100 });
     const states = [];
     broker.on('state', (s) => states.push(s.state));
@@ -250,6 +250,7 @@ describe('broker core over TCP (no Node-RED)', function () {
       ],
     );
     assert.equal(restarted.devices.online, 1);
+    // @ts-expect-error -- a snapshot of an unknown version, which restore() must ignore at run time
     restarted.restore({ version: 99 });
     restarted.restore(null);
   });
@@ -275,10 +276,12 @@ describe('broker core over TCP (no Node-RED)', function () {
     await broker.stop();
     broker = undefined;
     const probe = net.createServer();
-    await new Promise((resolve, reject) => {
-      probe.once('error', reject);
-      probe.listen(port, '127.0.0.1', resolve);
-    });
+    await /** @type {Promise<void>} */ (
+      new Promise((resolve, reject) => {
+        probe.once('error', reject);
+        probe.listen(port, '127.0.0.1', resolve);
+      })
+    );
     await new Promise((resolve) => probe.close(resolve));
   });
 });

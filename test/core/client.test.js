@@ -6,7 +6,14 @@ const net = require('node:net');
 const { TcpmqBroker, TcpmqClient, wireId, canonicalId } = require('../../dist');
 const { Device, allClosed, freePort, openResources, waitFor, sleep, trackOwnTimers } = require('../support');
 
-/** A TCP server on a free loopback port; `shutdown()` closes it and every connection. */
+/** @typedef {import('../../dist').ClientReply} ClientReply */
+/** @typedef {import('../../dist').ClientStatus} ClientStatus */
+
+/**
+ * A TCP server on a free loopback port; `shutdown()` closes it and every connection.
+ *
+ * @param {(socket: net.Socket) => void} onSocket
+ */
 async function listen(onSocket) {
   const port = await freePort();
   const sockets = new Set();
@@ -16,22 +23,26 @@ async function listen(onSocket) {
     socket.on('close', () => sockets.delete(socket));
     onSocket(socket);
   });
-  server.port = port;
-  server.shutdown = () =>
+  /** @type {() => Promise<void>} */
+  const shutdown = () =>
     new Promise((resolve) => {
       for (const socket of sockets) socket.destroy();
       server.close(() => resolve());
     });
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return server;
+  const listening = Object.assign(server, { port, shutdown });
+  await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(port, '127.0.0.1', resolve)));
+  return listening;
 }
 
 /**
  * A server that records every chunk it receives (one string per chunk) and
  * answers each with what `answer(text, index)` returns: a string, a list of
  * [delayMs, text] writes, or undefined for no reply.
+ *
+ * @param {(text: string, index: number) => string | [number, string][] | undefined} answer
  */
 async function testServer(answer) {
+  /** @type {string[]} */
   const chunks = [];
   let connectionsMade = 0;
   const server = await listen((socket) => {
@@ -46,9 +57,10 @@ async function testServer(answer) {
       }
     });
   });
-  server.chunks = chunks;
-  Object.defineProperty(server, 'connectionsMade', { get: () => connectionsMade });
-  return server;
+  const recorder = Object.assign(server, { chunks });
+  Object.defineProperty(recorder, 'connectionsMade', { get: () => connectionsMade });
+  // The getter just defined: how many connections the server has accepted so far.
+  return /** @type {typeof recorder & { readonly connectionsMade: number }} */ (recorder);
 }
 
 /** Python's truthiness, for the ESP32 broker's `if s_data:`. */
@@ -83,15 +95,17 @@ async function esp32Broker() {
       else if (typeof value === 'string' || Buffer.isBuffer(value)) socket.write(value);
     });
   });
-  server.store = store;
-  /** Every ~50 s the ESP32 broker sets every value to b'None': silent devices then read as None. */
-  server.reset = () => {
-    for (const key of store.keys()) store.set(key, Buffer.from('None'));
-  };
-  return server;
+  return Object.assign(server, {
+    store,
+    /** Every ~50 s the ESP32 broker sets every value to b'None': silent devices then read as None. */
+    reset: () => {
+      for (const key of store.keys()) store.set(key, Buffer.from('None'));
+    },
+  });
 }
 
 describe('wireId: ids typed as text, on the wire', function () {
+  /** @type {[string, number][]} */
   const numbers = [
     ['1', 1],
     ['-1', -1],
@@ -166,17 +180,34 @@ describe('TcpmqClient, the device role', function () {
     return s;
   }
 
-  /** A started client with quick test timings, and a log of what it emitted. */
+  /**
+   * A started client with quick test timings, and a log of what it emitted.
+   *
+   * @param {import('../../dist').ClientSettings} options
+   */
   function startClient(options) {
-    const client = new TcpmqClient({
-      host: '127.0.0.1',
-      pollInterval: 0.05,
-      timeout: 1,
-      retryMin: 0.05,
-      retryMax: 0.2,
-      ...options,
-    });
-    client.log = { states: [], replies: [], changes: [], warnings: [] };
+    const client = Object.assign(
+      new TcpmqClient({
+        host: '127.0.0.1',
+        pollInterval: 0.05,
+        timeout: 1,
+        retryMin: 0.05,
+        retryMax: 0.2,
+        ...options,
+      }),
+      {
+        log: {
+          /** @type {ClientStatus[]} */
+          states: [],
+          /** @type {ClientReply[]} */
+          replies: [],
+          /** @type {['online' | 'offline', string][]} */
+          changes: [],
+          /** @type {string[]} */
+          warnings: [],
+        },
+      },
+    );
     client.on('state', (s) => client.log.states.push(s));
     client.on('reply', (r) => client.log.replies.push(r));
     client.on('online', ({ id }) => client.log.changes.push(['online', id]));
@@ -189,7 +220,7 @@ describe('TcpmqClient, the device role', function () {
 
   const lastReply = (client, id) => client.log.replies.filter((r) => r.id === id).at(-1);
 
-  for (const format of ['text', 'json']) {
+  for (const format of /** @type {const} */ (['text', 'json'])) {
     describe(`against this project's broker, ${format} replies`, function () {
       it('publishes its payload in its own mailbox, and reads that mailbox when it watches nothing', async function () {
         const broker = await startBroker({ replyFormat: format });
@@ -207,7 +238,10 @@ describe('TcpmqClient, the device role', function () {
         await waitFor(() => broker.readMailbox('3') === '26.5', 'the string payload');
         assert.equal(await reader.request('[9,3,"r"]'), format === 'json' ? '"26.5"' : '26.5');
         client.setPayload({ t: 21 });
-        await waitFor(() => broker.readMailbox('3')?.t === 21, 'the object payload');
+        await waitFor(
+          () => /** @type {{ t?: number } | undefined} */ (broker.readMailbox('3'))?.t === 21,
+          'the object payload',
+        );
         client.setPayload(Buffer.from('温度'));
         await waitFor(() => broker.readMailbox('3') === '温度', 'the Buffer payload, as its UTF-8 text');
         client.setPayload(undefined);

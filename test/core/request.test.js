@@ -37,7 +37,7 @@ describe('request parsing', function () {
     };
     for (const [frame, reason] of Object.entries(cases)) {
       const parsed = parse(frame);
-      assert.equal(isRequest(parsed), false, frame);
+      assert.ok(!isRequest(parsed), frame);
       assert.match(parsed.reason, new RegExp(reason.replace(/[[\]]/g, '\\$&')), frame);
     }
   });

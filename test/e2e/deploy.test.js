@@ -18,6 +18,7 @@ const DEPLOYS = 20;
  * the first deploy writes the command mailbox `cmd`: later ones must keep it.
  */
 function flows(round, port) {
+  /** @type {object[]} */
   const flow = [
     { id: 'tab', type: 'tab', label: `deploy ${round}` },
     {
@@ -244,10 +245,12 @@ describe('full deploys of a real node-red process keep every board connected', f
     await deploy(nodeRed.editorPort, [{ id: 'tab', type: 'tab', label: 'empty' }]);
     await waitFor(async () => (await brokers()).length === 0, 'no broker deployed');
     const squatter = net.createServer();
-    await new Promise((resolve, reject) => {
-      squatter.once('error', reject);
-      squatter.listen(port, '127.0.0.1', resolve);
-    });
+    await /** @type {Promise<void>} */ (
+      new Promise((resolve, reject) => {
+        squatter.once('error', reject);
+        squatter.listen(port, '127.0.0.1', resolve);
+      })
+    );
     await new Promise((resolve) => squatter.close(resolve));
   });
 

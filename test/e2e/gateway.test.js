@@ -67,6 +67,7 @@ describe('tcpmq-gateway', function () {
     });
 
     it('refuses a bad value in one line naming where it came from, with exit code 2', async function () {
+      /** @type {[string[], NodeJS.ProcessEnv, RegExp][]} */
       const cases = [
         [['--max-frame-bytes', '10'], {}, /^tcpmq-gateway: --max-frame-bytes: "10" is not a whole number from 64/],
         [['--reply-format', 'xml'], {}, /^tcpmq-gateway: --reply-format: "xml" is not one of text, json/],

@@ -12,8 +12,15 @@ const { Device, exampleFiles, exampleFlow, freePort, waitFor, sleep } = require(
 const root = path.join(__dirname, '..', '..');
 const START = path.join(root, 'scripts', 'start.js');
 
+/**
+ * `npm start`'s script with `args`, carrying `output` (everything it printed) and `exited` (its exit code).
+ *
+ * @param {string[]} args
+ */
 function run(args) {
-  const child = spawn(process.execPath, [START, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = /** @type {import('../../tools/process').StartedProcess} */ (
+    spawn(process.execPath, [START, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  );
   child.output = '';
   child.stdout.on('data', (chunk) => (child.output += chunk));
   child.stderr.on('data', (chunk) => (child.output += chunk));
@@ -157,16 +164,18 @@ describe('npm start: a real node-red process', function () {
     nodeRed.kill('SIGINT');
     assert.equal(await nodeRed.exited, 0);
     const probe = net.createServer();
-    await new Promise((resolve, reject) => {
-      probe.once('error', reject);
-      probe.listen(tcpmqPort, resolve);
-    });
+    await /** @type {Promise<void>} */ (
+      new Promise((resolve, reject) => {
+        probe.once('error', reject);
+        probe.listen(tcpmqPort, resolve);
+      })
+    );
     await new Promise((resolve) => probe.close(resolve));
   });
 
   it('says plainly when the device port is taken', async function () {
     const squatter = net.createServer();
-    await new Promise((resolve) => squatter.listen(tcpmqPort, resolve));
+    await /** @type {Promise<void>} */ (new Promise((resolve) => squatter.listen(tcpmqPort, resolve)));
     try {
       const second = run(['--user-dir', userDir, '--port', String(editorPort), '--tcpmq-port', String(tcpmqPort)]);
       assert.equal(await second.exited, 1);

@@ -14,6 +14,7 @@ describe('persist: mailboxes through a Node-RED restart', function () {
   let nodeRed;
 
   function writeFlows(withCommand) {
+    /** @type {object[]} */
     const flows = [
       { id: 'tab', type: 'tab', label: 'persist' },
       {

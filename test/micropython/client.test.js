@@ -15,6 +15,10 @@ const PYTHON = process.env.PYTHON || 'python3';
  * Runs one scenario. Resolves with its exit code, stdout, stderr and the JSON
  * lines it printed; `onEvent` sees each JSON line as it comes. The process is
  * killed (and the promise rejected) after `ms`.
+ *
+ * @param {string} name
+ * @param {number} port
+ * @param {{ onEvent?: (event: any) => void, ms?: number }} [options]
  */
 function runScenario(name, port, { onEvent = () => {}, ms = 10000 } = {}) {
   return new Promise((resolve, reject) => {

@@ -68,6 +68,7 @@ class HubProcess {
 
   /** The first console line from index `from` on that matches `pattern` (its match). */
   async waitForLine(pattern, ms = 5000, from = 0) {
+    /** @type {RegExpMatchArray | null | undefined} */
     let match;
     await waitFor(
       () => {
@@ -469,11 +470,17 @@ print(repr(out))
       await cleaner.endAsync();
     });
 
+    /**
+     * A message an MQTT client heard.
+     *
+     * @typedef {{ topic: string, text: string, retain: boolean, at: number }} Heard
+     */
+
     /** An MQTT client that keeps every message it hears on `filters`. */
     async function listen(filters = ['tcpmq/#']) {
-      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`);
-      clients.push(client);
-      client.heard = [];
+      const connected = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`);
+      clients.push(connected);
+      const client = Object.assign(connected, { heard: /** @type {Heard[]} */ ([]) });
       client.on('message', (topic, payload, packet) =>
         client.heard.push({ topic, text: payload.toString('utf8'), retain: packet.retain, at: Date.now() }),
       );
@@ -481,8 +488,17 @@ print(repr(out))
       return client;
     }
 
-    /** The last message on `topic` that `check` accepts, waited for. */
+    /**
+     * The last message on `topic` that `check` accepts, waited for.
+     *
+     * @param {{ heard: Heard[] }} client
+     * @param {string} topic
+     * @param {(message: Heard) => boolean} [check]
+     * @param {number} [ms]
+     * @returns {Promise<Heard>}
+     */
     async function heard(client, topic, check = () => true, ms = 5000) {
+      /** @type {Heard | undefined} */
       let found;
       await waitFor(
         () => (found = client.heard.findLast((m) => m.topic === topic && check(m))) !== undefined,

@@ -93,7 +93,7 @@ describe('client mode: a joined broker that sends stray bytes', function () {
         for (let n = 0; n < 10; n++) setTimeout(() => socket.destroyed || socket.write(`junk ${n}\n`), 30 + n * 30);
       });
     });
-    await new Promise((resolve) => server.listen(fixture.port, '127.0.0.1', resolve));
+    await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(fixture.port, '127.0.0.1', resolve)));
     try {
       await helper.load(NODES, [
         {

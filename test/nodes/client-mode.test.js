@@ -174,7 +174,7 @@ describe('tcpmq-broker in client mode', function () {
       setTimeout(() => socket.destroy(), 200);
       socket.on('close', () => clearInterval(junk));
     });
-    await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(port, '127.0.0.1', resolve)));
     try {
       await helper.load(require('./flow').NODES, clientFlow({ pollInterval: 0.05 }));
       const warnings = () =>
@@ -199,7 +199,7 @@ describe('tcpmq-broker in client mode', function () {
 
   it("joins a broker in the style of the field's ESP32 one", async function () {
     const { server, store } = fieldBroker();
-    await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await /** @type {Promise<void>} */ (new Promise((resolve) => server.listen(port, '127.0.0.1', resolve)));
     try {
       await helper.load(require('./flow').NODES, clientFlow({ watch: '1' }));
       const news = messagesOf('news');

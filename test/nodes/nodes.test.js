@@ -315,7 +315,7 @@ describe('tcpmq nodes in a flow', function () {
     it('reports a port in use under every user node and keeps retrying', async function () {
       const net = require('node:net');
       const squatter = net.createServer();
-      await new Promise((resolve) => squatter.listen(port, '127.0.0.1', resolve));
+      await /** @type {Promise<void>} */ (new Promise((resolve) => squatter.listen(port, '127.0.0.1', resolve)));
       try {
         await helper.load(require('./flow').NODES, [
           brokerConfig(port),

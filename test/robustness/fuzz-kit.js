@@ -345,14 +345,17 @@ function randomCuts(rng, bytes) {
  */
 function feed(reads, maxFrameBytes) {
   const events = [];
-  const reader = new FrameReader(
-    {
-      onFrame: (bytes) => events.push({ kind: 'frame', bytes: Buffer.from(bytes) }),
-      onRaw: (bytes) => events.push({ kind: 'raw', bytes: Buffer.from(bytes) }),
-      onStray: (bytes) => events.push({ kind: 'stray', bytes: Buffer.from(bytes) }),
-      onOversize: (size) => events.push({ kind: 'oversize', size }),
-    },
-    maxFrameBytes,
+  // heldCapacity is @internal (for white-box tests; the published types leave it out).
+  const reader = /** @type {FrameReader & { heldCapacity: number }} */ (
+    new FrameReader(
+      {
+        onFrame: (bytes) => events.push({ kind: 'frame', bytes: Buffer.from(bytes) }),
+        onRaw: (bytes) => events.push({ kind: 'raw', bytes: Buffer.from(bytes) }),
+        onStray: (bytes) => events.push({ kind: 'stray', bytes: Buffer.from(bytes) }),
+        onOversize: (size) => events.push({ kind: 'oversize', size }),
+      },
+      maxFrameBytes,
+    )
   );
   let maxBuffered = 0;
   for (const chunk of reads) {
@@ -626,6 +629,11 @@ async function chaosConnection(port, seed, maxFrameBytes) {
  * A well-behaved device in lockstep (`[id, id, "n<seq>"]`, wait, check the
  * reply) until `isDone()`; returns how many correct replies it got. Throws on
  * a wrong or missing reply. `onReply(latencyMs)` is called for each reply.
+ *
+ * @param {number} port
+ * @param {string} id
+ * @param {() => boolean} isDone
+ * @param {{ replyTimeoutMs?: number, onReply?: (latencyMs: number) => void }} [options]
  */
 async function lockstepDevice(port, id, isDone, { replyTimeoutMs = 2000, onReply } = {}) {
   const socket = await connect(port);
