@@ -95,11 +95,11 @@ export class Replica {
     const writer = shared.writer === 'flow' ? 'flow' : 'device';
     // This gateway's own, retained: only what a flow wrote is taken back (after a restart it holds nothing).
     if (shared.gateway === this.options.gateway && (writer === 'device' || current)) return;
-    // Last writer wins; the gateway name breaks a tie.
-    if (current) {
-      const currentGateway = current.gateway ?? this.options.gateway;
-      if (current.writtenAt > shared.writtenAt) return;
-      if (current.writtenAt === shared.writtenAt && currentGateway >= shared.gateway) return;
+    // Last writer wins; the gateway name breaks a tie between gateways. One gateway's messages come in the
+    // order it wrote them (two reports may share a millisecond): the later one wins.
+    if (current && current.writtenAt > shared.writtenAt) return;
+    if (current && current.writtenAt === shared.writtenAt && current.gateway !== shared.gateway) {
+      if ((current.gateway ?? this.options.gateway) >= shared.gateway) return;
     }
     const expiresAt =
       writer === 'device' ? shared.writtenAt + this.broker.options.offlineAfter * 1000 : shared.expiresAt;

@@ -126,6 +126,20 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
     assert.equal(a.broker.readMailbox('x'), 'from c');
   });
 
+  it("takes one gateway's messages in the order it sent them, also two written in the same millisecond", async function () {
+    const a = await gateway('hall-a');
+    const writtenAt = Date.now();
+    const message = (value) =>
+      JSON.stringify({ value, writtenAt, writer: 'device', gateway: 'hall-b', expiresAt: writtenAt + 500 });
+    const news = [];
+    a.fleet.on('news', (event) => news.push(event.payload));
+    bus.publish('tcpmq/mailbox/9', message('first'), true);
+    bus.publish('tcpmq/mailbox/9', message('second'), true);
+    await waitFor(() => news.length === 2, 'both reports', 1000);
+    assert.deepEqual(news, ['first', 'second']);
+    assert.equal(a.broker.readMailbox('9'), 'second');
+  });
+
   it('names ids with MQTT wildcards or a slash reversibly in the topic', async function () {
     for (const id of ['a/b', '+', '#', '$SYS', '100%', '温度', '']) assert.equal(idOfLevel(topicLevel(id)), id);
     assert.equal(topicLevel('a/b+#'), 'a%2Fb%2B%23');
