@@ -32,6 +32,8 @@ export function connectMqtt(url: string, clientId: string, will: { topic: string
     connectTimeout: 10_000,
     will: { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
   });
+  // Each publish goes out at once: Nagle's algorithm would hold a report back for tens of milliseconds.
+  client.on('connect', () => (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true));
   const routes = new Map<string, (topic: string, payload: Buffer) => void>();
   client.on('message', (topic, payload) => {
     for (const [filter, onMessage] of routes) if (topicMatches(filter, topic)) onMessage(topic, payload);

@@ -167,6 +167,31 @@ describe('tcpmq-gateway', function () {
     });
   });
 
+  describe('its log', function () {
+    it('serves on, and stops on SIGTERM, when whatever read its output has gone (a closed pipe)', async function () {
+      const port = await freePort();
+      const child = await gateway(['--host', '127.0.0.1', '--port', String(port), '--log-level', 'debug']);
+      // The reader of its stdout and stderr goes away: every log line from now on meets EPIPE.
+      child.stdout.destroy();
+      child.stderr.destroy();
+      const board = await Device.connect(port);
+      for (let i = 0; i < 20; i++) assert.equal(await board.request(`[1,1,"x${i}"]`), `x${i}`);
+      board.close();
+      // Idle, it stays idle: no loop of failed writes (CPU time from /proc, in clock ticks of 10 ms).
+      const cpu = () => {
+        const fields = fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+        return Number(fields[11]) + Number(fields[12]);
+      };
+      const before = cpu();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.ok(cpu() - before < 20, `${(cpu() - before) * 10} ms of CPU in 1 s while idle`);
+      const stopped = Date.now();
+      child.kill('SIGTERM');
+      assert.equal(await child.exited, 0);
+      assert.ok(Date.now() - stopped < 3000, `stopped in ${Date.now() - stopped} ms`);
+    });
+  });
+
   describe('on a real mosquitto', function () {
     let mqttPort;
     let mosquitto;

@@ -141,10 +141,9 @@ for (const { name: runtime, node } of RUNTIMES) {
       assert.equal(help.status, 0, help.stderr);
       assert.match(help.stdout, /--publish-interval MS/);
       const port = await freePort();
-      const gateway = spawn(npx, ['--no-install', 'tcpmq-gateway', '--host', '127.0.0.1', '--port', String(port)], {
-        cwd: userDir,
-        env: cleanEnv,
-      });
+      // The command npx runs, started directly so that stopping it stops the gateway (npx would leave it running).
+      const bin = path.join(userDir, 'node_modules', '.bin', 'tcpmq-gateway');
+      const gateway = spawn(bin, ['--host', '127.0.0.1', '--port', String(port)], { cwd: userDir, env: cleanEnv });
       try {
         let output = '';
         gateway.stdout.on('data', (chunk) => (output += chunk));
