@@ -18,7 +18,13 @@ import { Devices, type DeviceRecord } from '../store/devices';
 import { copyOf, Mailboxes } from '../store/mailboxes';
 import { restoreSnapshot, takeSnapshot, type BrokerSnapshot } from '../store/snapshot';
 import { Admission } from './admission';
-import { plainAddress, type Connection, type ConnectionHandlers, type ConnectionRecord } from './connection';
+import {
+  ignoreError,
+  plainAddress,
+  type Connection,
+  type ConnectionHandlers,
+  type ConnectionRecord,
+} from './connection';
 import { Connections, type ConnectionTarget } from './connections';
 import {
   noCounts,
@@ -261,9 +267,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
 
   /** Takes in a new TCP socket, or refuses it (allowFrom, maxConnections) before any byte is read. */
   private admit(socket: net.Socket): boolean {
-    socket.on('error', () => {
-      // Resets and timeouts from the device's side: 'close' follows and cleans up.
-    });
+    socket.on('error', ignoreError);
     const remoteAddress = plainAddress(socket.remoteAddress);
     const refusal = this.admission.refuseConnection(remoteAddress, this.sockets.size);
     if (refusal) {

@@ -6,7 +6,7 @@
 
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Connection, plainAddress, type ConnectionHandlers, type ConnectionRecord } from './connection';
+import { Connection, ignoreError, plainAddress, type ConnectionHandlers, type ConnectionRecord } from './connection';
 
 /** Which connections a flow writes to or closes: one by number, or every one of a device. */
 export interface ConnectionTarget {
@@ -28,9 +28,8 @@ export class Connections {
     const address = plainAddress(socket.remoteAddress);
     const connection = new Connection(socket, this.nextId++, address, socket.remotePort ?? 0, maxFrameBytes, handlers);
     this.open.set(connection.connectionId, connection);
-    socket.on('error', () => {
-      // Resets and timeouts from the device's side: 'close' follows and cleans up.
-    });
+    // Admitted sockets have their error handler already (the broker's admission).
+    if (socket.listenerCount('error') === 0) socket.on('error', ignoreError);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       try {
