@@ -26,17 +26,9 @@ import {
   type ConnectionRecord,
 } from './connection';
 import { Connections, type ConnectionTarget } from './connections';
-import {
-  noCounts,
-  type BrokerCounters,
-  BrokerEvents,
-  BrokerStatus,
-  RawEvent,
-  RejectEvent,
-  RejectKind,
-  RequestEvent,
-  ShareHook,
-} from './events';
+import { noCounts } from './events';
+import type { BrokerCounters, BrokerEvents, BrokerStatus, RawEvent, RejectEvent } from './events';
+import type { RejectKind, RequestEvent, ShareHook } from './events';
 import { DEFAULT_OPTIONS, type BrokerOptions } from './options';
 import { Server, type ListenAddress } from './server';
 
@@ -142,11 +134,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     this.server.start(this.listenAddress());
   }
 
-  /**
-   * Takes in a socket from a server of the caller's own, as aedes does:
-   * admitted (allowFrom, maxConnections) and served. start() is then not needed
-   * for listening; the caller's server owns the port.
-   */
+  /** Takes in a socket from a server of the caller's own (aedes' way), admitted and served: no start() needed. */
   handle(socket: net.Socket): void {
     if (!this.sockets.has(socket) && !this.admit(socket)) return;
     this.startSweeps();
