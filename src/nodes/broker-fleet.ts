@@ -23,14 +23,13 @@ import { writeMailbox } from './flow-writes';
 
 export function fleetEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
   const { RED, node, config, showStatus, later } = context;
-  const { settings, devices, warn } = roleSettings(context, 'fleet');
+  const role = roleSettings(context, 'fleet');
+  const { settings, devices } = role;
   const options = { offlineAfter: settings.offlineAfter, maxDevices: settings.maxDevices };
   // Never started: a store for the fleet's mailboxes and devices, and the flow's writes.
   const broker = kept ?? new TcpmqBroker(options);
   if (kept) later(() => kept.configure(options));
-  const sharing = config.share
-    ? shareBroker(RED, node, config, settings, new Map(), broker, showStatus, warn, true)
-    : undefined;
+  const sharing = config.share ? shareBroker(context, { ...role, devices: new Map() }, broker, true) : undefined;
   if (!config.share) node.error(RED._('tcpmq-broker.errors.fleet-no-share'));
   const fleet = sharing?.fleet;
   const detachStatus = fleet?.listen({ online: showStatus, offline: showStatus });

@@ -44,7 +44,8 @@ const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = {
 export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
   const { RED, node, config, showStatus, later } = context;
   // One limit for every warning a device can cause: refusals, bad input, listener failures.
-  const { settings, devices, warn } = roleSettings(context, 'server');
+  const role = roleSettings(context, 'server');
+  const { settings, devices, warn } = role;
   const options = brokerOptions(settings, tlsOptions());
   const broker = kept ?? new TcpmqBroker(options);
   let lastLoggedError: string | undefined;
@@ -85,9 +86,7 @@ export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endp
       warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
   });
   // Sharing through MQTT, when a mqtt-broker node is given (its replica goes through deploys with the broker).
-  const sharing = config.share
-    ? shareBroker(RED, node, config, settings, devices, broker, showStatus, warn)
-    : undefined;
+  const sharing = config.share ? shareBroker(context, role, broker) : undefined;
   const fleet = sharing?.fleet;
 
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.

@@ -7,12 +7,10 @@
  */
 
 import { hostname } from 'node:os';
-import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import type { Node, NodeStatus } from 'node-red';
 import type { TcpmqBroker } from '../broker/broker';
 import { Fleet, type FleetTransport } from '../fleet/fleet';
-import type { DeviceList } from '../settings/device-list';
-import type { Settings } from '../settings/schema';
-import type { BrokerDef } from './broker-user';
+import type { RoleContext, RoleSettings } from './broker-role';
 
 /** Node-RED's mqtt-broker config node, as far as sharing needs it (see @node-red/nodes 10-mqtt.js). */
 interface MqttBrokerNode extends Node {
@@ -40,21 +38,17 @@ export interface Sharing {
 
 /**
  * Shares `broker` through the mqtt-broker node `config.share`; undefined (with
- * a warning) if that node is not deployed. `changed` runs whenever the
- * connection comes or goes (for the status dot). `attached`: fleet mode, a
- * broker with no boards of its own that follows the whole fleet.
+ * a warning) if that node is not deployed. The status dot is shown anew
+ * whenever the connection comes or goes. `attached`: fleet mode, a broker with
+ * no boards of its own that follows the whole fleet.
  */
 export function shareBroker(
-  RED: NodeAPI,
-  node: Node,
-  config: BrokerDef,
-  settings: Settings,
-  devices: DeviceList,
+  context: RoleContext,
+  { settings, devices, warn }: RoleSettings,
   broker: TcpmqBroker,
-  changed: () => void,
-  warn: (text: string) => void,
   attached = false,
 ): Sharing | undefined {
+  const { RED, node, config, showStatus: changed } = context;
   const mqtt = RED.nodes.getNode(String(config.share)) as MqttBrokerNode | null;
   if (!mqtt) {
     node.warn(RED._('tcpmq-broker.errors.no-share'));
@@ -64,6 +58,9 @@ export function shareBroker(
   // Attached (fleet mode), this Node-RED is one more writer of the fleet, never one of its gateways.
   const gateway =
     settings.gateway || String(config.name ?? '').trim() || (attached ? `${hostname()}-node-red` : hostname());
+  let fleet = fleets.get(broker);
+  // Deploys make the node anew, not the broker: it started when its fleet did.
+  const startedAt = fleet?.options.announce?.startedAt ?? Date.now();
   const options = {
     prefix,
     gateway,
@@ -71,11 +68,8 @@ export function shareBroker(
     minIntervalMs: settings.publishInterval,
     followRaw: attached,
     // A gateway says it is there (Home Assistant's availability follows it); a Node-RED attached is none.
-    announce: attached
-      ? undefined
-      : { model: 'Node-RED', startedAt: Date.now(), counters: () => ({ ...broker.counters }) },
+    announce: attached ? undefined : { model: 'Node-RED', startedAt, counters: () => ({ ...broker.counters }) },
   };
-  let fleet = fleets.get(broker);
   if (!fleet || fleet.options.prefix !== prefix || fleet.options.gateway !== gateway) {
     fleet?.detach();
     fleet = new Fleet(broker, options);
