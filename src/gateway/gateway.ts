@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { TlsOptions } from 'node:tls';
-import { TcpmqBroker, brokerOptions, connectionName, type BrokerSnapshot } from '../broker/broker';
+import { TcpmqBroker, brokerOptions, connectionName } from '../broker/broker';
 import { limitedWarnings } from '../events/rate-limit';
 import { describe } from '../events/safe-emitter';
 import { Fleet } from '../fleet/fleet';
@@ -17,12 +17,11 @@ import type { SharedGateway } from '../fleet/topics';
 import { printable } from '../protocol/printable';
 import { VERSION } from '../settings/version';
 import { SnapshotFile } from '../store/snapshot-file';
+import { SnapshotSaver } from '../store/snapshot-saver';
 import type { Log } from './log';
 import { connectMqtt, type MqttLink } from './mqtt-transport';
 import type { GatewayOptions } from './options';
 
-/** How often a changed snapshot is saved (and on stop): a crash loses at most this much. */
-const SAVE_EVERY_MS = 5000;
 /** Device-caused warnings at most this many a minute; the rest are counted. */
 const WARNINGS_PER_MINUTE = 20;
 
@@ -37,9 +36,7 @@ export class Gateway {
   readonly name: string;
   private fleet: Fleet | undefined;
   private link: MqttLink | undefined;
-  private readonly file: SnapshotFile | undefined;
-  private savedChanges = 0;
-  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly saver: SnapshotSaver | undefined;
   private readonly startedAt = Date.now();
 
   constructor(
@@ -48,14 +45,14 @@ export class Gateway {
   ) {
     this.name = options.gateway || hostname();
     this.broker = new TcpmqBroker(brokerOptions(options, tlsOptions(options)));
-    this.file = options.persist ? new SnapshotFile(options.persist) : undefined;
+    const file = options.persist ? new SnapshotFile(options.persist) : undefined;
+    this.saver = file && this.persistTo(file);
     this.logEvents();
   }
 
   async start(): Promise<void> {
-    await this.restore();
+    if (await this.saver?.start()) this.log.info(`persist: restored ${this.options.persist}`);
     this.broker.start();
-    if (this.file) this.timers.push(setInterval(() => void this.save(), SAVE_EVERY_MS));
     if (this.options.mqtt) this.share();
   }
 
@@ -78,8 +75,7 @@ export class Gateway {
 
   /** Saves persist, says offline on MQTT, closes every connection. */
   async stop(): Promise<void> {
-    for (const timer of this.timers) clearInterval(timer);
-    await this.save(true);
+    await this.saver?.stop();
     if (this.link) {
       this.fleet?.detach();
       if (this.link.client.connected && this.fleet) {
@@ -135,26 +131,12 @@ export class Gateway {
     return { online: false, version: VERSION, startedAt: this.startedAt };
   }
 
-  private async restore(): Promise<void> {
-    if (!this.file) return;
-    try {
-      const saved = await this.file.read();
-      if (saved) this.broker.restore(saved as BrokerSnapshot);
-      if (saved) this.log.info(`persist: restored ${this.file.file}`);
-    } catch (err) {
-      this.log.error(`persist: cannot read ${this.file.file}: ${describe(err)}`);
-    }
-    this.savedChanges = this.broker.changes;
-  }
-
-  private async save(always = false): Promise<void> {
-    if (!this.file || (!always && this.broker.changes === this.savedChanges)) return;
-    this.savedChanges = this.broker.changes;
-    try {
-      await this.file.write(this.broker.snapshot());
-    } catch (err) {
-      this.log.error(`persist: cannot write ${this.file.file}: ${describe(err)}`);
-    }
+  /** persist: the snapshot in `file`, its failures logged. */
+  private persistTo(file: SnapshotFile): SnapshotSaver {
+    return new SnapshotSaver(this.broker, file, {
+      restore: (err) => this.log.error(`persist: cannot read ${file.file} (it is kept as it is): ${describe(err)}`),
+      save: (err) => this.log.error(`persist: cannot write ${file.file}: ${describe(err)}`),
+    });
   }
 
   /** One line per event; what devices cause is rate-limited, their text made printable. */

@@ -167,6 +167,22 @@ describe('tcpmq-gateway', function () {
     });
   });
 
+  describe('persist', function () {
+    it('keeps a snapshot it cannot read as it is, saying so, and serves on', async function () {
+      const port = await freePort();
+      const file = path.join(dir, 'broken.json');
+      fs.writeFileSync(file, '{"version": 1, "mailboxes": [');
+      const child = await gateway(['--host', '127.0.0.1', '--port', String(port), '--persist', file]);
+      assert.match(child.output, /persist: cannot read .*broken\.json \(it is kept as it is\)/);
+      const board = await Device.connect(port);
+      assert.equal(await board.request('[1,1,"x"]'), 'x');
+      board.close();
+      child.kill('SIGTERM');
+      assert.equal(await child.exited, 0);
+      assert.equal(fs.readFileSync(file, 'utf8'), '{"version": 1, "mailboxes": [', 'not overwritten');
+    });
+  });
+
   describe('its log', function () {
     it('serves on, and stops on SIGTERM, when whatever read its output has gone (a closed pipe)', async function () {
       const port = await freePort();
