@@ -1,5 +1,7 @@
 /** The tcpmq-in node's editor: a message out for each request a device makes. */
 
+import { USER_NODE_LOOK, userNodeDefaults, userNodeLabelStyle } from './user-node';
+
 interface InProperties {
   name: string;
   broker: string;
@@ -10,26 +12,20 @@ interface InProperties {
 }
 
 RED.nodes.registerType<InProperties>('tcpmq-in', {
-  category: 'network',
-  color: '#7EC3C0',
+  ...USER_NODE_LOOK,
   defaults: {
-    name: { value: '' },
-    broker: { value: '', type: 'tcpmq-broker', required: true },
-    device: { value: '' },
+    ...userNodeDefaults(),
     numbers: { value: true },
     binary: { value: false },
     remote: { value: false },
   },
   inputs: 0,
   outputs: 1,
-  icon: 'tcpmq.svg',
   paletteLabel: 'tcpmq in',
   label() {
     return this.name || (this.device ? `tcpmq ${this.device}` : 'tcpmq in');
   },
-  labelStyle() {
-    return this.name ? 'node_label_italic' : '';
-  },
+  labelStyle: userNodeLabelStyle,
   outputLabels() {
     return this._('tcpmq-in.port.output');
   },

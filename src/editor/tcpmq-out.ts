@@ -1,4 +1,5 @@
 /** The tcpmq-out node's editor: writes a mailbox, or sends to / closes a device's connections. */
+import { USER_NODE_LOOK, userNodeDefaults, userNodeLabelStyle } from './user-node';
 import { type Catalogue, type Validator, isEmpty, isSeconds, registerType, validator } from './validators';
 
 type Action = 'mailbox' | 'send' | 'close';
@@ -26,26 +27,20 @@ interface OutDefinition extends Catalogue {
 }
 
 const definition: OutDefinition = {
-  category: 'network',
-  color: '#7EC3C0',
+  ...USER_NODE_LOOK,
   defaults: {
-    name: { value: '' },
-    broker: { value: '', type: 'tcpmq-broker', required: true },
-    device: { value: '' },
+    ...userNodeDefaults(),
     action: { value: 'mailbox' },
   },
   inputs: 1,
   outputs: 0,
-  icon: 'tcpmq.svg',
   align: 'right',
   paletteLabel: 'tcpmq out',
   label() {
     const verb = this.action === 'send' ? 'send ' : this.action === 'close' ? 'close ' : '';
     return this.name || (this.device ? `tcpmq ${verb}${this.device}` : `tcpmq ${verb || 'out'}`);
   },
-  labelStyle() {
-    return this.name ? 'node_label_italic' : '';
-  },
+  labelStyle: userNodeLabelStyle,
   inputLabels() {
     return this._('tcpmq-out.port.input');
   },

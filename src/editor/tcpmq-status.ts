@@ -1,5 +1,7 @@
 /** The tcpmq-status node's editor: devices online and offline, and the device table on request. */
 
+import { USER_NODE_LOOK, userNodeDefaults, userNodeLabelStyle } from './user-node';
+
 interface StatusProperties {
   name: string;
   broker: string;
@@ -8,24 +10,18 @@ interface StatusProperties {
 }
 
 RED.nodes.registerType<StatusProperties>('tcpmq-status', {
-  category: 'network',
-  color: '#7EC3C0',
+  ...USER_NODE_LOOK,
   defaults: {
-    name: { value: '' },
-    broker: { value: '', type: 'tcpmq-broker', required: true },
-    device: { value: '' },
+    ...userNodeDefaults(),
     remote: { value: false },
   },
   inputs: 1,
   outputs: 1,
-  icon: 'tcpmq.svg',
   paletteLabel: 'tcpmq status',
   label() {
     return this.name || (this.device ? `tcpmq status ${this.device}` : 'tcpmq status');
   },
-  labelStyle() {
-    return this.name ? 'node_label_italic' : '';
-  },
+  labelStyle: userNodeLabelStyle,
   inputLabels() {
     return this._('tcpmq-status.port.input');
   },
