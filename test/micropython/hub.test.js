@@ -152,6 +152,22 @@ function hubSuite(vm) {
       return device;
     }
 
+    /** Runs a MicroPython script of the test's own (a board's client) on this VM: its exit code and output. */
+    function runMicroPython(script) {
+      return new Promise((resolve, reject) => {
+        const child = spawn(vm.binary, ['-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let text = '';
+        child.stdout.on('data', (chunk) => (text += chunk));
+        child.stderr.on('data', (chunk) => (text += chunk));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+        child.on('error', reject);
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          resolve({ code, text });
+        });
+      });
+    }
+
     /** What a board asking for `want` reads now, from a connection of its own. */
     async function readMailbox(hub, want, format = 'text') {
       const probe = await connect(hub);
@@ -233,18 +249,7 @@ out['tcpmq'] = [c.exchange(-1, '26.5'), c.exchange(1, '27.5'), c.exchange('nobod
 out['esp8266'].append(k([-1, 1, '600']))
 print(repr(out))
 `;
-        const result = await new Promise((resolve, reject) => {
-          const child = spawn(vm.binary, ['-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-          let text = '';
-          child.stdout.on('data', (chunk) => (text += chunk));
-          child.stderr.on('data', (chunk) => (text += chunk));
-          const timer = setTimeout(() => child.kill('SIGKILL'), 15000);
-          child.on('error', reject);
-          child.on('exit', (code) => {
-            clearTimeout(timer);
-            resolve({ code, text });
-          });
-        });
+        const result = await runMicroPython(script);
         assert.equal(result.code, 0, result.text);
         const q = format === 'json' ? '"' : '';
         const none = format === 'json' ? 'null' : 'None';
@@ -336,6 +341,77 @@ print(repr(out))
           `${Math.round((latencies.length * 1000) / elapsed)} requests/s`,
       );
       assert.ok(worst < 1000, `p99 latency ${worst.toFixed(1)} ms`);
+    });
+
+    it("serves 20 of the field's ESP8266 clients at once, MAX_CONNECTIONS raised in hub_config.py", async function () {
+      const hub = await startHub({ MAX_CONNECTIONS: 24, STATUS_EVERY: 1 });
+      // The blog's ESP8266 client, 20 times over in one MicroPython: each board its own connection,
+      // a str through send(), recv(20), in lockstep; board i reports as -1-i and reads the next one.
+      const script = `
+import json, random, socket, time
+addr = socket.getaddrinfo('127.0.0.1', ${hub.port})[0][-1]
+boards = []
+for i in range(20):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.connect(addr)
+    s.settimeout(8)
+    boards.append(s)
+def k(s, x):
+    s.send(json.dumps(x))
+    ccc = s.recv(20)
+    return ccc
+news = 0
+worst = 0
+for r in range(30):
+    for i in range(20):
+        t = time.ticks_ms()
+        ccc = k(boards[i], [-1 - i, -1 - (i + 1) % 20, '60%d' % random.getrandbits(3)])
+        worst = max(worst, time.ticks_diff(time.ticks_ms(), t))
+        if ccc != b'None':
+            assert ccc.startswith(b'60'), ccc
+            news += 1
+print(json.dumps({'news': news, 'worst': worst}))
+`;
+      const result = await runMicroPython(script);
+      assert.equal(result.code, 0, result.text);
+      const { news, worst } = JSON.parse(result.text.trim().split('\n').pop());
+      assert.ok(news >= 20 * 29, `${news} of 600 replies carried the peer's news`);
+      assert.ok(worst < 1000, `the slowest reply took ${worst} ms`);
+      const status = await hub.nextStatus();
+      console.log(`      20 ESP8266 clients x 30 rounds: slowest reply ${worst} ms; free heap ${status.heap} bytes`);
+      assert.equal(status.requests, 600);
+    });
+
+    it('keeps serving through 3 x 1,000 distinct ids: the device table stays at MAX_BOARDS, warnings rate-limited, the heap flat', async function () {
+      const hub = await startHub({ OFFLINE_AFTER: 1, STATUS_EVERY: 1 });
+      const boards = await Promise.all([0, 1, 2, 3].map(() => connect(hub)));
+      // Each id reports and reads itself back: its news if it got a record, else None.
+      const round = async (base) => {
+        let recorded = 0;
+        await Promise.all(
+          boards.map(async (board, b) => {
+            for (let i = b; i < 1000; i += 4) {
+              const reply = await board.request(JSON.stringify([`id-${base + i}`, `id-${base + i}`, `v${i}`]));
+              assert.match(reply, /^(v\d+|None)$/);
+              if (reply !== 'None') recorded++;
+            }
+          }),
+        );
+        return recorded;
+      };
+      const heaps = [];
+      for (const base of [0, 1000, 2000]) {
+        // Once the first 32 are offline, each round's ids take the records of the ones offline longest.
+        assert.ok((await round(base)) >= 32, `ids from ${base} on got records`);
+        await hub.waitForLine(/status: 0 boards online of 32,/, 5000, hub.lines.length);
+        heaps.push((await hub.nextStatus()).heap);
+      }
+      const refused = hub.lines.filter((line) => /not recorded: 32 boards \(MAX_BOARDS\), all online/.test(line));
+      assert.ok(refused.length <= 3 * 20, `${refused.length} warning lines for 2,900 boards not recorded`);
+      console.log(`      free heap after each 1,000 ids: ${heaps.join(', ')} bytes`);
+      // Flat: a dictionary's table rebuilt now and then moves it by up to 4 KB, the ids do not.
+      const spread = Math.max(...heaps) - Math.min(...heaps);
+      assert.ok(spread <= 4096 + 256, `free heap ${heaps.join(', ')} bytes`);
     });
 
     it('refuses connections beyond MAX_CONNECTIONS and serves the others', async function () {
@@ -581,6 +657,11 @@ print(repr(out))
         // Silent for OFFLINE_AFTER: offline on the fleet too.
         const offline = await heard(watcher, 'tcpmq/device/5', (m) => JSON.parse(m.text).online === false, 4000);
         assert.equal(JSON.parse(offline.text).gateway, 'hub-test');
+        // The device topic on online and offline only: a reporting board's news says it is alive.
+        const online = watcher.heard.filter((m) => m.topic === 'tcpmq/device/5' && JSON.parse(m.text).online);
+        assert.equal(online.length, 1, `device/5 online messages: ${online.length}`);
+        // Expired news is not cleared on MQTT: receivers apply its expiry.
+        assert.ok(!watcher.heard.some((m) => m.topic === 'tcpmq/mailbox/5' && m.text === ''), 'no empty mailbox/5');
       });
 
       it('serves a board what another client wrote with /set, which does not expire', async function () {
@@ -679,6 +760,177 @@ print(repr(out))
           JSON.stringify({ connectionId: line.connectionId }),
         );
         assert.ok(await board.closedWithin(2000), 'closed by the close command');
+      });
+
+      /** Another gateway of the fleet, as a test client publishing its retained messages. */
+      async function gatewayClient() {
+        const client = await listen([]);
+        return Object.assign(client, {
+          state: (name, state) => client.publishAsync(`tcpmq/gateway/${name}`, JSON.stringify(state), { retain: true }),
+          mailbox: (id, gateway, value, writtenAt = Date.now(), writer = 'flow') =>
+            client.publishAsync(
+              `tcpmq/mailbox/${id}`,
+              JSON.stringify({
+                value,
+                writtenAt,
+                writer,
+                gateway,
+                expiresAt: writer === 'flow' ? null : writtenAt + 30000,
+              }),
+              { retain: true },
+            ),
+        });
+      }
+
+      let fences = 0;
+      /** Resolves once the hub has taken in everything `client` published before (MQTT keeps one client's order). */
+      async function fence(client, hub, board) {
+        const id = `fence-${++fences}`;
+        await client.publishAsync(
+          `tcpmq/mailbox/${id}`,
+          JSON.stringify({ value: id, writtenAt: Date.now(), writer: 'flow', gateway: 'zz-fence', expiresAt: null }),
+          { retain: true },
+        );
+        await waitFor(
+          async () => (await board.request(`["reader",${JSON.stringify(id)},""]`)) === id,
+          `the hub to take in ${id}`,
+        );
+      }
+
+      it('applies /set only for the ids it owns; the owner gateway, or the least online one, claims the rest', async function () {
+        const watcher = await listen();
+        const others = await gatewayClient();
+        await others.state('hall-1', { online: true, version: 'x', startedAt: 1 }); // 'hall-1' < 'hub-test'
+        await others.state('a-node-red', { online: true, attached: true }); // attached: never owns
+        const hub = await fleetHub({ OFFLINE_AFTER: 30 });
+        await heard(watcher, 'tcpmq/gateway/hub-test', (m) => JSON.parse(m.text).online);
+        const board = await connect(hub);
+        assert.equal(await board.request('[5,5,"21.5"]'), '21.5');
+        await heard(watcher, 'tcpmq/mailbox/5');
+
+        // A new id: hall-1, the least online gateway, claims it; the hub leaves it alone.
+        await others.publishAsync('tcpmq/mailbox/cmdA/set', 'on');
+        // An id the hub holds as its own (its board's news): the hub applies it, whoever is online.
+        await others.publishAsync('tcpmq/mailbox/5/set', 'set by mqtt');
+        await fence(others, hub, board);
+        assert.equal(await board.request('[6,"cmdA",""]'), 'None', 'the hub did not apply a /set it does not own');
+        assert.ok(!watcher.heard.some((m) => m.topic === 'tcpmq/mailbox/cmdA'), 'the hub published nothing on cmdA');
+        const own = JSON.parse((await heard(watcher, 'tcpmq/mailbox/5', (m) => m.text.includes('set by mqtt'))).text);
+        assert.deepEqual([own.gateway, own.writer], ['hub-test', 'flow']);
+        // The owner's retained mailbox brings the value in.
+        await others.mailbox('cmdA', 'hall-1', 'on');
+        await waitFor(async () => (await board.request('[6,"cmdA",""]')) === 'on', "hall-1's write of cmdA");
+
+        // hall-1 says it is offline: its ids and new ones are the hub's now (the attached one never owns).
+        await others.state('hall-1', { online: false });
+        await others.publishAsync('tcpmq/mailbox/cmdA/set', 'off');
+        await others.publishAsync('tcpmq/mailbox/cmdB/set', '{"speed":3}');
+        const a = JSON.parse((await heard(watcher, 'tcpmq/mailbox/cmdA', (m) => m.text.includes('"off"'))).text);
+        const b = JSON.parse((await heard(watcher, 'tcpmq/mailbox/cmdB', (m) => m.text.includes('speed'))).text);
+        assert.deepEqual([a.gateway, b.gateway], ['hub-test', 'hub-test']);
+        assert.ok(a.writtenAt > JSON.parse(watcher.heard.find((m) => m.topic === 'tcpmq/mailbox/cmdA').text).writtenAt);
+        assert.equal(await board.request('[6,"cmdB",""]'), '{"speed":3}');
+      });
+
+      it('never publishes a mailbox another gateway took over, not even empty; its board takes it back with a later writtenAt', async function () {
+        const watcher = await listen();
+        const others = await gatewayClient();
+        const hub = await fleetHub({ OFFLINE_AFTER: 30 });
+        await heard(watcher, 'tcpmq/gateway/hub-test', (m) => JSON.parse(m.text).online);
+        const board = await connect(hub);
+        assert.equal(await board.request('[7,7,"mine"]'), 'mine');
+        const mine = JSON.parse((await heard(watcher, 'tcpmq/mailbox/7')).text);
+        // hall-2 writes 7 later: the hub takes it in.
+        const later = mine.writtenAt + 5000;
+        await others.mailbox(7, 'hall-2', 'theirs', later, 'device');
+        await waitFor(async () => (await board.request('[8,7,""]')) === 'theirs', "hall-2's news of 7");
+        // An equal (writtenAt, gateway) is the same write; an older one is not taken in.
+        await others.mailbox(7, 'hall-2', 'same key', later, 'device');
+        await others.mailbox(7, 'hall-0', 'older', later - 1, 'device');
+        await fence(others, hub, board);
+        assert.equal(await board.request('[8,7,""]'), 'theirs');
+        assert.ok(
+          !watcher.heard.some((m) => m.topic === 'tcpmq/mailbox/7' && m.text === ''),
+          'no empty retained message on mailbox/7',
+        );
+        assert.equal(
+          watcher.heard.filter((m) => m.topic === 'tcpmq/mailbox/7' && m.text.includes('hub-test')).length,
+          1,
+        );
+        // Its board reports again: stamped after what the hub holds, published as the hub's own.
+        assert.equal(await board.request('[7,7,"mine again"]'), 'mine again');
+        const back = JSON.parse((await heard(watcher, 'tcpmq/mailbox/7', (m) => m.text.includes('mine again'))).text);
+        assert.equal(back.gateway, 'hub-test');
+        assert.ok(back.writtenAt > later, `writtenAt ${back.writtenAt} after hall-2's ${later}`);
+      });
+
+      it('refuses, with a warning, ids over 128 bytes, values whose reply exceeds MAX_FRAME_BYTES, and new ids when its mailbox table is full', async function () {
+        const watcher = await listen();
+        const others = await gatewayClient();
+        const hub = await fleetHub({ OFFLINE_AFTER: 30, MAX_FRAME_BYTES: 512, MAX_BOARDS: 2 });
+        await heard(watcher, 'tcpmq/gateway/hub-test', (m) => JSON.parse(m.text).online);
+        const board = await connect(hub);
+        const long = 'L'.repeat(129);
+        await others.publishAsync(`tcpmq/mailbox/${long}/set`, 'x');
+        await hub.waitForLine(/MQTT tcpmq\/mailbox\/L+\.\.\. refused: an id longer than 128 bytes/);
+        await others.mailbox(long, 'hall-2', 'x');
+        await hub.waitForLine(
+          /MQTT tcpmq\/mailbox\/L+\.\.\. refused: an id longer than 128 bytes/,
+          5000,
+          hub.lines.length,
+        );
+        await others.publishAsync('tcpmq/mailbox/big/set', 'b'.repeat(600));
+        await hub.waitForLine(/MQTT tcpmq\/mailbox\/big\/set refused: a reply of 600 bytes \(MAX_FRAME_BYTES 512\)/);
+        await others.mailbox('big2', 'hall-2', 'b'.repeat(513));
+        await hub.waitForLine(/MQTT tcpmq\/mailbox\/big2 refused: a reply of 513 bytes/);
+        // 2 x MAX_BOARDS = 4 mailboxes: the board's own and three taken in.
+        assert.equal(await board.request('[9,9,"nine"]'), 'nine');
+        for (const id of ['m1', 'm2', 'm3', 'm4']) await others.mailbox(id, 'hall-2', id);
+        await hub.waitForLine(/MQTT tcpmq\/mailbox\/m4 refused: a new id, and the mailbox table is full/);
+        await others.publishAsync('tcpmq/mailbox/m6/set', 'x');
+        await hub.waitForLine(/MQTT tcpmq\/mailbox\/m6\/set refused: a new id, and the mailbox table is full/);
+        for (const id of ['m1', 'm3']) assert.equal(await board.request(`[9,"${id}",""]`), id);
+        for (const id of ['big', 'big2', 'm4', 'm6']) assert.equal(await board.request(`[9,"${id}",""]`), 'None');
+        assert.ok(!watcher.heard.some((m) => /mailbox\/(big|m6)$/.test(m.topic)), 'nothing refused was published');
+        assert.equal(hub.exitCode, undefined);
+      });
+
+      it('after a restart reads what is retained before it publishes, takes back its own /set write, and keeps the Home Assistant command topic', async function () {
+        const watcher = await listen(['tcpmq/#', 'homeassistant/#']);
+        const writer = await listen([]);
+        let hub = await fleetHub({ OFFLINE_AFTER: 30, HA_DISCOVERY: true });
+        await heard(watcher, 'tcpmq/gateway/hub-test', (m) => JSON.parse(m.text).online);
+        await writer.publishAsync('tcpmq/mailbox/cmd5/set', 'led on');
+        const written = JSON.parse((await heard(watcher, 'tcpmq/mailbox/cmd5')).text);
+        let board = await connect(hub);
+        assert.equal(await board.request('[5,"cmd5","21"]'), 'led on');
+        const config = JSON.parse((await heard(watcher, 'homeassistant/text/tcpmq_5/config')).text);
+        assert.equal(config.command_topic, 'tcpmq/mailbox/cmd5/set');
+
+        const from = watcher.heard.length;
+        await hub.stop();
+        hubs.splice(hubs.indexOf(hub), 1);
+        hub = await fleetHub({ OFFLINE_AFTER: 30, HA_DISCOVERY: true });
+        await heard(watcher, 'tcpmq/gateway/hub-test/sync', (m) => watcher.heard.indexOf(m) >= from);
+        board = await connect(hub);
+        await waitFor(async () => (await board.request('[5,"cmd5","22"]')) === 'led on', 'its own write taken back');
+        await heard(watcher, 'tcpmq/mailbox/5', (m) => m.text.includes('"22"') && watcher.heard.indexOf(m) >= from);
+        await heard(watcher, 'homeassistant/text/tcpmq_5/config', (m) => watcher.heard.indexOf(m) >= from);
+        const after = watcher.heard.slice(from);
+        // The write it took back is what is retained: not published again.
+        assert.deepEqual(
+          after.filter((m) => m.topic === 'tcpmq/mailbox/cmd5'),
+          [],
+        );
+        const configs = after.filter((m) => m.topic === 'homeassistant/text/tcpmq_5/config');
+        assert.deepEqual(
+          configs.map((m) => JSON.parse(m.text).command_topic),
+          ['tcpmq/mailbox/cmd5/set'],
+        );
+        // It owns cmd5 again: a /set is applied, stamped after the write it holds.
+        await writer.publishAsync('tcpmq/mailbox/cmd5/set', 'led off');
+        const next = JSON.parse((await heard(watcher, 'tcpmq/mailbox/cmd5', (m) => m.text.includes('led off'))).text);
+        assert.ok(next.writtenAt > written.writtenAt);
       });
 
       it('serves its boards as before when the MQTT broker cannot be reached', async function () {
