@@ -138,4 +138,14 @@ if (require.main === module) {
   }
 }
 
-module.exports = { MICROPYTHON32, MPY_CROSS, HUB_DIR, bootOrder, hubModules, boardDir, compileMpy, importIn, smallestHeap };
+module.exports = {
+  MICROPYTHON32,
+  MPY_CROSS,
+  HUB_DIR,
+  bootOrder,
+  hubModules,
+  boardDir,
+  compileMpy,
+  importIn,
+  smallestHeap,
+};

@@ -7,7 +7,6 @@
 const assert = require('node:assert/strict');
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
-const os = require('node:os');
 const path = require('node:path');
 const { Device, freePort, skipWithout, waitFor } = require('../support');
 const { MICROPYTHON32, MPY_CROSS, HUB_DIR, bootOrder, hubModules, boardDir, importIn } = require('./hub-heap');
