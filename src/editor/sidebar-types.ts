@@ -46,7 +46,7 @@ export interface Update extends Heading {
 }
 
 /** A broker as the sidebar keeps it: what it was told, and its section of the page with a row per shown id. */
-export interface BrokerView {
+export interface SidebarBroker {
   heading: Heading;
   devices: Map<string, Device>;
   section: JQuery;

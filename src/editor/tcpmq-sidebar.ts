@@ -1,19 +1,25 @@
 /**
  * The TCPMQ tab of the editor's sidebar, a Node-RED plugin: each deployed
  * broker, its devices and plain-text connections, live; write a mailbox or
- * send a line to the one selected. The whole table is read once (GET
+ * send a line to the one selected. The whole list is read once (GET
  * tcpmq/brokers); after that each update (RED.comms, at most four a second
  * per broker, sent only while a sidebar says it is open) carries the device
  * rows that changed, and only those rows are redrawn.
+ *
+ * Each list is a table. At the sidebar's default width (315 px) each row is
+ * laid out as a block, two lines a board (tcpmq.css); a sidebar dragged wider
+ * shows the table with its headers.
  */
 
-import type { Device, Connection, Heading, Summary, Update, BrokerView, Selection } from './sidebar-types';
+import type { Device, Connection, Heading, Summary, Update, SidebarBroker, Selection } from './sidebar-types';
 
 /** Rows listed per broker: the most recently heard; a larger fleet is counted, not listed. */
 const SHOWN = 200;
 const DEVICE_COLUMNS = ['id', 'address', 'onlineColumn', 'lastSeen', 'lastValue', 'messages'];
 const SHARED_DEVICE_COLUMNS = ['id', 'gateway', 'address', 'onlineColumn', 'lastSeen', 'lastValue', 'messages'];
 const CONNECTION_COLUMNS = ['address', 'kind', 'since', 'bytes'];
+/** How often an open sidebar tells the runtime that it is watching (updates stop a while after the last). */
+const WATCH_EVERY_MS = 10000;
 
 const plugin: { _?: (key: string, options?: Record<string, string | number>) => string; onadd(): void } = {
   onadd() {
@@ -51,8 +57,8 @@ function valueText(device: Device): string {
 }
 
 /** Sets a cell's text (and its tooltip, for the text an ellipsis cuts), touching the page only if it changed. */
-function setText(cell: JQuery, text: string): void {
-  if (cell.text() !== text) cell.text(text).attr('title', text);
+function setText(element: JQuery, text: string): void {
+  if (element.text() !== text) element.text(text).attr('title', text);
 }
 
 function headerRow(columns: string[]): JQuery {
@@ -61,33 +67,49 @@ function headerRow(columns: string[]): JQuery {
   return row;
 }
 
-function emptyRow(className: string, cells: number): JQuery {
+/**
+ * A row of empty cells, one per column, each with its column's class and its
+ * column's name as data-label (a row laid out as a block shows some of them
+ * before the value, as the table's header would).
+ */
+function emptyRow(className: string, columns: string[]): JQuery {
   const row = $('<tr></tr>').addClass(className);
-  for (let i = 0; i < cells; i++) $('<td></td>').appendTo(row);
+  for (const column of columns) {
+    $('<td></td>').addClass(`tcpmq-sidebar-column-${column}`).attr('data-label', t(column)).appendTo(row);
+  }
   return row;
 }
 
-function fillDeviceRow(row: JQuery, device: Device, shared: boolean): void {
-  const cells = row.children('td');
-  let i = 0;
-  setText(cells.eq(i++), deviceLabel(device));
-  if (shared) setText(cells.eq(i++), device.gateway ?? '');
-  setText(cells.eq(i++), device.remoteAddress ?? '');
-  const online = cells.eq(i++);
-  const state = `${device.online ? '● ' : '○ '}${t(device.online ? 'online' : 'offline')}`;
-  if (online.text() !== state) {
-    online.empty();
-    $('<span></span>')
-      .addClass(device.online ? 'tcpmq-sidebar-online' : 'tcpmq-sidebar-offline')
-      .text(state)
-      .appendTo(online);
-  }
-  // "seen 5 s ago" keeps counting (tick), from the time kept on the cell.
-  const seen = cells.eq(i++).addClass('tcpmq-sidebar-ago');
-  seen.attr('data-time', device.lastSeen ? String(device.lastSeen) : '');
-  setText(seen, device.lastSeen ? ago(device.lastSeen) : '');
-  setText(cells.eq(i++), valueText(device));
-  setText(cells.eq(i++), device.messages === undefined ? '' : String(device.messages));
+/** A row's cell of `column` (none if the row has no such column). */
+function cell(row: JQuery, column: string): JQuery {
+  return row.children(`.tcpmq-sidebar-column-${column}`);
+}
+
+/** "● online" in green or "○ offline" in grey. */
+function showOnline(td: JQuery, online: boolean): void {
+  const state = `${online ? '● ' : '○ '}${t(online ? 'online' : 'offline')}`;
+  if (td.text() === state) return;
+  td.empty();
+  $('<span></span>')
+    .addClass(online ? 'tcpmq-sidebar-online' : 'tcpmq-sidebar-offline')
+    .text(state)
+    .appendTo(td);
+}
+
+/** A cell that says how long ago `time` was, and keeps counting (tick). */
+function showAgo(td: JQuery, time: number | undefined): void {
+  td.addClass('tcpmq-sidebar-ago').attr('data-time', time ? String(time) : '');
+  setText(td, time ? ago(time) : '');
+}
+
+function fillDeviceRow(row: JQuery, device: Device): void {
+  setText(cell(row, 'id'), deviceLabel(device));
+  setText(cell(row, 'gateway'), device.gateway ?? '');
+  setText(cell(row, 'address'), device.remoteAddress ?? '');
+  showOnline(cell(row, 'onlineColumn'), !!device.online);
+  showAgo(cell(row, 'lastSeen'), device.lastSeen);
+  setText(cell(row, 'lastValue'), valueText(device));
+  setText(cell(row, 'messages'), device.messages === undefined ? '' : String(device.messages));
 }
 
 function connectionAddress(connection: Connection): string {
@@ -95,12 +117,10 @@ function connectionAddress(connection: Connection): string {
 }
 
 function fillConnectionRow(row: JQuery, connection: Connection): void {
-  const cells = row.children('td');
-  setText(cells.eq(0), connectionAddress(connection));
-  setText(cells.eq(1), connection.kind);
-  const since = cells.eq(2).addClass('tcpmq-sidebar-ago').attr('data-time', String(connection.connectedAt));
-  setText(since, ago(connection.connectedAt));
-  setText(cells.eq(3), `${connection.bytesIn} / ${connection.bytesOut}`);
+  setText(cell(row, 'address'), connectionAddress(connection));
+  setText(cell(row, 'kind'), connection.kind);
+  showAgo(cell(row, 'since'), connection.connectedAt);
+  setText(cell(row, 'bytes'), `${connection.bytesIn} / ${connection.bytesOut}`);
 }
 
 /**
@@ -142,77 +162,149 @@ function syncRows<T>(
   });
 }
 
-function sidebar(): void {
-  const brokers = new Map<string, BrokerView>();
-  let selected: Selection | null = null;
+const keyOfDevice = (device: Device) => `device:${device.id}`;
+const keyOfConnection = (connection: Connection) => `connection:${connection.connectionId}`;
 
-  const content = $('<div class="tcpmq-sidebar"></div>');
-  const list = $('<div class="tcpmq-sidebar-brokers"></div>').appendTo(content);
-  const empty = $('<p class="tcpmq-sidebar-empty"></p>').text(t('empty')).appendTo(list);
-  const form = $('<div class="tcpmq-sidebar-form"></div>').hide().appendTo(content);
-  const target = $('<div class="tcpmq-sidebar-target"></div>').appendTo(form);
-  const input = $('<input type="text" class="tcpmq-sidebar-text">')
-    .attr('placeholder', t('placeholder'))
-    .appendTo(form);
-  const mailboxButton = $('<button type="button" class="red-ui-button tcpmq-sidebar-mailbox"></button>')
-    .text(t('writeMailbox'))
-    .appendTo(form);
-  const sendButton = $('<button type="button" class="red-ui-button tcpmq-sidebar-send"></button>')
-    .text(t('sendLine'))
-    .appendTo(form);
-  const result = $('<div class="tcpmq-sidebar-result"></div>').appendTo(form);
+/** The devices table's columns: a gateway column while the broker shares; the rows are made again. */
+function setColumns(broker: SidebarBroker, shared: boolean): void {
+  broker.shared = shared;
+  broker.deviceTable
+    .children('thead')
+    .empty()
+    .append(headerRow(shared ? SHARED_DEVICE_COLUMNS : DEVICE_COLUMNS));
+  broker.deviceTable.children('tbody').empty();
+  broker.deviceRows.clear();
+}
 
-  const keyOfDevice = (device: Device) => `device:${device.id}`;
-  const keyOfConnection = (connection: Connection) => `connection:${connection.connectionId}`;
-  const isSelected = (brokerId: string, key: string) =>
-    selected !== null && selected.brokerId === brokerId && selected.key === key;
-
-  function select(choice: Selection | null): void {
-    selected = choice;
-    form.toggle(choice !== null);
-    if (choice) {
-      target.text(
-        choice.device !== undefined
-          ? t('device', { id: choice.label ?? choice.device })
-          : t('connection', { address: choice.address ?? '' }),
-      );
-      mailboxButton.toggle(choice.device !== undefined);
-      result.text('');
-    }
-    list.find('tr.tcpmq-sidebar-selected').removeClass('tcpmq-sidebar-selected');
-    if (choice) {
-      const view = brokers.get(choice.brokerId);
-      const row = view?.deviceRows.get(choice.key) ?? view?.connectionRows.get(choice.key);
-      row?.addClass('tcpmq-sidebar-selected');
-    }
+/** A broker's title (its name, or where it listens), its state and its sharing. */
+function showHeading(broker: SidebarBroker): void {
+  const { heading } = broker;
+  const status = heading.status ?? {};
+  const where = `${status.host ?? ''}:${status.port ?? ''}`;
+  const connections = heading.connections ?? [];
+  let title = heading.name;
+  if (!title) {
+    if (heading.mode === 'client') title = t('clientOf', { where });
+    else if (heading.mode === 'fleet') title = t('fleet');
+    else title = t('listeningOn', { where });
   }
+  setText(broker.title, title);
+  setText(
+    broker.state,
+    `${t(`state.${status.state}`)}${status.error ? `: ${status.error}` : ''} · ${t('connections', { count: connections.length })}`,
+  );
+  const sharing = heading.sharing;
+  broker.sharing.toggle(!!sharing);
+  if (sharing)
+    setText(broker.sharing, t(sharing.connected ? 'sharingOn' : 'sharingDown', { gateway: sharing.gateway }));
+  if (!!sharing !== broker.shared) setColumns(broker, !!sharing);
+}
 
-  function deviceRow(brokerId: string, device: Device, shared: boolean): JQuery {
-    const key = keyOfDevice(device);
-    const row = emptyRow('tcpmq-sidebar-device', shared ? 7 : 6).attr('data-device', device.id);
-    row.toggleClass('tcpmq-sidebar-selected', isSelected(brokerId, key));
-    // The label as it is when clicked (a name may come or go with a deploy).
-    row.on('click', () => {
-      const current = brokers.get(brokerId)?.devices.get(device.id) ?? device;
-      select({ brokerId, key, device: device.id, label: deviceLabel(current) });
+/** The form under the lists, for the device or connection selected: write its mailbox or send it a line. */
+interface Form {
+  element: JQuery;
+  target: JQuery;
+  input: JQuery;
+  mailboxButton: JQuery;
+  sendButton: JQuery;
+  result: JQuery;
+}
+
+function createForm(): Form {
+  const element = $('<div class="tcpmq-sidebar-form"></div>').hide();
+  return {
+    element,
+    target: $('<div class="tcpmq-sidebar-target"></div>').appendTo(element),
+    input: $('<input type="text" class="tcpmq-sidebar-text">').attr('placeholder', t('placeholder')).appendTo(element),
+    mailboxButton: $('<button type="button" class="red-ui-button tcpmq-sidebar-mailbox"></button>')
+      .text(t('writeMailbox'))
+      .appendTo(element),
+    sendButton: $('<button type="button" class="red-ui-button tcpmq-sidebar-send"></button>')
+      .text(t('sendLine'))
+      .appendTo(element),
+    result: $('<div class="tcpmq-sidebar-result"></div>').appendTo(element),
+  };
+}
+
+/** The tab's content: every deployed broker as it was told, the selection and its form. */
+class TcpmqSidebar {
+  readonly content = $('<div class="tcpmq-sidebar"></div>');
+  private readonly list = $('<div class="tcpmq-sidebar-brokers"></div>').appendTo(this.content);
+  private readonly empty = $('<p class="tcpmq-sidebar-empty"></p>').text(t('empty')).appendTo(this.list);
+  private readonly form = createForm();
+  private readonly brokers = new Map<string, SidebarBroker>();
+  private selected: Selection | null = null;
+
+  constructor() {
+    this.form.element.appendTo(this.content);
+    this.form.mailboxButton.on('click', () => {
+      if (this.selected) this.post('mailbox', { device: this.selected.device, payload: this.form.input.val() });
     });
-    return row;
+    this.form.sendButton.on('click', () => {
+      if (!this.selected) return;
+      const text = this.form.input.val();
+      const { connectionId, device } = this.selected;
+      this.post('send', connectionId !== undefined ? { connectionId, text } : { device, text });
+    });
   }
 
-  function connectionRow(brokerId: string, connection: Connection): JQuery {
-    const key = keyOfConnection(connection);
-    const row = emptyRow('tcpmq-sidebar-connection', 4).attr('data-connection', String(connection.connectionId));
-    row.toggleClass('tcpmq-sidebar-selected', isSelected(brokerId, key));
-    const { connectionId } = connection;
-    const address = connectionAddress(connection);
-    row.on('click', () => select({ brokerId, key, connectionId, address }));
-    return row;
+  /** Every broker from the admin API, drawn anew. */
+  load(): void {
+    $.getJSON('tcpmq/brokers', (summaries: Summary[]) => {
+      for (const broker of this.brokers.values()) broker.section.remove();
+      this.brokers.clear();
+      for (const { devices = [], ...heading } of summaries) {
+        const broker = this.addBroker(heading);
+        for (const device of devices) broker.devices.set(device.id, device);
+        showHeading(broker);
+        this.showRows(broker, () => true);
+      }
+      this.empty.toggle(this.brokers.size === 0);
+      if (this.selected && !this.brokers.has(this.selected.brokerId)) this.select(null);
+    });
+  }
+
+  /** Merges an update into its broker and redraws what it changed. */
+  apply(update: Update): void {
+    const broker = this.brokers.get(update.id);
+    if (update.removed) {
+      this.removeBroker(update.id);
+      return;
+    }
+    if (!broker) {
+      this.load(); // a broker deployed since: read it whole
+      return;
+    }
+    const { devices = [], removedDevices = [] } = update;
+    const { id, name, mode, status, sharing, connections } = update;
+    broker.heading = { id, name, mode, status, sharing, connections };
+    for (const device of devices) broker.devices.set(device.id, device);
+    for (const removed of removedDevices) broker.devices.delete(removed);
+    const shared = broker.shared;
+    showHeading(broker);
+    const redraw = new Set(devices.map(keyOfDevice));
+    this.showRows(broker, broker.shared !== shared ? () => true : (key) => redraw.has(key));
+  }
+
+  /** "5 s ago" keeps counting. */
+  tick(): void {
+    this.list.find('.tcpmq-sidebar-ago').each(function () {
+      const time = Number($(this).attr('data-time'));
+      if (time) setText($(this), ago(time));
+    });
+  }
+
+  private removeBroker(id: string): void {
+    this.brokers.get(id)?.section.remove();
+    this.brokers.delete(id);
+    this.empty.toggle(this.brokers.size === 0);
+    if (this.selected?.brokerId === id) this.select(null);
   }
 
   /** A broker's section, empty: its heading and tables are filled by showHeading and showRows. */
-  function brokerView(heading: Heading): BrokerView {
-    const section = $('<div class="tcpmq-sidebar-broker"></div>').attr('data-broker', heading.id).appendTo(list);
-    const view: BrokerView = {
+  private addBroker(heading: Heading): SidebarBroker {
+    const section = $('<div class="tcpmq-sidebar-broker"></div>').attr('data-broker', heading.id).appendTo(this.list);
+    const broker: SidebarBroker = {
       heading,
       devices: new Map(),
       section,
@@ -226,136 +318,98 @@ function sidebar(): void {
       plain: $('<div class="tcpmq-sidebar-plain"></div>').appendTo(section),
       connectionRows: new Map(),
     };
-    $('<div></div>').text(t('plainText')).appendTo(view.plain);
-    $('<table class="tcpmq-sidebar-connections"><thead></thead><tbody></tbody></table>').appendTo(view.plain);
-    view.plain.find('thead').append(headerRow(CONNECTION_COLUMNS));
-    setColumns(view, !!heading.sharing);
-    return view;
-  }
-
-  /** The devices table's columns: a gateway column while the broker shares; the rows are made again. */
-  function setColumns(view: BrokerView, shared: boolean): void {
-    view.shared = shared;
-    view.deviceTable
-      .children('thead')
-      .empty()
-      .append(headerRow(shared ? SHARED_DEVICE_COLUMNS : DEVICE_COLUMNS));
-    view.deviceTable.children('tbody').empty();
-    view.deviceRows.clear();
-  }
-
-  function showHeading(view: BrokerView): void {
-    const { heading } = view;
-    const status = heading.status ?? {};
-    const where = `${status.host ?? ''}:${status.port ?? ''}`;
-    const connections = heading.connections ?? [];
-    let title = heading.name;
-    if (!title) {
-      if (heading.mode === 'client') title = t('clientOf', { where });
-      else if (heading.mode === 'fleet') title = t('fleet');
-      else title = t('listeningOn', { where });
-    }
-    setText(view.title, title);
-    setText(
-      view.state,
-      `${t(`state.${status.state}`)}${status.error ? `: ${status.error}` : ''} · ${t('connections', { count: connections.length })}`,
-    );
-    const sharing = heading.sharing;
-    view.sharing.toggle(!!sharing);
-    if (sharing)
-      setText(view.sharing, t(sharing.connected ? 'sharingOn' : 'sharingDown', { gateway: sharing.gateway }));
-    if (!!sharing !== view.shared) setColumns(view, !!sharing);
+    $('<div></div>').text(t('plainText')).appendTo(broker.plain);
+    $('<table class="tcpmq-sidebar-connections"><thead></thead><tbody></tbody></table>').appendTo(broker.plain);
+    broker.plain.find('thead').append(headerRow(CONNECTION_COLUMNS));
+    setColumns(broker, !!heading.sharing);
+    this.brokers.set(heading.id, broker);
+    return broker;
   }
 
   /** The rows: devices most recently heard first (the `changed` ones redrawn), then plain-text connections. */
-  function showRows(view: BrokerView, changed: (key: string) => boolean): void {
-    const id = view.heading.id;
-    const devices = [...view.devices.values()].sort((a, b) => (b.lastSeen ?? 0) - (a.lastSeen ?? 0));
-    view.more.toggle(devices.length > SHOWN);
-    if (devices.length > SHOWN) setText(view.more, t('more', { shown: SHOWN, count: devices.length }));
+  private showRows(broker: SidebarBroker, changed: (key: string) => boolean): void {
+    const id = broker.heading.id;
+    const devices = [...broker.devices.values()].sort((a, b) => (b.lastSeen ?? 0) - (a.lastSeen ?? 0));
+    broker.more.toggle(devices.length > SHOWN);
+    if (devices.length > SHOWN) setText(broker.more, t('more', { shown: SHOWN, count: devices.length }));
     syncRows(
-      view.deviceTable.children('tbody'),
-      view.deviceRows,
+      broker.deviceTable.children('tbody'),
+      broker.deviceRows,
       devices.slice(0, SHOWN),
       keyOfDevice,
-      (device) => deviceRow(id, device, view.shared),
-      (row, device) => fillDeviceRow(row, device, view.shared),
+      (device) => this.deviceRow(id, device, broker.shared),
+      fillDeviceRow,
       changed,
     );
-    const plain = (view.heading.connections ?? []).filter((connection) => connection.kind !== 'tcpmq');
-    view.plain.toggle(plain.length > 0);
+    const plain = (broker.heading.connections ?? []).filter((connection) => connection.kind !== 'tcpmq');
+    broker.plain.toggle(plain.length > 0);
     syncRows(
-      view.plain.find('tbody'),
-      view.connectionRows,
+      broker.plain.find('tbody'),
+      broker.connectionRows,
       plain,
       keyOfConnection,
-      (connection) => connectionRow(id, connection),
+      (connection) => this.connectionRow(id, connection),
       fillConnectionRow,
       () => true,
     );
   }
 
-  /** Every broker from the admin API, drawn anew. */
-  function load(): void {
-    $.getJSON('tcpmq/brokers', (summaries: Summary[]) => {
-      for (const view of brokers.values()) view.section.remove();
-      brokers.clear();
-      for (const { devices = [], ...heading } of summaries) {
-        const view = brokerView(heading);
-        for (const device of devices) view.devices.set(device.id, device);
-        brokers.set(heading.id, view);
-        showHeading(view);
-        showRows(view, () => true);
-      }
-      empty.toggle(brokers.size === 0);
-      if (selected && !brokers.has(selected.brokerId)) select(null);
+  private deviceRow(brokerId: string, device: Device, shared: boolean): JQuery {
+    const key = keyOfDevice(device);
+    const row = emptyRow('tcpmq-sidebar-device', shared ? SHARED_DEVICE_COLUMNS : DEVICE_COLUMNS);
+    row.attr('data-device', device.id).toggleClass('tcpmq-sidebar-selected', this.isSelected(brokerId, key));
+    // The label as it is when clicked (a name may come or go with a deploy).
+    row.on('click', () => {
+      const current = this.brokers.get(brokerId)?.devices.get(device.id) ?? device;
+      this.select({ brokerId, key, device: device.id, label: deviceLabel(current) });
     });
+    return row;
   }
 
-  /** Merges an update into its broker and redraws what it changed. */
-  function apply(update: Update): void {
-    const view = brokers.get(update.id);
-    if (update.removed) {
-      view?.section.remove();
-      brokers.delete(update.id);
-      empty.toggle(brokers.size === 0);
-      if (selected?.brokerId === update.id) select(null);
-      return;
+  private connectionRow(brokerId: string, connection: Connection): JQuery {
+    const key = keyOfConnection(connection);
+    const row = emptyRow('tcpmq-sidebar-connection', CONNECTION_COLUMNS);
+    row.attr('data-connection', String(connection.connectionId));
+    row.toggleClass('tcpmq-sidebar-selected', this.isSelected(brokerId, key));
+    const { connectionId } = connection;
+    const address = connectionAddress(connection);
+    row.on('click', () => this.select({ brokerId, key, connectionId, address }));
+    return row;
+  }
+
+  private isSelected(brokerId: string, key: string): boolean {
+    return this.selected !== null && this.selected.brokerId === brokerId && this.selected.key === key;
+  }
+
+  /** Selects a device or connection (or none): its row marked, the form open for it. */
+  private select(choice: Selection | null): void {
+    this.selected = choice;
+    const { element, target, mailboxButton, result } = this.form;
+    element.toggle(choice !== null);
+    if (choice) {
+      target.text(
+        choice.device !== undefined
+          ? t('device', { id: choice.label ?? choice.device })
+          : t('connection', { address: choice.address ?? '' }),
+      );
+      mailboxButton.toggle(choice.device !== undefined);
+      result.text('');
     }
-    if (!view) {
-      load(); // a broker deployed since: read it whole
-      return;
+    this.list.find('tr.tcpmq-sidebar-selected').removeClass('tcpmq-sidebar-selected');
+    if (choice) {
+      const broker = this.brokers.get(choice.brokerId);
+      const row = broker?.deviceRows.get(choice.key) ?? broker?.connectionRows.get(choice.key);
+      row?.addClass('tcpmq-sidebar-selected');
     }
-    const { devices = [], removedDevices = [] } = update;
-    view.heading = {
-      id: update.id,
-      name: update.name,
-      mode: update.mode,
-      status: update.status,
-      sharing: update.sharing,
-      connections: update.connections,
-    };
-    for (const device of devices) view.devices.set(device.id, device);
-    for (const id of removedDevices) view.devices.delete(id);
-    const shared = view.shared;
-    showHeading(view);
-    const redraw = new Set(devices.map(keyOfDevice));
-    showRows(view, view.shared !== shared ? () => true : (key) => redraw.has(key));
   }
 
-  /** "5 s ago" keeps counting. */
-  function tick(): void {
-    list.find('.tcpmq-sidebar-ago').each(function () {
-      const time = Number($(this).attr('data-time'));
-      if (time) setText($(this), ago(time));
-    });
-  }
-
-  function post(path: string, body: object): void {
-    if (!selected) return;
+  /** POSTs to the selected broker's admin route `path`; the form says "done" or the error. */
+  private post(path: string, body: object): void {
+    if (!this.selected) return;
+    const { result } = this.form;
     result.text('');
     $.ajax({
-      url: `tcpmq/brokers/${encodeURIComponent(selected.brokerId)}/${path}`,
+      url: `tcpmq/brokers/${encodeURIComponent(this.selected.brokerId)}/${path}`,
       method: 'POST',
       contentType: 'application/json',
       data: JSON.stringify(body),
@@ -363,37 +417,28 @@ function sidebar(): void {
       .done(() => result.text(t('done')))
       .fail((xhr) => result.text(xhr.responseJSON?.error ?? xhr.statusText));
   }
-  mailboxButton.on('click', () => {
-    if (selected) post('mailbox', { device: selected.device, payload: input.val() });
-  });
-  sendButton.on('click', () => {
-    if (!selected) return;
-    const text = input.val();
-    post(
-      'send',
-      selected.connectionId !== undefined
-        ? { connectionId: selected.connectionId, text }
-        : { device: selected.device, text },
-    );
-  });
+}
 
+/** Adds the tab, subscribes to the brokers' updates, tells the runtime it is watching, and loads the list. */
+function sidebar(): void {
+  const tab = new TcpmqSidebar();
   RED.sidebar.addTab({
     id: 'tcpmq',
     label: 'TCPMQ',
     name: t('title'),
     iconClass: 'fa fa-microchip',
-    content: content[0],
+    content: tab.content[0],
     enableOnEdit: true,
   });
   RED.comms.subscribe('tcpmq/broker/#', (_topic: string, update: Update) => {
-    if (update && update.id) apply(update);
+    if (update && update.id) tab.apply(update);
   });
   // Updates are sent only while an editor says, every few seconds, that its sidebar is open.
   const watch = () => $.ajax({ url: 'tcpmq/watch', method: 'POST' });
   watch();
-  setInterval(watch, 10000);
-  setInterval(tick, 1000);
-  load();
+  setInterval(watch, WATCH_EVERY_MS);
+  setInterval(() => tab.tick(), 1000);
+  tab.load();
 }
 
 RED.plugins.registerPlugin('tcpmq-sidebar', plugin);
