@@ -27,6 +27,15 @@ describe('The hub and tcpmq.py fit a board (MicroPython 32-bit)', function () {
     assert.deepEqual([...bootOrder()].sort(), hubModules().sort());
   });
 
+  it("docs/hub.md's mip install loop names main.py's modules, in its order", function () {
+    for (const doc of ['hub.md', 'hub.zh-CN.md']) {
+      const text = fs.readFileSync(path.join(ROOT, 'docs', doc), 'utf8');
+      const loop = text.match(/for f in ([\w ]+); do/);
+      assert.ok(loop, `docs/${doc} has the mip install loop`);
+      assert.deepEqual(loop[1].trim().split(' '), [...bootOrder(), 'main'], `docs/${doc}`);
+    }
+  });
+
   it('every hub module imports from source alone in a 96 KB heap', function () {
     for (const name of hubModules()) {
       const run = importIn(96, [name]);
