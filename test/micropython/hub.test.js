@@ -626,7 +626,10 @@ print(json.dumps({'news': news, 'worst': worst}))
         // The same configs as the package's own (built) gateways publish, but for versions and models, once
         // the built package follows the fleet's entity-id rule (lowercase, '_' outside [a-z0-9_]) too.
         const built = fs.existsSync(discovery) ? require(discovery) : undefined;
-        if (built && built.objectId('Hub-test') !== 'hub_test') {
+        if (
+          built &&
+          JSON.parse(built.gatewayDiscovery({ gateway: 'hub-test' }).payload).unique_id !== 'tcpmq_gateway_hub_test'
+        ) {
           console.log('      (dist/fleet/discovery.js predates the entity-id rule: not compared)');
         } else if (built) {
           const { boardDiscovery, gatewayDiscovery } = built;

@@ -19,8 +19,17 @@ _NUMBER_VALUE = '{{ value_json.value | float(None) }}'
 
 
 def entity_id(name):
-    """A name as Home Assistant's ids: lowercase, '_' for every character outside [a-z0-9_]."""
+    """A name as Home Assistant's entity ids: lowercase, '_' for every character outside [a-z0-9_]."""
     return ''.join(c if 'a' <= c <= 'z' or '0' <= c <= '9' or c == '_' else '_' for c in name.lower())
+
+
+def object_id(device):
+    """A board's id in unique ids and topics, as the other gateways write it: letters, digits, '-'; the rest by code."""
+    out = []
+    for c in device:
+        o = ord(c)
+        out.append(c if 48 <= o <= 57 or 65 <= o <= 90 or 97 <= o <= 122 or o == 45 else '_%x' % o)
+    return 'tcpmq_' + ''.join(out)
 
 
 def _origin():
@@ -29,7 +38,7 @@ def _origin():
 
 def board_topics(device):
     """A board's discovery topics, one per platform it may have an entity on."""
-    obj = 'tcpmq_' + entity_id(device)
+    obj = object_id(device)
     return tuple('homeassistant/%s/%s/config' % (platform, obj) for platform in ('sensor', 'text', 'switch'))
 
 
@@ -37,7 +46,7 @@ def board_discovery(gateway, device, board):
     """(topic, payload) pairs for a board of this hub."""
     numeric = board[_NUMERIC]
     kind = 'sensor' if numeric else 'text'
-    obj = 'tcpmq_' + entity_id(device)
+    obj = object_id(device)
     common = {
         'availability': [
             {'topic': MQTT_PREFIX + '/device/' + level(device), 'value_template': _ONLINE},
@@ -57,7 +66,7 @@ def board_discovery(gateway, device, board):
     sensor = {
         'name': None,
         'unique_id': obj,
-        'default_entity_id': 'sensor.' + obj,
+        'default_entity_id': 'sensor.' + entity_id(obj),
         'state_topic': MQTT_PREFIX + '/mailbox/' + level(device),
         # A gateway gone without a will: the state is unavailable after OFFLINE_AFTER without news.
         'expire_after': int(OFFLINE_AFTER) + (0 if OFFLINE_AFTER == int(OFFLINE_AFTER) else 1) + 5,
@@ -69,7 +78,7 @@ def board_discovery(gateway, device, board):
     command = {
         'name': 'Command',
         'unique_id': obj + '_command',
-        'default_entity_id': 'text.%s_command' % obj,
+        'default_entity_id': 'text.' + entity_id(obj + '_command'),
         # The mailbox the board reads (its want), kept with its record.
         'command_topic': MQTT_PREFIX + '/mailbox/' + level(board[_WANT]) + '/set',
         'max': 255,
