@@ -335,7 +335,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     }
     this.counters.requests++;
     const written = this.mailboxes.write(from, payload, 'device', now);
-    const cameOnline = this.devices.heard(from, connection, payload, now);
+    const cameOnline = this.devices.heard(from, connection, payload, now, want);
     if (this.share) {
       this.share.written(from, written, want, connection);
       if (cameOnline) this.share.device(cameOnline);

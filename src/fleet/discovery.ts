@@ -54,6 +54,11 @@ export function objectId(id: DeviceId): string {
   return id.replace(/[^A-Za-z0-9-]/g, (char) => `_${char.codePointAt(0)!.toString(16)}`);
 }
 
+/** An entity id as Home Assistant makes one from a name: lowercase, `_` for anything but a-z, 0-9 and `_`. */
+export function entityId(platform: string, name: string): string {
+  return `${platform}.${name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
+}
+
 function origin(context: DiscoveryContext) {
   return {
     name: 'TCPMQ for Node-RED',
@@ -62,8 +67,9 @@ function origin(context: DiscoveryContext) {
   };
 }
 
+/** The gateway's device and entity ids, lowercase as Home Assistant's own. */
 function gatewayIdentifier(gateway: string): string {
-  return `tcpmq_gateway_${objectId(gateway)}`;
+  return `tcpmq_gateway_${gateway.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
 }
 
 /** The gateway as a device with a connectivity sensor, so that its boards' `via_device` resolves. */
@@ -72,7 +78,7 @@ export function gatewayDiscovery(context: DiscoveryContext): DiscoveryMessage {
   const config = {
     name: null,
     unique_id: object,
-    default_entity_id: `binary_sensor.${object}`,
+    default_entity_id: entityId('binary_sensor', object),
     device_class: 'connectivity',
     state_topic: `${context.prefix}/gateway/${topicLevel(context.gateway)}`,
     value_template: "{{ 'ON' if value_json.online else 'OFF' }}",
@@ -117,7 +123,7 @@ export function boardDiscovery(context: DiscoveryContext, board: BoardFacts): Di
     entities.switch = {
       name: null,
       unique_id: object,
-      default_entity_id: `switch.${object}`,
+      default_entity_id: entityId('switch', object),
       state_topic: stateTopic,
       value_template: BINARY_VALUE,
       command_topic: command,
@@ -130,7 +136,7 @@ export function boardDiscovery(context: DiscoveryContext, board: BoardFacts): Di
     entities.sensor = {
       name: null,
       unique_id: object,
-      default_entity_id: `sensor.${object}`,
+      default_entity_id: entityId('sensor', object),
       state_topic: stateTopic,
       // A gateway that died without a will: the board's state is unavailable after offlineAfter without news.
       expire_after: context.expireAfter,
@@ -143,7 +149,7 @@ export function boardDiscovery(context: DiscoveryContext, board: BoardFacts): Di
     entities.text = {
       name: 'Command',
       unique_id: `${object}_command`,
-      default_entity_id: `text.${object}_command`,
+      default_entity_id: entityId('text', `${object}_command`),
       command_topic: command,
       max: 255,
       ...common,

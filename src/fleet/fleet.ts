@@ -15,12 +15,17 @@
  * (connected or not), 'warning'.
  */
 
+import { randomUUID } from 'node:crypto';
 import type { ConnectionInfo, ShareHook, TcpmqBroker } from '../broker/broker';
+import { limitedWarnings } from '../events/rate-limit';
 import { SafeEmitter, describe } from '../events/safe-emitter';
-import type { DeviceId } from '../protocol/request';
+import { printable } from '../protocol/printable';
+import { encodeReply } from '../protocol/reply';
+import { mailboxIdOf, type DeviceId } from '../protocol/request';
 import { describeDevice, type DeviceList } from '../settings/device-list';
 import type { DeviceRecord, Devices } from '../store/devices';
 import type { Mailbox } from '../store/mailboxes';
+import { Ownership } from './ownership';
 import { Publisher } from './publisher';
 import { Replica, type ReplicaEvents } from './replica';
 import { fleetTopics, idOfLevel, levelsAfter, type FleetTopics, type SharedCommand } from './topics';
@@ -32,7 +37,8 @@ export type { RemoteDevice, RemoteNews } from './replica';
 /** What carries the fleet's messages: an MQTT client's publish and subscribe. */
 export interface FleetTransport {
   publish(topic: string, payload: string, retain: boolean): void;
-  subscribe(topic: string, onMessage: (topic: string, payload: Buffer) => void): void;
+  /** `retained`: the MQTT broker held the message from before this subscription (its retain flag). */
+  subscribe(topic: string, onMessage: (topic: string, payload: Buffer, retained?: boolean) => void): void;
   unsubscribe(topic: string): void;
 }
 
@@ -48,8 +54,11 @@ export interface FleetOptions {
    * is coalesced (the latest gets out). 0: every report, as soon as it is answered.
    */
   minIntervalMs: number;
-  /** Take in the plain-text lines of every gateway ('raw' events): a Node-RED attached in fleet mode. */
-  followRaw?: boolean;
+  /**
+   * A member with no boards (Node-RED in fleet mode): it owns no mailbox (its writes go to their owners
+   * through `/set`) and takes in the plain-text lines of every gateway ('raw' events).
+   */
+  attached?: boolean;
   /** Names, units and kinds of this gateway's boards (the device list). */
   devices?: DeviceList;
   /**
@@ -58,6 +67,10 @@ export interface FleetOptions {
    */
   announce?: { model: string; startedAt: number; counters?: () => Record<string, number> };
 }
+
+/** How long a (re)connecting member waits for the retained state at most, and how often it asks again. */
+const SYNC_WITHIN_MS = 5000;
+const SYNC_RETRY_MS = 250;
 
 export interface FleetEvents extends ReplicaEvents {
   state: { connected: boolean };
@@ -68,10 +81,21 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   readonly topics: FleetTopics;
   private readonly replica: Replica;
   private readonly publisher: Publisher;
+  private readonly ownership: Ownership;
   private transport: FleetTransport | undefined;
   private subscribed: string[] = [];
   private isConnected = false;
   private detachRaw: (() => void) | undefined;
+  /** The marker this member waits for after (re)connecting, and how long it waits at most. */
+  private syncMarker: string | undefined;
+  private syncTimer: NodeJS.Timeout | undefined;
+  /** Writes for ids owned elsewhere, made while not in step with the fleet: sent once it is. */
+  private readonly pendingSets = new Map<DeviceId, { payload: string; ttlSeconds: number }>();
+  private readonly refused = limitedWarnings(
+    (text) => this.warn(text),
+    20,
+    (count) => `sharing: ${count} more refusals in the last minute were not logged`,
+  );
 
   constructor(
     private readonly broker: TcpmqBroker,
@@ -79,8 +103,15 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   ) {
     super();
     this.topics = fleetTopics(options.prefix);
+    this.ownership = new Ownership(options.gateway, options.attached === true, broker.mailboxes);
     // The replica's events are the fleet's.
-    this.replica = new Replica(broker, options, (event, arg) => this.safeEmit(event, arg as FleetEvents[typeof event]));
+    this.replica = new Replica(
+      broker,
+      options,
+      this.ownership,
+      (event, arg) => this.safeEmit(event, arg as FleetEvents[typeof event]),
+      (topic, reason) => this.refused(`sharing: ${printable(topic)} refused: ${reason}`),
+    );
     this.publisher = new Publisher(broker, options, this.topics, (action) => this.safely(action));
   }
 
@@ -128,30 +159,50 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   attach(transport: FleetTransport): void {
     this.detach();
     this.transport = transport;
-    const { filters, command } = this.topics;
+    const { command, sync } = this.topics;
     const { replica } = this;
     const own = this.options.gateway;
-    const id = (topic: string, levels: number, act: (id: DeviceId) => void) => {
-      const rest = levelsAfter(this.options.prefix, topic);
-      if (rest?.length === levels) act(idOfLevel(rest[1]));
-    };
-    const routes: [string, (topic: string, payload: Buffer) => void][] = [
-      [filters.mailboxes, (topic, payload) => id(topic, 2, (of) => replica.mailbox(of, payload))],
-      [filters.sets, (topic, payload) => id(topic, 3, (of) => replica.set(of, payload))],
-      [filters.devices, (topic, payload) => id(topic, 2, (of) => replica.device(of, payload))],
-      [filters.gateways, (topic, payload) => id(topic, 2, (of) => replica.gateway(of, payload))],
-      [command(own, 'send'), (_topic, payload) => replica.command('send', payload)],
-      [command(own, 'close'), (_topic, payload) => replica.command('close', payload)],
-    ];
-    if (this.options.followRaw)
-      routes.push([filters.raw, (topic, payload) => id(topic, 2, () => replica.raw(payload))]);
-    for (const [filter, route] of routes) {
-      transport.subscribe(filter, (topic, payload) => this.safely(() => route(topic, payload)));
+    for (const [filter, route] of this.routes(replica)) {
+      transport.subscribe(filter, (topic, payload, retained) => {
+        const rest = levelsAfter(this.options.prefix, topic);
+        this.safely(() => route(payload, rest ?? [], topic, retained === true));
+      });
+      this.subscribed.push(filter);
+    }
+    for (const [filter, route] of [
+      [command(own, 'send'), (payload: Buffer) => replica.command('send', payload)],
+      [command(own, 'close'), (payload: Buffer) => replica.command('close', payload)],
+      [sync(own), (payload: Buffer) => this.synced(payload.toString('utf8'))],
+    ] as const) {
+      transport.subscribe(filter, (_topic, payload) => this.safely(() => route(payload)));
       this.subscribed.push(filter);
     }
     this.broker.setShare(this);
     this.detachRaw = this.broker.listen({ raw: (event) => this.publisher.raw(event) });
     this.remote.startSweeping();
+  }
+
+  /** What each of the fleet's wildcard topics does: `rest` is the topic's levels after the prefix. */
+  private routes(replica: Replica) {
+    type Route = (payload: Buffer, rest: string[], topic: string, retained: boolean) => void;
+    const { filters } = this.topics;
+    const routes: [string, Route][] = [
+      [
+        filters.mailboxes,
+        (payload, rest, topic, retained) =>
+          rest.length === 2 && replica.mailbox(topic, idOfLevel(rest[1]), payload, retained),
+      ],
+      [
+        filters.sets,
+        // `<prefix>/mailbox/<id>/set`, or with a time to live in seconds: `.../set/<ttl>`.
+        (payload, rest, topic) =>
+          rest.length <= 4 && replica.set(topic, idOfLevel(rest[1]), payload, Number(rest[3] ?? 0) || 0),
+      ],
+      [filters.devices, (payload, rest) => rest.length === 2 && replica.device(idOfLevel(rest[1]), payload)],
+      [filters.gateways, (payload, rest) => rest.length === 2 && replica.gateway(idOfLevel(rest[1]), payload)],
+    ];
+    if (this.options.attached) routes.push([filters.raw, (payload, rest) => rest.length === 2 && replica.raw(payload)]);
+    return routes;
   }
 
   /** Stops sharing: no more publishes or subscriptions; the replica stays (a deploy attaches again). */
@@ -170,15 +221,84 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   }
 
   /**
-   * The transport is connected (again): this gateway publishes its current
-   * state; the retained state of the others comes in through the subscriptions.
+   * The transport is connected (again). The retained state of the fleet comes in through the subscriptions;
+   * this gateway publishes its own once all of it has come (synced()), so that nothing it restored goes out
+   * over a newer write.
    */
   setConnected(connected: boolean): void {
     if (connected === this.isConnected) return;
     this.isConnected = connected;
-    if (connected && this.transport) this.publisher.start(this.transport);
-    else this.publisher.stop();
+    this.endSync();
+    this.publisher.stop();
+    if (connected && this.transport) this.startSync(this.transport);
     this.safeEmit('state', { connected });
+  }
+
+  /** Whether this member is connected and in step with what the MQTT broker holds. */
+  get inStep(): boolean {
+    return this.isConnected && this.transport !== undefined && this.syncMarker === undefined;
+  }
+
+  /**
+   * A flow's write of mailbox `target` (null or undefined: clears it): written here when this gateway owns
+   * the id, else sent to its owner through `/set` (held until in step with the fleet). Throws, naming what
+   * is wrong, for a value that cannot be sent.
+   */
+  write(target: unknown, value: unknown, ttlSeconds = 0): DeviceId {
+    const id = mailboxIdOf(target);
+    const clear = value === undefined || value === null;
+    if (this.ownership.owns(id))
+      return clear ? this.broker.clearMailbox(id) : this.broker.writeMailbox(id, value, ttlSeconds);
+    let payload = '';
+    if (!clear) {
+      encodeReply(value, this.broker.options.replyFormat); // throws for a value that has no reply
+      payload = Buffer.isBuffer(value) ? value.toString('utf8') : JSON.stringify(value);
+    }
+    if (this.inStep && this.transport) this.publisher.set(this.transport, id, payload, ttlSeconds);
+    else {
+      if (!this.pendingSets.has(id) && this.pendingSets.size >= this.broker.options.maxDevices)
+        throw new Error(`sharing is not connected, and ${this.pendingSets.size} writes wait already`);
+      this.pendingSets.set(id, { payload, ttlSeconds });
+    }
+    return id;
+  }
+
+  /** Publishes a marker to itself until it comes back: every retained message was delivered before it. */
+  private startSync(transport: FleetTransport): void {
+    this.replica.retainedOwn = new Map();
+    const marker = randomUUID();
+    this.syncMarker = marker;
+    const started = Date.now();
+    const send = () => {
+      // Its subscription may not be in place yet: sent again until it is, at most SYNC_WITHIN_MS.
+      if (Date.now() - started >= SYNC_WITHIN_MS) this.synced(marker);
+      else transport.publish(this.topics.sync(this.options.gateway), marker, false);
+    };
+    send();
+    this.syncTimer = setInterval(() => this.safely(send), SYNC_RETRY_MS);
+  }
+
+  private endSync(): void {
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    this.syncTimer = undefined;
+    this.syncMarker = undefined;
+  }
+
+  /** In step: this gateway's own writes newer than what is retained go out, then the writes that waited. */
+  private synced(marker: string): void {
+    if (marker !== this.syncMarker || !this.transport) return;
+    this.endSync();
+    const retainedOwn = this.replica.retainedOwn ?? new Map<DeviceId, number>();
+    this.replica.retainedOwn = undefined;
+    this.publisher.start(this.transport, retainedOwn);
+    for (const [id, { payload, ttlSeconds }] of this.pendingSets)
+      this.publisher.set(this.transport, id, payload, ttlSeconds);
+    this.pendingSets.clear();
+  }
+
+  /** The gateway that writes mailbox `id` on MQTT (docs/PROTOCOL.md, sharing), if one is online. */
+  ownerOf(id: DeviceId): string | undefined {
+    return this.ownership.ownerOf(id);
   }
 
   /** Writes to (or closes) connections on the gateway `gateway`, through its command topic. */
@@ -191,7 +311,8 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   written(id: DeviceId, mailbox: Mailbox | undefined, want?: DeviceId, connection?: ConnectionInfo): void {
     if (mailbox?.gateway !== undefined) return; // taken in from the fleet: never sent back
     this.replica.forget(id);
-    this.publisher.mailbox(id, want, connection);
+    if (mailbox) this.publisher.mailbox(id, want, connection);
+    else this.publisher.cleared(id);
   }
 
   device(record: DeviceRecord): void {

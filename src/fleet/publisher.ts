@@ -1,10 +1,12 @@
 /**
  * The fleet's outgoing side: what was written on this gateway (its boards'
- * requests, its flows), published under the fleet's topics. Each id at most
- * every minIntervalMs, the latest value last (0: every report, once answered);
- * device topics on online, offline, reconnect and every offlineAfter / 2 while
- * a board reports; plain-text lines; the gateway's own state; Home Assistant
- * discovery. It publishes nothing it took in from the fleet.
+ * requests, its flows, the `/set`s it owns), published under the fleet's
+ * topics. Each id at most every minIntervalMs, the latest value last (0: every
+ * report, once answered); device topics on online, offline and reconnect (a
+ * report's mailbox message says the board is alive); plain-text lines; the
+ * gateway's own state; Home Assistant discovery. It publishes nothing it took
+ * in from the fleet, and empties a mailbox only when it was cleared here or
+ * its board evicted (docs/PROTOCOL.md, sharing).
  */
 
 import type { ConnectionInfo, RawEvent, TcpmqBroker } from '../broker/broker';
@@ -13,6 +15,7 @@ import type { DeviceId } from '../protocol/request';
 import { describeDevice, type DeviceList } from '../settings/device-list';
 import { VERSION } from '../settings/version';
 import { mailboxJson } from '../store/mailbox-codec';
+import type { DeviceRecord } from '../store/devices';
 import type { Mailbox } from '../store/mailboxes';
 import { boardDiscovery, boardRemoval, gatewayDiscovery, type DiscoveryMessage } from './discovery';
 import type { FleetOptions, FleetTransport } from './fleet';
@@ -32,6 +35,8 @@ export class Publisher {
   transport: FleetTransport | undefined;
   /** Ids whose mailbox or device changed here and are not published yet. */
   private readonly dirtyMailboxes = new Set<DeviceId>();
+  /** Dirty ids cleared here: the only mailboxes this gateway empties on MQTT (besides evicted boards). */
+  private readonly clearedMailboxes = new Set<DeviceId>();
   private readonly dirtyDevices = new Set<DeviceId>();
   /** The request behind each dirty mailbox a device wrote. */
   private readonly origins = new Map<DeviceId, RequestOrigin>();
@@ -40,11 +45,8 @@ export class Publisher {
   private flushTimer: NodeJS.Timeout | undefined;
   private flushSoon: NodeJS.Immediate | undefined;
   private announceTimer: NodeJS.Timeout | undefined;
-  private readonly discovered = new Set<DeviceId>();
-  /** The mailbox each board of this gateway reads (its `want`), for Home Assistant's command entity. */
-  private readonly reads = new Map<DeviceId, DeviceId>();
-  /** When each device topic was last published, oldest first: lastSeen is refreshed every offlineAfter / 2. */
-  private readonly devicePublished = new Map<DeviceId, number>();
+  /** Boards announced to Home Assistant, with the mailbox their command entity writes (the one they read). */
+  private readonly discovered = new Map<DeviceId, DeviceId | undefined>();
   /** Messages published, for the benchmark and the sidebar. */
   published = 0;
 
@@ -56,11 +58,14 @@ export class Publisher {
     private readonly safely: (action: () => void) => void,
   ) {}
 
-  /** Connected (again): everything of this gateway goes out anew, and its state. */
-  start(transport: FleetTransport): void {
+  /**
+   * Connected (again) and in step: this gateway's mailboxes go out anew, but those the MQTT broker holds
+   * already (`retainedOwn`: their writtenAt, as retained), and its devices and state.
+   */
+  start(transport: FleetTransport, retainedOwn: Map<DeviceId, number>): void {
     this.transport = transport;
     for (const [id, mailbox] of this.broker.mailboxes.entries()) {
-      if (mailbox.gateway === undefined) this.dirtyMailboxes.add(id);
+      if (mailbox.gateway === undefined && retainedOwn.get(id) !== mailbox.writtenAt) this.dirtyMailboxes.add(id);
     }
     for (const id of this.broker.devices.ids()) this.dirtyDevices.add(id);
     this.discovered.clear();
@@ -80,16 +85,27 @@ export class Publisher {
   /** Mailbox `id` was written here (see ShareHook.written). */
   mailbox(id: DeviceId, want?: DeviceId, connection?: ConnectionInfo): void {
     this.dirtyMailboxes.add(id);
+    this.clearedMailboxes.delete(id);
     if (want !== undefined && connection) {
       this.origins.set(id, { want, connection });
-      if (this.options.haDiscovery) this.reads.set(id, want);
-      // A board reporting on: its device topic's lastSeen stays within offlineAfter / 2 of the truth.
-      const published = this.devicePublished.get(id);
-      if (published !== undefined && Date.now() - published >= this.broker.options.offlineAfter * 500) {
-        this.dirtyDevices.add(id);
-      }
+      // A board that reads another mailbox now: its Home Assistant command entity follows.
+      if (this.discovered.has(id) && this.discovered.get(id) !== want) this.dirtyDevices.add(id);
     } else this.origins.delete(id);
     this.scheduleFlush();
+  }
+
+  /** Mailbox `id` was cleared here: its retained message goes (empty). */
+  cleared(id: DeviceId): void {
+    this.dirtyMailboxes.add(id);
+    this.clearedMailboxes.add(id);
+    this.origins.delete(id);
+    this.scheduleFlush();
+  }
+
+  /** A write for the owner of `id` (see Fleet.write). */
+  set(transport: FleetTransport, id: DeviceId, payload: string, ttlSeconds: number): void {
+    transport.publish(this.topics.set(id, ttlSeconds), payload, false);
+    this.published++;
   }
 
   device(id: DeviceId): void {
@@ -97,10 +113,17 @@ export class Publisher {
     this.scheduleFlush();
   }
 
+  /** Board `id` was dropped from a full table: its retained device and (unless another's) mailbox go. */
   evicted(id: DeviceId): void {
-    this.devicePublished.delete(id);
-    this.reads.delete(id);
-    if (this.discovered.delete(id)) this.publishAll(boardRemoval(id));
+    this.dirtyDevices.delete(id);
+    const removal = [{ topic: this.topics.device(id), payload: '' }];
+    const held = this.broker.mailboxes.read(id, Date.now());
+    if (!held) {
+      this.dirtyMailboxes.delete(id);
+      removal.push({ topic: this.topics.mailbox(id), payload: '' });
+    }
+    if (this.discovered.delete(id)) removal.push(...boardRemoval(id));
+    this.publishAll(removal);
   }
 
   /** The device list changed from `before`: boards listed otherwise are announced again, or removed. */
@@ -176,9 +199,14 @@ export class Publisher {
       this.dirtyMailboxes.delete(id);
       if (minIntervalMs > 0) this.lastPublished.set(id, now);
       const mailbox = this.broker.mailboxes.read(id, now);
-      const own = mailbox && mailbox.gateway === undefined ? JSON.stringify(this.shared(id, mailbox)) : '';
+      const cleared = this.clearedMailboxes.delete(id);
+      let payload: string | undefined;
+      if (mailbox && mailbox.gateway === undefined) payload = JSON.stringify(this.shared(id, mailbox));
+      else if (cleared && !mailbox) payload = '';
       this.origins.delete(id);
-      transport.publish(this.topics.mailbox(id), own, true);
+      // Another gateway's now, or expired here (every member expires a board's news by itself): nothing to say.
+      if (payload === undefined) continue;
+      transport.publish(this.topics.mailbox(id), payload, true);
       this.published++;
     }
     for (const id of this.dirtyDevices) {
@@ -189,10 +217,9 @@ export class Publisher {
       const named = describeDevice(this.options.devices, id);
       const device: SharedDevice = { online, lastSeen, gateway: this.options.gateway, remoteAddress, ...named };
       transport.publish(this.topics.device(id), JSON.stringify(device), true);
-      this.devicePublished.delete(id); // kept in publish order, oldest first
-      this.devicePublished.set(id, now);
       this.published++;
-      if (this.options.haDiscovery && !this.discovered.has(id)) this.discover(id, record.lastValue);
+      const discovered = this.discovered.has(id) && this.discovered.get(id) === record.want;
+      if (this.options.haDiscovery && !discovered) this.discover(record);
     }
     if (this.dirtyMailboxes.size === 0 && this.dirtyDevices.size === 0) this.stopFlushing();
   }
@@ -209,10 +236,10 @@ export class Publisher {
     return shared;
   }
 
-  private discover(id: DeviceId, value: unknown): void {
-    this.discovered.add(id);
+  private discover({ id, lastValue: value, want }: DeviceRecord): void {
+    this.discovered.set(id, want);
     const numeric = typeof value === 'number' || (typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value));
-    const facts = { id, listed: this.options.devices?.get(id), numeric, reads: this.reads.get(id) };
+    const facts = { id, listed: this.options.devices?.get(id), numeric, reads: want };
     this.publishAll(boardDiscovery(this.discoveryContext(), facts));
   }
 

@@ -47,9 +47,22 @@ export interface SharedCommand {
   buffer?: true;
 }
 
+/** The order of a mailbox's writes, the same on every member: writtenAt, then the gateway's name. */
+export interface WriteKey {
+  writtenAt: number;
+  gateway: string;
+}
+
+/** Whether write `a` comes after write `b` (an equal key is the same write). */
+export function isLater(a: WriteKey, b: WriteKey): boolean {
+  return a.writtenAt > b.writtenAt || (a.writtenAt === b.writtenAt && a.gateway > b.gateway);
+}
+
 /** `<prefix>/gateway/<gateway>`, retained: the gateway's own state (its will says `online: false`). */
 export interface SharedGateway {
   online: boolean;
+  /** A member with no boards (Node-RED in fleet mode): it never owns a mailbox. */
+  attached?: boolean;
   version?: string;
   startedAt?: number;
   counters?: Record<string, number>;
@@ -75,15 +88,19 @@ export function idOfLevel(level: string): DeviceId {
 export function fleetTopics(prefix: string) {
   return {
     mailbox: (id: DeviceId) => `${prefix}/mailbox/${topicLevel(id)}`,
-    set: (id: DeviceId) => `${prefix}/mailbox/${topicLevel(id)}/set`,
+    /** A write the id's owner takes (docs/PROTOCOL.md, sharing); with a time to live, in seconds, as one more level. */
+    set: (id: DeviceId, ttlSeconds = 0) =>
+      `${prefix}/mailbox/${topicLevel(id)}/set${ttlSeconds > 0 ? `/${ttlSeconds}` : ''}`,
     device: (id: DeviceId) => `${prefix}/device/${topicLevel(id)}`,
     raw: (gateway: string) => `${prefix}/raw/${topicLevel(gateway)}`,
     gateway: (gateway: string) => `${prefix}/gateway/${topicLevel(gateway)}`,
     command: (gateway: string, command: 'send' | 'close') => `${prefix}/gateway/${topicLevel(gateway)}/${command}`,
+    /** A member's own marker: when it comes back, every retained message came before it. */
+    sync: (gateway: string) => `${prefix}/gateway/${topicLevel(gateway)}/sync`,
     /** What a gateway subscribes to. */
     filters: {
       mailboxes: `${prefix}/mailbox/+`,
-      sets: `${prefix}/mailbox/+/set`,
+      sets: `${prefix}/mailbox/+/set/#`,
       devices: `${prefix}/device/+`,
       raw: `${prefix}/raw/+`,
       gateways: `${prefix}/gateway/+`,

@@ -34,9 +34,9 @@ export function connectMqtt(url: string, clientId: string, will: { topic: string
   });
   // Each publish goes out at once: Nagle's algorithm would hold a report back for tens of milliseconds.
   client.on('connect', () => (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true));
-  const routes = new Map<string, (topic: string, payload: Buffer) => void>();
-  client.on('message', (topic, payload) => {
-    for (const [filter, onMessage] of routes) if (topicMatches(filter, topic)) onMessage(topic, payload);
+  const routes = new Map<string, (topic: string, payload: Buffer, retained?: boolean) => void>();
+  client.on('message', (topic, payload, packet) => {
+    for (const [filter, onMessage] of routes) if (topicMatches(filter, topic)) onMessage(topic, payload, packet.retain);
   });
   return {
     client,

@@ -102,7 +102,8 @@ export function fleetEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpo
       return { devices: rows(changed), removed };
     },
     dropChanges: () => fleet?.remote.dropChanges(),
-    writeMailbox: (target, value, ttlSeconds) => writeMailbox(RED, broker, target, value, ttlSeconds),
+    // Sent to the id's gateway through `/set`; its retained mailbox message brings it back here.
+    writeMailbox: (target, value, ttlSeconds) => writeMailbox(RED, fleet ?? broker, target, value, ttlSeconds),
     send: (choice, data) => command('send', choice, data),
     closeConnections: (choice) => command('close', choice),
   };

@@ -171,7 +171,7 @@ export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endp
       broker.devices.dropChanges();
       fleet?.remote.dropChanges();
     },
-    writeMailbox: (target, value, ttlSeconds) => writeMailbox(RED, broker, target, value, ttlSeconds),
+    writeMailbox: (target, value, ttlSeconds) => writeMailbox(RED, fleet ?? broker, target, value, ttlSeconds),
     send: (choice, data) => broker.send(connectionTarget(RED, choice), data),
     closeConnections: (choice) => broker.closeConnections(connectionTarget(RED, choice)),
   };

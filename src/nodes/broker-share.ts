@@ -20,7 +20,7 @@ interface MqttBrokerNode extends Node {
   subscribe(
     topic: string,
     options: { qos: number },
-    callback: (topic: string, payload: Buffer) => void,
+    callback: (topic: string, payload: Buffer, packet: { retain?: boolean }) => void,
     ref: string,
   ): void;
   unsubscribe(topic: string, ref: string, removeClientSubscription?: boolean): void;
@@ -66,7 +66,7 @@ export function shareBroker(
     gateway,
     haDiscovery: settings.haDiscovery && !attached,
     minIntervalMs: settings.publishInterval,
-    followRaw: attached,
+    attached,
     // A gateway says it is there (Home Assistant's availability follows it); a Node-RED attached is none.
     announce: attached ? undefined : { model: 'Node-RED', startedAt, counters: () => ({ ...broker.counters }) },
   };
@@ -80,7 +80,8 @@ export function shareBroker(
   const ref = `${node.id}:share`;
   const transport: FleetTransport = {
     publish: (topic, payload, retain) => mqtt.publish({ topic, payload, qos: 1, retain }, () => undefined),
-    subscribe: (topic, onMessage) => mqtt.subscribe(topic, { qos: 1 }, onMessage, ref),
+    subscribe: (topic, onMessage) =>
+      mqtt.subscribe(topic, { qos: 1 }, (at, payload, packet) => onMessage(at, payload, packet?.retain === true), ref),
     unsubscribe: (topic) => mqtt.unsubscribe(topic, ref, true),
   };
   const shared = fleet;

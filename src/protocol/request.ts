@@ -91,12 +91,13 @@ export function parseRequest(frame: Buffer): Request | NotARequest {
 
 /** The request, or why its ids are refused. */
 function checkIds(request: Request): Request | NotARequest {
-  return tooLong(request.from) || tooLong(request.want)
+  return idTooLong(request.from) || idTooLong(request.want)
     ? { reason: `device ids are at most ${MAX_ID_BYTES} bytes` }
     : request;
 }
 
-function tooLong(id: DeviceId): boolean {
+/** Whether `id` is over MAX_ID_BYTES: the TCP side refuses it, and so does the MQTT side (sharing). */
+export function idTooLong(id: DeviceId): boolean {
   // A UTF-16 unit is at most 3 UTF-8 bytes: short ids need no count.
   return id.length * 3 > MAX_ID_BYTES && Buffer.byteLength(id, 'utf8') > MAX_ID_BYTES;
 }

@@ -25,6 +25,8 @@ export interface DeviceRecord {
   online: boolean;
   /** The last payload the device sent: kept after it goes offline, for dashboards. */
   lastValue: unknown;
+  /** The mailbox it last asked for: where a command to it goes (Home Assistant's command topic). */
+  want?: DeviceId;
 }
 
 /** What changed since the last takeChanges(): the records to show again, and the ids gone. */
@@ -74,7 +76,7 @@ export class Devices {
   }
 
   /** Records a valid request (check admits() first); returns the record if the device just came online. */
-  heard(id: DeviceId, sender: ConnectionInfo, value: unknown, now: number): DeviceRecord | undefined {
+  heard(id: DeviceId, sender: ConnectionInfo, value: unknown, now: number, want?: DeviceId): DeviceRecord | undefined {
     let device = this.records.get(id);
     if (device === undefined) {
       if (this.records.size >= this.maxDevices) this.evictOne();
@@ -98,6 +100,7 @@ export class Devices {
     device.lastSeen = now;
     device.messages++;
     device.lastValue = value;
+    if (want !== undefined) device.want = want;
     this.changed.add(id);
     if (device.online) {
       // To the end of the online order: heard most recently.

@@ -29,7 +29,8 @@ export class Mailboxes {
    * `writtenAt`, served for `ttlMs` from then (0: until overwritten), taken in
    * from `gateway` (sharing; undefined: written here). `reply`: the value's
    * reply bytes if the caller has encoded them already (a flow's value is
-   * checked that way before it is written).
+   * checked that way before it is written). A write here (no `gateway`) is
+   * stamped after what is held, so its writtenAt never ties with the last.
    */
   write(
     id: DeviceId,
@@ -40,9 +41,14 @@ export class Mailboxes {
     reply?: Buffer,
     gateway?: string,
   ): Mailbox {
-    const now = writtenAt;
-    const expiresAt = ttlMs > 0 ? now + ttlMs : Infinity;
     let mailbox = this.boxes.get(id);
+    // A write here comes after whatever is held: two in one millisecond, or a clock behind another gateway's,
+    // still order (the fleet compares writtenAt, docs/PROTOCOL.md, sharing).
+    const now =
+      gateway === undefined && mailbox !== undefined && writtenAt <= mailbox.writtenAt
+        ? mailbox.writtenAt + 1
+        : writtenAt;
+    const expiresAt = ttlMs > 0 ? now + ttlMs : Infinity;
     if (mailbox === undefined) {
       mailbox = { value, writtenAt: now, writer, expiresAt, reply, gateway };
       this.boxes.set(id, mailbox);

@@ -194,19 +194,19 @@ describe('Home Assistant discovery, by Home Assistant rules', function () {
     assert.equal(available(sensor), false, 'unavailable once its gateway says offline');
   });
 
-  it('keeps lastSeen within offlineAfter / 2 while a board reports, at one message per offlineAfter / 2', async function () {
+  it("feeds the sensor's expire_after with the reports themselves: no device message while a board reports", async function () {
     const board = await gateway();
     const started = Date.now();
     while (Date.now() - started < 2000) {
       await board.request('[5,5,"x"]');
       await sleep(50);
     }
-    const devices = bus.published.filter((m) => m.topic === 'tcpmq/device/5').map((m) => JSON.parse(m.payload));
-    const halfOffline = (OFFLINE_AFTER * 1000) / 2;
-    assert.ok(devices.length >= 3, `refreshed: ${devices.length} device messages in 2 s`);
-    assert.ok(devices.length <= 2000 / halfOffline + 1, `at most one per offlineAfter / 2: ${devices.length}`);
-    const last = devices[devices.length - 1];
-    assert.ok(Date.now() - last.lastSeen <= halfOffline + 100, `lastSeen ${Date.now() - last.lastSeen} ms old`);
+    const devices = bus.published.filter((m) => m.topic === 'tcpmq/device/5');
+    assert.equal(devices.length, 1, `one device message (online) in 2 s of reports: ${devices.length}`);
+    const sensor = JSON.parse(bus.retained.get('homeassistant/sensor/tcpmq_5/config'));
+    const mailboxes = bus.published.filter((m) => m.topic === sensor.state_topic).map((m) => JSON.parse(m.payload));
+    const gaps = mailboxes.slice(1).map((m, n) => m.writtenAt - mailboxes[n].writtenAt);
+    assert.ok(Math.max(...gaps) < sensor.expire_after * 1000, `its state topic heard every ${Math.max(...gaps)} ms`);
   });
 
   it('removes a board from Home Assistant when it is evicted', async function () {

@@ -1,6 +1,6 @@
 'use strict';
 // An MQTT broker in memory for the fleet's tests: retained messages, wildcards,
-// delivery on the next turn (the real one, mosquitto, is in test/e2e/).
+// delivery on the next turn, retained ones flagged as such (the real one, mosquitto, is in test/e2e/).
 const { topicMatches: matches } = require('../../dist/gateway/mqtt-transport');
 
 /** An MQTT broker in memory: retained messages, wildcards, delivery on the next turn. Counts what is published. */
@@ -31,7 +31,7 @@ class Bus {
         own.push(subscription);
         bus.subscriptions.push(subscription);
         for (const [topic, payload] of bus.retained)
-          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload)));
+          if (matches(filter, topic)) setImmediate(() => onMessage(topic, Buffer.from(payload), true));
       },
       unsubscribe(filter) {
         bus.subscriptions = bus.subscriptions.filter((s) => !(own.includes(s) && s.filter === filter));
