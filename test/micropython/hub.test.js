@@ -588,7 +588,7 @@ print(json.dumps({'news': news, 'worst': worst}))
       it('publishes its board news retained with the contract JSON, each id at most every 250 ms', async function () {
         const watcher = await listen(['tcpmq/#', 'homeassistant/#']);
         const hub = await fleetHub({ HA_DISCOVERY: true });
-        const state = JSON.parse((await heard(watcher, 'tcpmq/gateway/hub-test')).text);
+        const state = JSON.parse((await heard(watcher, 'tcpmq/gateway/hub-test', (m) => !m.retain)).text);
         assert.equal(state.online, true);
         assert.equal(typeof state.startedAt, 'number');
         assert.ok(Math.abs(state.startedAt - Date.now()) < 10000, `startedAt ${state.startedAt}`);
@@ -670,7 +670,7 @@ print(json.dumps({'news': news, 'worst': worst}))
       it('serves a board what another client wrote with /set, which does not expire', async function () {
         const watcher = await listen();
         const hub = await fleetHub();
-        await heard(watcher, 'tcpmq/gateway/hub-test');
+        await heard(watcher, 'tcpmq/gateway/hub-test', (m) => JSON.parse(m.text).online); // subscribed by then
         const writer = await listen([]);
         await writer.publishAsync('tcpmq/mailbox/cmd/set', 'on');
         const board = await connect(hub);
@@ -746,7 +746,7 @@ print(json.dumps({'news': news, 'worst': worst}))
       it('shares plain-text lines, and writes to or closes a connection when another client says so', async function () {
         const watcher = await listen();
         const hub = await fleetHub();
-        await heard(watcher, 'tcpmq/gateway/hub-test');
+        await heard(watcher, 'tcpmq/gateway/hub-test', (m) => JSON.parse(m.text).online); // subscribed by then
         const board = await connect(hub); // a K230-like board: plain text, no frames
         board.send('Hello 01Studio!\r\n');
         const line = JSON.parse((await heard(watcher, 'tcpmq/raw/hub-test')).text);
