@@ -24,6 +24,7 @@ import {
   type Connection,
   type ConnectionHandlers,
   type ConnectionRecord,
+  type ConnectionState,
 } from './connection';
 import { Connections, type ConnectionTarget } from './connections';
 import { noCounts } from './events';
@@ -34,7 +35,7 @@ import { Server, type ListenAddress } from './server';
 
 export * from './options';
 
-export { connectionName, type ConnectionInfo, type ConnectionRecord } from './connection';
+export { connectionName, type ConnectionInfo, type ConnectionRecord, type ConnectionState } from './connection';
 export type { ConnectionTarget } from './connections';
 export * from './events';
 export type { BrokerSnapshot } from '../store/snapshot';
@@ -127,11 +128,14 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
 
   // ---- running ------------------------------------------------------------
 
-  /** Starts listening (server.ts); a failure is reported as an 'error' state and retried. */
-  start(): void {
+  /**
+   * Starts listening (server.ts); a failure is reported as an 'error' state and retried. With `listen`
+   * false it only starts its timers: its sockets are all handed to it (handle(), adopt()).
+   */
+  start({ listen = true }: { listen?: boolean } = {}): void {
     if (this.server.running) return;
     this.startSweeps();
-    this.server.start(this.listenAddress());
+    if (listen) this.server.start(this.listenAddress());
   }
 
   /** Takes in a socket from a server of the caller's own (aedes' way), admitted and served: no start() needed. */
@@ -139,6 +143,42 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
     if (!this.sockets.has(socket) && !this.admit(socket)) return;
     this.startSweeps();
     this.serve(socket);
+  }
+
+  /**
+   * Takes in a socket numbered elsewhere (tcpmq-gateway's holder numbers its connections), admitted as any
+   * new one; with the rest of `state`, it goes on where another broker let go of it (release()): its device,
+   * its counts, the frame it had half received. False if admission refused it (it is closed here).
+   */
+  adopt(socket: net.Socket, state: Partial<ConnectionState> & { connectionId: number }): boolean {
+    if (!this.admit(socket)) return false;
+    this.startSweeps();
+    const connection = this.connections.serve(socket, this.settings.maxFrameBytes, this.handlers, state.connectionId);
+    this.counters.connections++;
+    this.safeEmit('connection', connection.info());
+    if (state.held !== undefined) connection.resume(state as ConnectionState);
+    return true;
+  }
+
+  /**
+   * Lets go of every connection without closing any (another process holds them and takes them over,
+   * with what this returns: see adopt()). Reading stops at once; replies already written go out first
+   * (for `drainMs` at most). No 'disconnect' is reported: the connections go on elsewhere.
+   */
+  async release(drainMs = 1000): Promise<ConnectionState[]> {
+    this.stopSweeps();
+    const connections = [...this.connections.values()];
+    for (const { socket } of connections) socket.pause();
+    const deadline = Date.now() + drainMs;
+    while (connections.some(({ socket }) => socket.writableLength > 0 && !socket.destroyed) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    const states: ConnectionState[] = [];
+    for (const connection of connections) {
+      this.sockets.delete(connection.socket);
+      const state = this.connections.release(connection);
+      if (state) states.push(state);
+    }
+    return states;
   }
 
   /** Closes every connection and listener, and clears every timer. */

@@ -5,7 +5,7 @@
 
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { FrameReader, type FrameSink } from '../protocol/frame-reader';
+import { FrameReader, type FrameSink, type ReaderState } from '../protocol/frame-reader';
 import type { DeviceId } from '../protocol/request';
 
 /** Which connection something came from. */
@@ -21,6 +21,19 @@ export interface ConnectionRecord extends ConnectionInfo {
   deviceId: DeviceId | undefined;
   /** 'tcpmq' (JSON frames), 'raw' (plain text) or 'unknown' (nothing received yet). */
   kind: 'tcpmq' | 'raw' | 'unknown';
+  connectedAt: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/**
+ * A connection as one broker hands it to another (in another process, say: tcpmq-gateway's upgrade): its
+ * number, its device, its counts and where its reader stopped (the bytes of a frame half received, and
+ * bytes read but not yet looked at). The socket itself travels beside it.
+ */
+export interface ConnectionState extends ReaderState {
+  connectionId: number;
+  deviceId?: DeviceId;
   connectedAt: number;
   bytesIn: number;
   bytesOut: number;
@@ -60,10 +73,12 @@ const MAX_UNREAD_REPLY_BYTES = 1024 * 1024;
 
 export class Connection implements ConnectionInfo, FrameSink {
   readonly reader: FrameReader;
-  readonly connectedAt = Date.now();
+  connectedAt = Date.now();
   /** When it last sent anything (a monotonic clock): the idle sweep closes it after idleTimeout of silence. */
   lastHeard = performance.now();
   deviceId: DeviceId | undefined;
+  /** Handed over to another broker (release()): its socket's events are no longer this broker's. */
+  released = false;
   bytesIn = 0;
   bytesOut = 0;
 
@@ -119,6 +134,23 @@ export class Connection implements ConnectionInfo, FrameSink {
       bytesIn,
       bytesOut,
     };
+  }
+
+  /** Where it stands, with `unread` (bytes read from the socket and not yet looked at) after its unfinished frame. */
+  state(unread: Buffer): ConnectionState {
+    const { connectionId, deviceId, connectedAt, bytesIn, bytesOut } = this;
+    const reader = this.reader.save();
+    const held = unread.length > 0 ? Buffer.concat([reader.held, unread]) : reader.held;
+    return { connectionId, deviceId, connectedAt, bytesIn, bytesOut, ...reader, held };
+  }
+
+  /** Goes on from `state` (a connection handed over): its counts, its device, then its unread bytes. */
+  resume(state: ConnectionState): void {
+    this.deviceId = state.deviceId;
+    this.connectedAt = state.connectedAt;
+    this.bytesIn = state.bytesIn;
+    this.bytesOut = state.bytesOut;
+    this.reader.resume(state);
   }
 
   /** Bytes from the socket. */

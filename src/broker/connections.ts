@@ -6,7 +6,14 @@
 
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Connection, ignoreError, plainAddress, type ConnectionHandlers, type ConnectionRecord } from './connection';
+import {
+  Connection,
+  ignoreError,
+  plainAddress,
+  type ConnectionHandlers,
+  type ConnectionRecord,
+  type ConnectionState,
+} from './connection';
 
 /** Which connections a flow writes to or closes: one by number, or every one of a device. */
 export interface ConnectionTarget {
@@ -24,14 +31,18 @@ export class Connections {
    * Serves `socket`: numbered, kept until it closes, its bytes read into
    * frames for `handlers`, its errors handled ('close' follows every one).
    */
-  serve(socket: net.Socket, maxFrameBytes: number, handlers: ConnectionHandlers): Connection {
+  serve(socket: net.Socket, maxFrameBytes: number, handlers: ConnectionHandlers, connectionId?: number): Connection {
     const address = plainAddress(socket.remoteAddress);
-    const connection = new Connection(socket, this.nextId++, address, socket.remotePort ?? 0, maxFrameBytes, handlers);
+    // A number given from elsewhere (a connection handed over) is kept; later ones count on after it.
+    const id = connectionId ?? this.nextId;
+    this.nextId = Math.max(this.nextId, id + 1);
+    const connection = new Connection(socket, id, address, socket.remotePort ?? 0, maxFrameBytes, handlers);
     this.open.set(connection.connectionId, connection);
     // Admitted sockets have their error handler already (the broker's admission).
     if (socket.listenerCount('error') === 0) socket.on('error', ignoreError);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
+      if (connection.released) return;
       try {
         connection.received(chunk);
       } catch (err) {
@@ -40,11 +51,31 @@ export class Connections {
       }
     });
     socket.on('close', () => {
+      if (connection.released) return;
       connection.reader.end();
       this.open.delete(connection.connectionId);
       handlers.closed(connection);
     });
     return connection;
+  }
+
+  /**
+   * Lets go of `connection` without closing it (another process holds it, and takes it over): reading
+   * stops where its last complete frame ended, and what it read beyond goes into its state. Its socket's
+   * descriptor here is closed (no FIN: the connection is not, while another descriptor holds it), and
+   * no 'closed' is reported. Returns undefined if it had closed already.
+   */
+  release(connection: Connection): ConnectionState | undefined {
+    const { socket } = connection;
+    this.open.delete(connection.connectionId);
+    connection.released = true;
+    if (socket.destroyed) return undefined;
+    socket.pause();
+    const unread: Buffer[] = [];
+    for (let chunk: Buffer | null; (chunk = socket.read() as Buffer | null) !== null;) unread.push(chunk);
+    const state = connection.state(Buffer.concat(unread));
+    socket.destroy();
+    return state;
   }
 
   get size(): number {

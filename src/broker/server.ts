@@ -30,6 +30,8 @@ export interface ListenAddress {
   retryInterval: number;
   /** Why these settings cannot work, if they cannot (reported instead of binding). */
   invalid?: string;
+  /** Accepted sockets are not read here (tcpmq-gateway's holder hands them to its worker, which reads them). */
+  pauseOnConnect?: boolean;
 }
 
 /** What the server hands its owner. */
@@ -86,6 +88,7 @@ export class Server {
       address.host !== previous.host ||
       address.port !== previous.port ||
       !sameTls(address.tls, previous.tls) ||
+      address.pauseOnConnect !== previous.pauseOnConnect ||
       address.invalid !== previous.invalid;
     if (!moved) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -130,7 +133,9 @@ export class Server {
     this.setStatus({ state: 'starting', host, port });
     let server: net.Server;
     try {
-      server = address.tls ? tls.createServer(address.tls) : net.createServer();
+      server = address.tls
+        ? tls.createServer(address.tls)
+        : net.createServer({ pauseOnConnect: address.pauseOnConnect });
     } catch (err) {
       // A key that does not match its certificate, a wrong passphrase: reported, not thrown.
       this.setStatus({ state: 'error', host, port, code: 'ETLS', error: `TLS settings rejected: ${describe(err)}` });

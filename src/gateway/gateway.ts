@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { TlsOptions } from 'node:tls';
-import { TcpmqBroker, brokerOptions, connectionName } from '../broker/broker';
+import { TcpmqBroker, brokerOptions, connectionName, type BrokerSnapshot } from '../broker/broker';
 import { limitedWarnings } from '../events/rate-limit';
 import { describe } from '../events/safe-emitter';
 import { Fleet } from '../fleet/fleet';
@@ -31,18 +31,32 @@ function tlsOptions({ tlsCert, tlsKey, tlsCa }: GatewayOptions): TlsOptions | un
   return { cert: readFileSync(tlsCert), key: readFileSync(tlsKey), ca, requestCert: !!ca, rejectUnauthorized: !!ca };
 }
 
+/**
+ * How a worker of tcpmq-gateway's holder runs the gateway (worker.ts): the holder listens and hands it
+ * every socket, and the holder's MQTT will speaks for the gateway, so a worker replaced or crashed never
+ * makes the gateway say offline.
+ */
+export interface GatewayHost {
+  /** When the service started (the holder), for the gateway's state. */
+  startedAt: number;
+  /** The MQTT session is up. */
+  connected(): void;
+}
+
 export class Gateway {
   readonly broker: TcpmqBroker;
   readonly name: string;
   private fleet: Fleet | undefined;
   private link: MqttLink | undefined;
   private readonly saver: SnapshotSaver | undefined;
-  private readonly startedAt = Date.now();
+  private readonly startedAt: number;
 
   constructor(
     private options: GatewayOptions,
     private readonly log: Log,
+    private readonly host?: GatewayHost,
   ) {
+    this.startedAt = host?.startedAt ?? Date.now();
     this.name = options.gateway || hostname();
     this.broker = new TcpmqBroker(brokerOptions(options, tlsOptions(options)));
     const file = options.persist ? new SnapshotFile(options.persist) : undefined;
@@ -50,10 +64,25 @@ export class Gateway {
     this.logEvents();
   }
 
-  async start(): Promise<void> {
-    if (await this.saver?.start()) this.log.info(`persist: restored ${this.options.persist}`);
-    this.broker.start();
+  /** Starts serving: from `handed` (a worker's state, see worker.ts) if given, else from persist. */
+  async start(handed?: BrokerSnapshot): Promise<void> {
+    if (handed) {
+      this.broker.restore(handed);
+      this.saver?.resume();
+    } else if (await this.saver?.start()) this.log.info(`persist: restored ${this.options.persist}`);
+    this.broker.start({ listen: !this.host });
     if (this.options.mqtt) this.share();
+  }
+
+  /** An upgrade (worker.ts): sharing and saving stop here, for the next worker to go on with; MQTT stays up. */
+  freeze(): void {
+    this.saver?.stop(false);
+    this.fleet?.detach();
+  }
+
+  /** Ends the MQTT session without a word (no offline state, no will): the next worker speaks for the gateway. */
+  async leave(): Promise<void> {
+    if (this.link) await Promise.race([this.link.end(), new Promise((resolve) => setTimeout(resolve, 1000))]);
   }
 
   /** New settings (SIGHUP), applied as a deploy applies them: connections kept, what no longer passes closed. */
@@ -97,7 +126,10 @@ export class Gateway {
       announce: { model: 'tcpmq-gateway', startedAt: this.startedAt, counters: () => this.counters() },
     });
     const clientId = `tcpmq-gateway-${this.name}-${process.pid}`.replace(/[^A-Za-z0-9_-]/g, '_');
-    const will = { topic: fleet.topics.gateway(this.name), payload: JSON.stringify(this.offline()) };
+    // Under a holder, the holder's will speaks for the gateway: a worker that goes says nothing.
+    const will = this.host
+      ? undefined
+      : { topic: fleet.topics.gateway(this.name), payload: JSON.stringify(this.offline()) };
     const link = connectMqtt(this.options.mqtt, clientId, will);
     this.fleet = fleet;
     this.link = link;
@@ -105,6 +137,7 @@ export class Gateway {
     link.client.on('connect', () => {
       this.log.info(`MQTT connected to ${where}, sharing as gateway "${this.name}" under ${prefix}/`);
       fleet.setConnected(true);
+      this.host?.connected();
     });
     link.client.on('close', () => {
       if (fleet.connected) this.log.warn(`MQTT connection to ${where} lost; boards are served on, reconnecting`);

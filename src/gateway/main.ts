@@ -1,29 +1,37 @@
 /**
  * The `tcpmq-gateway` command: settings from flags, environment and file;
  * SIGTERM and SIGINT stop gracefully (persist saved, MQTT state offline, exit
- * 0); SIGHUP re-reads the config file and applies it live, as a deploy does.
- * A bad setting is one line naming it and exit code 2, never a stack trace.
+ * 0); SIGHUP re-reads the config file and applies it live, as a deploy does;
+ * SIGUSR2 upgrades: the broker goes on in a new process from the code on disk
+ * now, with every board's connection (holder.ts). Where a process cannot hand
+ * a socket to another (Windows), with TLS (a TLS session lives in the process
+ * that did its handshake) or with --single-process, the broker runs in this
+ * process, as before. A bad setting is one line naming it and exit code 2,
+ * never a stack trace.
  */
 
 import { describe } from '../events/safe-emitter';
 import { SettingError } from '../settings/schema';
 import { VERSION } from '../settings/version';
 import { Gateway } from './gateway';
-import { consoleLog } from './log';
-import { helpText, parseArgs, resolveOptions, type GatewayOptions } from './options';
+import { Holder } from './holder';
+import { consoleLog, type Log } from './log';
+import { helpText, parseArgs, resolveOptions, type Command, type GatewayOptions } from './options';
 
 /** Exit code of a bad setting (as a shell's usage error). */
 const USAGE = 2;
 /** A stop that takes longer than this exits anyway. */
 const STOP_WITHIN_MS = 2500;
+const SINGLE_PROCESS = '--single-process';
 
 export function main(argv: readonly string[]): void {
+  const args = argv.filter((arg) => arg !== SINGLE_PROCESS);
   let command;
   let options: GatewayOptions;
   try {
-    command = parseArgs(argv);
+    command = parseArgs(args);
     if (command.help) {
-      process.stdout.write(`${helpText()}\n`);
+      process.stdout.write(`${helpText()}\n${singleProcessHelp()}\n`);
       return;
     }
     options = resolveOptions(command, process.env);
@@ -33,7 +41,26 @@ export function main(argv: readonly string[]): void {
     return;
   }
   const log = consoleLog(options.logLevel);
-  const cli = command;
+  // Nothing a board or the network does may end the service: report it and go on.
+  process.on('uncaughtException', (err) => log.error(`internal error, carrying on: ${err.stack ?? describe(err)}`));
+  const single =
+    args.length < argv.length ||
+    process.env.TCPMQ_SINGLE_PROCESS === '1' ||
+    process.platform === 'win32' ||
+    Boolean(options.tlsCert);
+  if (single) runAlone(command, options, log);
+  else runHeld(command, args, options, log);
+}
+
+function singleProcessHelp(): string {
+  return (
+    `  ${SINGLE_PROCESS}  the broker in this process: no upgrade (SIGUSR2) that keeps the boards; env TCPMQ_SINGLE_PROCESS=1\n` +
+    'SIGUSR2 upgrades: a new process from the code on disk takes over every board connection and the state.'
+  );
+}
+
+/** The broker in this process. */
+function runAlone(cli: Command & { help: false }, options: GatewayOptions, log: Log): void {
   let gateway: Gateway;
   try {
     gateway = new Gateway(options, log);
@@ -44,17 +71,31 @@ export function main(argv: readonly string[]): void {
     return;
   }
   log.info(`tcpmq-gateway ${VERSION} "${gateway.name}"`);
-  // Nothing a board or the network does may end the service: report it and go on.
-  process.on('uncaughtException', (err) => log.error(`internal error, carrying on: ${err.stack ?? describe(err)}`));
   gateway.start().catch((err: unknown) => log.error(describe(err)));
+  onStop(log, () => gateway.stop());
+  onReload(cli, log, (next) => gateway.apply(next));
+  process.on('SIGUSR2', () => log.warn('SIGUSR2: no upgrade in a single process; restart to upgrade'));
+}
 
+/** The broker in a worker process that this one (the holder) hands the boards' connections to. */
+function runHeld(cli: Command & { help: false }, args: readonly string[], options: GatewayOptions, log: Log): void {
+  const holder = new Holder(options, args, log);
+  log.info(`tcpmq-gateway ${VERSION} "${holder.name}" (holder ${process.pid})`);
+  holder.start();
+  onStop(log, () => holder.stop());
+  onReload(cli, log, (next) => holder.reload(next));
+  process.on('SIGUSR2', () => holder.upgrade());
+}
+
+/** SIGTERM and SIGINT: `stop`, then exit 0, within STOP_WITHIN_MS whatever happens. */
+function onStop(log: Log, stop: () => Promise<void>): void {
   let stopping = false;
-  const stop = (signal: string) => {
+  const handler = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info(`${signal}: stopping`);
     setTimeout(() => process.exit(0), STOP_WITHIN_MS).unref();
-    gateway.stop().then(
+    stop().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error(describe(err));
@@ -62,13 +103,17 @@ export function main(argv: readonly string[]): void {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', () => handler('SIGINT'));
+}
+
+/** SIGHUP: the settings read again and applied; a bad one is logged and changes nothing. */
+function onReload(cli: Command & { help: false }, log: Log, apply: (options: GatewayOptions) => void): void {
   process.on('SIGHUP', () => {
     try {
       const next = resolveOptions(cli, process.env);
       log.level = next.logLevel;
-      gateway.apply(next);
+      apply(next);
     } catch (err) {
       log.error(`SIGHUP: settings not applied: ${describe(err)}`);
     }

@@ -23,14 +23,14 @@ export function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
-/** Connects to `url`; `will` is published (retained) by the MQTT broker if this process goes without a word. */
-export function connectMqtt(url: string, clientId: string, will: { topic: string; payload: string }): MqttLink {
+/** Connects to `url`; `will` (if any) is published (retained) by the MQTT broker if this process goes without a word. */
+export function connectMqtt(url: string, clientId: string, will?: { topic: string; payload: string }): MqttLink {
   const client = mqtt.connect(url, {
     clientId,
     clean: true,
     reconnectPeriod: 2000,
     connectTimeout: 10_000,
-    will: { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
+    will: will && { topic: will.topic, payload: Buffer.from(will.payload), qos: 1, retain: true },
   });
   // Each publish goes out at once: Nagle's algorithm would hold a report back for tens of milliseconds.
   client.on('connect', () => (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true));

@@ -20,6 +20,13 @@ export interface FrameSink {
   onOversize(size: number): void;
 }
 
+/** A reader's place in its stream (save(), resume()): what the connection speaks and the bytes of an unfinished frame. */
+export interface ReaderState {
+  kind: 'tcpmq' | 'raw' | 'unknown';
+  sendsLines: boolean;
+  held: Buffer;
+}
+
 const TAB = 0x09;
 const LF = 0x0a;
 const CR = 0x0d;
@@ -82,6 +89,20 @@ export class FrameReader {
   /** Bytes held for an unfinished frame (bounded by maxFrameBytes). */
   get bufferedBytes(): number {
     return this.heldBytes;
+  }
+
+  /** Where this reader is in its stream, for a reader in another process to go on from (see resume()). */
+  save(): ReaderState {
+    const held = this.held ? Buffer.from(this.held.subarray(0, this.heldBytes)) : Buffer.alloc(0);
+    return { kind: this.kind, sendsLines: this.sendsLines, held };
+  }
+
+  /** Goes on from where another reader of the same stream stopped (its save()), on a reader that has read nothing. */
+  resume({ kind, sendsLines, held }: ReaderState): void {
+    this.speaksJson = kind === 'unknown' ? undefined : kind === 'tcpmq';
+    this.sendsLines = sendsLines;
+    // The held bytes start where the unfinished frame or line did: read again, they rebuild the scan's state.
+    if (held.length > 0) this.push(held);
   }
 
   push(chunk: Buffer): void {
