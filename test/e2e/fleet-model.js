@@ -325,8 +325,11 @@ class FleetModel {
       this.checkMemoryGrowth();
       this.throwFound();
     } catch (err) {
-      if (err instanceof Violation) this.figures.violations++;
-      throw err instanceof Violation ? err : this.violation(`the run failed: ${err.stack ?? err}`, 'no error', '');
+      const violation =
+        err instanceof Violation ? err : this.violation(`the run failed: ${err.stack ?? err}`, 'no error', '');
+      this.figures.violations++;
+      // The figures so far go with it (bench/fleet-fuzz.js adds them up).
+      throw Object.assign(violation, { figures: this.figures });
     } finally {
       await this.stop();
     }
@@ -879,13 +882,20 @@ class FleetModel {
       SETTLE_MS,
       [board.id],
     );
-    const before = report.before;
-    // Served before this report, on a gateway that had it: the board was alive, and its last report fresh.
-    const servedBefore = before && before.start === report.start && Date.now() < before.sentAt + FRESH_WITHIN_MS;
+    // Until the new report comes, another gateway serves the one before it if the board was alive (no
+    // restart of its gateway since) and that report is not past offlineAfter; it must while it is fresh.
+    const before = report.before?.start === report.start ? report.before : undefined;
+    const now = Date.now();
+    const mayServeBefore = before && now < before.replyAt + STALE_AFTER_MS;
+    const mustServeBefore = before && now < before.sentAt + FRESH_WITHIN_MS;
     for (const name of GATEWAYS) {
       if (name === board.gateway || !this.gateways[name].up) continue;
       const probe = this.boards[PROBES[name]];
-      const settling = { mailbox: board.id, before: servedBefore ? before : undefined, emptyBefore: !servedBefore };
+      const settling = {
+        mailbox: board.id,
+        before: mayServeBefore ? before : undefined,
+        emptyBefore: !mustServeBefore,
+      };
       let reply;
       await this.waitFor(
         async () => {
@@ -1198,9 +1208,16 @@ class FleetModel {
   }
 }
 
-/** Runs the model once with `options` (see FleetModel); resolves with its figures, rejects with a Violation. */
+/**
+ * Runs the model once with `options` (see FleetModel); resolves with its figures, rejects with a Violation
+ * (which carries the figures so far). `onStart` is handed the model first (to stop it early: `until = 0`).
+ *
+ * @param {ConstructorParameters<typeof FleetModel>[0] & { onStart?: (model: FleetModel) => void }} options
+ */
 function runFleetModel(options) {
-  return new FleetModel(options).run();
+  const model = new FleetModel(options);
+  options.onStart?.(model);
+  return model.run();
 }
 
 module.exports = { FleetModel, runFleetModel, randomSeed, Violation, STEP_WEIGHTS, KNOWN_DEFECTS };

@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// Long run of the fleet model (test/e2e/fleet-model.js): two tcpmq-gateway processes, a real mosquitto, a
+// Node-RED in fleet mode, boards and /set writers, through random gateway SIGKILL and SIGTERM restarts and
+// Node-RED restarts, checked after every step against the model of the fleet's rules. Runs with random
+// seeds (or the one given) until the time is up, and prints the figures: steps, restarts of each kind,
+// reads, writes, flow messages, violations, each violation with the seed and the line that replays it.
+// Needs a build (dist/) and mosquitto.
+//
+//   node bench/fleet-fuzz.js [--seconds 120] [--steps 60] [--seed N] [--defects]
+//
+// --steps: steps per seed (a new seed after them); --seed: that seed only, for --steps or until the time is
+// up; --defects: steps into the known defects too (KNOWN_DEFECTS in test/e2e/fleet-model.js). Exit code 1
+// if any run found a violation.
+'use strict';
+const fs = require('node:fs');
+const { parseArgs } = require('node:util');
+const { runFleetModel, randomSeed, KNOWN_DEFECTS, STEP_WEIGHTS } = require('../test/e2e/fleet-model');
+
+const { values: args } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '120' },
+    steps: { type: 'string' },
+    seed: { type: 'string' },
+    defects: { type: 'boolean', default: false },
+  },
+});
+
+if (!fs.existsSync('/usr/sbin/mosquitto')) {
+  const ci = process.env.CI === 'true' || process.env.CI === '1';
+  console.error(`fleet-fuzz: mosquitto is missing${ci ? ' (CI=true: a run may not skip)' : '; skipped'}`);
+  process.exit(ci ? 1 : 0);
+}
+
+const until = Date.now() + Number(args.seconds) * 1000;
+const given = args.seed === undefined ? undefined : Number(args.seed) >>> 0;
+const steps = args.steps === undefined ? (given === undefined ? 60 : Infinity) : Number(args.steps);
+const totals = {
+  runs: 0,
+  steps: 0,
+  kinds: Object.fromEntries(Object.keys(STEP_WEIGHTS).map((kind) => [kind, 0])),
+  whileDown: 0,
+  reads: 0,
+  reports: 0,
+  writes: 0,
+  clears: 0,
+  flowMessages: 0,
+  mqttMailboxMessages: 0,
+  republished: 0,
+  maxRssKb: 0,
+  violations: 0,
+};
+const violations = [];
+let stopping = false;
+let current;
+
+process.on('SIGINT', () => {
+  if (stopping) process.exit(130);
+  stopping = true;
+  console.log('fleet-fuzz: SIGINT: stopping after this step (again to quit at once)');
+  if (current) current.until = 0;
+});
+
+function add(figures) {
+  for (const [key, value] of Object.entries(figures)) {
+    if (key === 'kinds') for (const [kind, count] of Object.entries(value)) totals.kinds[kind] += count;
+    else if (key === 'maxRssKb') totals.maxRssKb = Math.max(totals.maxRssKb, value);
+    else totals[key] += value;
+  }
+}
+
+async function main() {
+  console.log(`fleet-fuzz: ${args.seconds} s${args.defects ? ', known defects included' : ''}`);
+  if (!args.defects) for (const defect of KNOWN_DEFECTS) console.log(`  (known defect kept out: ${defect})`);
+  while (Date.now() < until && !stopping) {
+    const seed = given ?? randomSeed();
+    const started = Date.now();
+    totals.runs++;
+    try {
+      const figures = await runFleetModel({
+        seed,
+        steps,
+        until,
+        defects: args.defects,
+        log: (line) => console.log(line),
+        onStart: (model) => (current = model),
+      });
+      add(figures);
+      console.log(
+        `  seed ${seed}: ${figures.steps} steps in ${Math.round((Date.now() - started) / 1000)} s, no violation`,
+      );
+    } catch (err) {
+      if (err.figures) add(err.figures);
+      else totals.violations++;
+      violations.push(err.message);
+      console.log(`  seed ${seed}: VIOLATION\n${err.message}\n`);
+    }
+    current = undefined;
+    if (given !== undefined) break;
+  }
+  const kinds = Object.entries(totals.kinds)
+    .map(([kind, count]) => `${kind} ${count}`)
+    .join(', ');
+  console.log(
+    [
+      `fleet-fuzz: ${totals.runs} runs, ${totals.steps} steps (${kinds}; ${totals.whileDown} while a gateway was down)`,
+      `  restarts: gateway SIGKILL ${totals.kinds['gateway-sigkill']}, gateway SIGTERM ${totals.kinds['gateway-sigterm']}, ` +
+        `Node-RED SIGTERM ${totals.kinds['node-red-sigterm']}, Node-RED SIGKILL ${totals.kinds['node-red-sigkill']}`,
+      `  ${totals.reads} reads (${totals.reports} reports), ${totals.writes} writes, ${totals.clears} clears, ` +
+        `${totals.flowMessages} flow messages, ${totals.mqttMailboxMessages} mailbox messages on MQTT ` +
+        `(${totals.republished} the same write again)`,
+      `  the largest gateway process ${Math.round(totals.maxRssKb / 1024)} MB`,
+      `  violations: ${totals.violations}`,
+    ].join('\n'),
+  );
+  process.exitCode = violations.length > 0 ? 1 : 0;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
