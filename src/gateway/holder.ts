@@ -52,8 +52,12 @@ export class Holder {
   private lastState: string | undefined;
   private will: MqttLink | undefined;
   private willVersion = VERSION;
+  private wills = 0;
   private readonly startedAt = Date.now();
   private stopping = false;
+  /** Where it listens, once bound; said once a worker serves too (boards that come sooner wait). */
+  private listening: string | undefined;
+  private workerStarted = false;
   private timers = new Set<NodeJS.Timeout>();
 
   constructor(
@@ -73,7 +77,8 @@ export class Holder {
       state: (status) => {
         if (status.state === 'listening') {
           lastError = undefined;
-          this.log.info(`listening on ${status.host}:${status.port}`);
+          this.listening = `${status.host}:${status.port}`;
+          this.sayListening();
         } else if (status.state === 'error' && status.error !== lastError) {
           lastError = status.error;
           this.log.error(`${status.error}; retrying every 5 s`);
@@ -86,8 +91,8 @@ export class Holder {
     return this.options.gateway || hostname();
   }
 
-  /** The first worker starts (persist read), then the port opens: a board that connects is served at once. */
   start(): void {
+    this.server.start(this.listenAddress());
     this.connectWill();
     this.startWorker(0);
   }
@@ -132,6 +137,13 @@ export class Holder {
     }
     for (const socket of this.sockets.values()) socket.destroy();
     await this.server.stop();
+  }
+
+  /** "listening on": bound, and a worker serves (persist read): a board that connects now is answered at once. */
+  private sayListening(): void {
+    if (!this.listening || !this.workerStarted) return;
+    this.log.info(`listening on ${this.listening}`);
+    this.listening = undefined;
   }
 
   private listenAddress() {
@@ -185,7 +197,8 @@ export class Holder {
         }
         return;
       case 'started':
-        if (!this.server.running && !this.stopping) this.server.start(this.listenAddress());
+        this.workerStarted = true;
+        this.sayListening();
         return;
       case 'serving':
         worker.served = true;
@@ -284,7 +297,8 @@ export class Holder {
     if (!this.options.mqtt) return;
     const before = this.will;
     this.willVersion = version;
-    const clientId = `tcpmq-gateway-${this.name}-${process.pid}-will`.replace(/[^A-Za-z0-9_-]/g, '_');
+    // A client id of its own each time: taking over a session would fire the will it replaces.
+    const clientId = `tcpmq-gateway-${this.name}-${process.pid}-will-${++this.wills}`.replace(/[^A-Za-z0-9_-]/g, '_');
     this.will = connectMqtt(this.options.mqtt, clientId, {
       topic: this.willTopic(),
       payload: JSON.stringify(this.offline()),
