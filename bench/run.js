@@ -14,6 +14,7 @@ const { execSync, fork, spawn } = require('node:child_process');
 const { parseArgs } = require('node:util');
 const { freePort } = require('../tools/free-port');
 const { settingsText, nodeRedHome } = require('../tools/node-red-home');
+const { childrenOf } = require('../test/e2e/gateway-upgrade-kit');
 
 const root = path.join(__dirname, '..');
 const { values: options } = parseArgs({
@@ -58,12 +59,27 @@ async function stopProcess(child) {
 }
 
 /** CPU seconds used so far and resident memory (bytes) of process `pid`, from /proc. */
-function usage(pid) {
+function processUsage(pid) {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
   const rss = Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
   return { cpuSeconds, rss };
+}
+
+/** processUsage() of `pid` and its children together (tcpmq-gateway: the holder and its worker). */
+function usage(pid) {
+  const total = processUsage(pid);
+  for (const child of childrenOf(pid)) {
+    try {
+      const { cpuSeconds, rss } = processUsage(child);
+      total.cpuSeconds += cpuSeconds;
+      total.rss += rss;
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return total;
 }
 
 // A shell raises the open-files limit for the servers when it can (10,000 devices need 10,000 sockets).
@@ -551,6 +567,8 @@ function startGateway(port, args = []) {
 }
 
 const startGatewayAlone = (port) => startGateway(port);
+/** The gateway as one process (its broker in the process it starts), as before the holder and its worker. */
+const startGatewaySingle = (port) => startGateway(port, ['--single-process']);
 
 /** Node-RED attached to the fleet (tcpmq-broker mode `fleet` on mosquitto): tcpmq in -> the counting node. */
 function fleetFlows(mqttPort) {
@@ -632,12 +650,13 @@ function perReportText(messages, reports) {
   return `${(messages.total / reports).toFixed(3)} (${kinds.join(', ')})`;
 }
 
-/** The RSS per connection of 10,000 boards on the bare server and on the gateway alone. */
+/** The RSS per connection of 10,000 boards on the bare server and on the gateway alone (holder and worker, and as one process). */
 async function gatewayMemory(devices) {
   const rows = {};
   for (const [key, name, start] of [
     ['reference', 'reference net server', startReference],
-    ['gateway', 'tcpmq-gateway alone', startGatewayAlone],
+    ['single', 'tcpmq-gateway --single-process', startGatewaySingle],
+    ['gateway', 'tcpmq-gateway (holder + worker)', startGatewayAlone],
   ]) {
     const port = await freePort();
     const server = await start(port);
@@ -784,40 +803,104 @@ async function gatewayFleetRun(restarts) {
   }
 }
 
-/** The gateway part: throughput and memory against the bare server, and the fleet figures. */
+/**
+ * 1,000 boards reporting every 2 s while the gateway upgrades `upgrades` times (SIGUSR2, one every 2 s):
+ * the longest reply wait, and connections dropped.
+ */
+async function gatewayUpgradeRun(upgrades) {
+  const port = await freePort();
+  const gateway = await startGateway(port);
+  const generator = startGenerator();
+  let output = '';
+  gateway.stdout.on('data', (chunk) => (output = (output + chunk).slice(-4096)));
+  try {
+    await generator.call('connectDevices', { port, count: 1000 });
+    await generator.call('reportStart', { count: 1000, everyMs: 2000 });
+    for (let round = 1; round <= upgrades; round++) {
+      await sleep(2000);
+      const upgraded = new Promise((resolve) => {
+        const onData = (chunk) =>
+          /upgraded to version/.test(String(chunk)) && resolve(gateway.stdout.off('data', onData));
+        gateway.stdout.on('data', onData);
+      });
+      gateway.kill('SIGUSR2');
+      await Promise.race([upgraded, sleep(10000)]);
+    }
+    await sleep(2000);
+    const run = await generator.call('reportStop', {});
+    console.log(
+      `  1000 boards every 2 s, ${upgrades} upgrades (SIGUSR2): ${run.answered}/${run.sent} answered, ` +
+        `${run.dropped} connections dropped, longest reply wait ${run.longestWait.toFixed(1)} ms, p99 ${run.p99.toFixed(2)} ms`,
+    );
+    await generator.call('closeAll', {});
+    return { ...run, upgrades };
+  } catch (err) {
+    throw new Error(`${err.message}\n${output}`);
+  } finally {
+    generator.kill();
+    await stopProcess(gateway);
+  }
+}
+
+/** The gateway part: throughput and memory against the bare server and as one process, its upgrades, and the fleet figures. */
 async function gatewayRun(devices) {
   console.log('  50 lockstep connections:');
   const [reference] = await measure('reference net server', startReference, [50], false);
-  const [alone] = await measure('tcpmq-gateway alone', startGatewayAlone, [50], true);
+  const [single] = await measure('tcpmq-gateway --single-process', startGatewaySingle, [50], true);
+  const [alone] = await measure('tcpmq-gateway (holder + worker)', startGatewayAlone, [50], true);
   console.log(`  ${devices} boards connected:`);
   const memory = await gatewayMemory(devices);
+  const upgrade = await gatewayUpgradeRun(3);
   console.log('  Node-RED attached in fleet mode, through mosquitto:');
   const fleet = await gatewayFleetRun(3);
-  const run = { reference, alone, memory, fleet, devices };
+  const run = { reference, single, alone, memory, upgrade, fleet, devices };
   printGatewayTable(gatewayChecks(run));
   console.log(`(load average ${os.loadavg()[0].toFixed(2)}: other processes on this machine skew the figures)`);
   return run;
 }
 
 /** The targets of the gateway part: [what, holds, figure, target]. */
-function gatewayChecks({ reference, alone, memory, fleet, devices }) {
+function gatewayChecks({ reference, single, alone, memory, upgrade, fleet, devices }) {
   const checks = [];
-  const ratio = alone.requestsPerSecond / reference.requestsPerSecond;
+  const ratio = single.requestsPerSecond / reference.requestsPerSecond;
   checks.push([
-    'gateway alone, 50 lockstep connections: req/s × reference',
+    'gateway as one process, 50 lockstep connections: req/s × reference',
     ratio >= 0.9,
-    `${alone.requestsPerSecond} / ${reference.requestsPerSecond} = ${ratio.toFixed(2)} ×`,
+    `${single.requestsPerSecond} / ${reference.requestsPerSecond} = ${ratio.toFixed(2)} ×`,
     '≥ 0.9 ×',
   ]);
-  checks.push(['gateway alone, 50 lockstep connections: wrong replies', alone.errors === 0, `${alone.errors}`, '0']);
-  const kb = (bytes) => `${(bytes / 1024).toFixed(2)} KB`;
-  const memoryRatio = memory.gateway.rssPerConnection / memory.reference.rssPerConnection;
+  const heldRatio = alone.requestsPerSecond / single.requestsPerSecond;
   checks.push([
-    `${devices} boards: RSS per connection, gateway × bare server`,
-    memoryRatio <= 1.25 && memory.gateway.answered === devices,
-    `${kb(memory.gateway.rssPerConnection)} / ${kb(memory.reference.rssPerConnection)} = ${memoryRatio.toFixed(2)} ×` +
-      (memory.gateway.answered === devices ? '' : ` (${memory.gateway.answered}/${devices} answered)`),
+    'gateway (holder + worker), 50 lockstep connections: req/s × one process',
+    heldRatio >= 0.9,
+    `${alone.requestsPerSecond} / ${single.requestsPerSecond} = ${heldRatio.toFixed(2)} ×`,
+    '≥ 0.9 ×',
+  ]);
+  const errors = single.errors + alone.errors;
+  checks.push(['gateway, 50 lockstep connections: wrong replies', errors === 0, `${errors}`, '0']);
+  const kb = (bytes) => `${(bytes / 1024).toFixed(2)} KB`;
+  const answered = (row) => (row.answered === devices ? '' : ` (${row.answered}/${devices} answered)`);
+  const memoryRatio = memory.single.rssPerConnection / memory.reference.rssPerConnection;
+  checks.push([
+    `${devices} boards: RSS per connection, gateway as one process × bare server`,
+    memoryRatio <= 1.25 && memory.single.answered === devices,
+    `${kb(memory.single.rssPerConnection)} / ${kb(memory.reference.rssPerConnection)} = ${memoryRatio.toFixed(2)} ×` +
+      answered(memory.single),
     '≤ 1.25 ×',
+  ]);
+  const heldMemory = memory.gateway.rssPerConnection / memory.single.rssPerConnection;
+  checks.push([
+    `${devices} boards: RSS per connection, holder + worker × one process`,
+    heldMemory <= 1.1 && memory.gateway.answered === devices,
+    `${kb(memory.gateway.rssPerConnection)} / ${kb(memory.single.rssPerConnection)} = ${heldMemory.toFixed(2)} ×` +
+      answered(memory.gateway),
+    '≤ 1.1 ×',
+  ]);
+  checks.push([
+    `1000 boards every 2 s, ${upgrade.upgrades} upgrades: longest reply wait`,
+    upgrade.longestWait <= 1000 && upgrade.dropped === 0 && upgrade.answered === upgrade.sent,
+    `${upgrade.longestWait.toFixed(1)} ms, ${upgrade.dropped} dropped, ${upgrade.answered}/${upgrade.sent} answered`,
+    '≤ 1 s, none dropped',
   ]);
   if (!fleet) return checks;
   const { latency, everyReport, coalesced, withRestarts, withoutRestarts } = fleet;
