@@ -56,12 +56,14 @@ function launchBrowser() {
  */
 function measureText(selector) {
   const { document, getComputedStyle, NodeFilter } = /** @type {any} */ (globalThis);
-  const describe = (element) => {
+  /** Where an element is: "device 1: <td class=…>", "connection 7: …", "table header: …" or "broker: …". */
+  const where = (element) => {
     const row = element.closest('[data-device], [data-connection]');
-    const where = row
-      ? `${row.hasAttribute('data-device') ? 'device' : 'connection'} ${row.getAttribute('data-device') ?? row.getAttribute('data-connection')}`
-      : 'heading';
-    return `${where}: <${element.tagName.toLowerCase()} class="${element.className}">`;
+    let place = 'broker';
+    if (row?.hasAttribute('data-device')) place = `device ${row.getAttribute('data-device')}`;
+    else if (row) place = `connection ${row.getAttribute('data-connection')}`;
+    else if (element.closest('thead')) place = 'table header';
+    return `${place}: <${element.tagName.toLowerCase()} class="${element.className}">`;
   };
   const lines = (range) => {
     const tops = [];
@@ -113,7 +115,7 @@ function measureText(selector) {
         how = `text from x ${Math.round(box.left)} to ${Math.round(box.right)}, box from ${Math.round(left)} to ${Math.round(right)}`;
       if (how) {
         cut.push(
-          `${describe(element)} "${text.trim()}" cut off by ${clip === element ? 'its own box' : describe(clip)}: ${how}`,
+          `${where(element)} "${text.trim()}" cut off by ${clip === element ? 'its own box' : where(clip)}: ${how}`,
         );
         break;
       }
@@ -123,7 +125,7 @@ function measureText(selector) {
       part.setStart(node, index);
       part.setEnd(node, index + word.length);
       if (lines(part) > 1)
-        broken.push(`${describe(element)} "${text.trim()}": the word "${word}" is on ${lines(part)} lines`);
+        broken.push(`${where(element)} "${text.trim()}": the word "${word}" is on ${lines(part)} lines`);
     }
   }
   return { elements: elements.size, cut, broken };
