@@ -280,7 +280,10 @@ const EXAMPLES = path.join(__dirname, '..', 'examples');
 
 /** The example flows of the Import menu, as paths relative to examples/ (`micropython/esp8266-board.json`). */
 function exampleFiles() {
-  return fs.readdirSync(EXAMPLES, { encoding: 'utf8', recursive: true }).filter((file) => file.endsWith('.json'));
+  // package.json files are MicroPython's mip manifests (examples/micropython), not flows.
+  return fs
+    .readdirSync(EXAMPLES, { encoding: 'utf8', recursive: true })
+    .filter((file) => file.endsWith('.json') && path.basename(file) !== 'package.json');
 }
 
 /**

@@ -107,7 +107,7 @@ export const SETTINGS = [
     min: 1,
     max: 1000000,
     modes: SHARING,
-    help: 'device records at most',
+    help: 'device records (and mailboxes written through MQTT) at most',
   },
   {
     key: 'allowFrom',

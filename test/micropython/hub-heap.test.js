@@ -36,6 +36,17 @@ describe('The hub and tcpmq.py fit a board (MicroPython 32-bit)', function () {
     }
   });
 
+  it("mip's package.json installs main.py's modules in its order, and the device library, at the package's version", function () {
+    const version = require('../../package.json').version;
+    const base = 'github:tcpmq/node-red-tcpmq/examples/micropython';
+    const hub = JSON.parse(fs.readFileSync(path.join(HUB_DIR, 'package.json'), 'utf8'));
+    const files = [...bootOrder(), 'main'].map((name) => `${name}.py`);
+    assert.deepEqual(hub, { urls: files.map((file) => [file, `${base}/hub/${file}`]), version });
+    const library = JSON.parse(fs.readFileSync(path.join(CLIENT_DIR, 'package.json'), 'utf8'));
+    assert.deepEqual(library, { urls: [['tcpmq.py', `${base}/tcpmq.py`]], version });
+    for (const [file] of [...hub.urls]) assert.ok(fs.existsSync(path.join(HUB_DIR, file)), file);
+  });
+
   it('every hub module imports from source alone in a 96 KB heap', function () {
     for (const name of hubModules()) {
       const run = importIn(96, [name]);
