@@ -14,7 +14,11 @@
 'use strict';
 const fs = require('node:fs');
 const { parseArgs } = require('node:util');
-const { runFleetModel, randomSeed, KNOWN_DEFECTS, STEP_WEIGHTS } = require('../test/e2e/fleet-model');
+const { runFleetModel, randomSeed, Violation, KNOWN_DEFECTS, STEP_WEIGHTS } = require('../test/e2e/fleet-model');
+const { sleep } = require('../tools/wait');
+
+/** Runs that cannot go on this many times in a row (a build under way, a port taken): the fuzz stops. */
+const ERRORS_IN_A_ROW = 5;
 
 const { values: args } = parseArgs({
   options: {
@@ -48,8 +52,10 @@ const totals = {
   republished: 0,
   maxRssKb: 0,
   violations: 0,
+  errors: 0,
 };
 const violations = [];
+const errors = [];
 let stopping = false;
 let current;
 
@@ -71,7 +77,8 @@ function add(figures) {
 async function main() {
   console.log(`fleet-fuzz: ${args.seconds} s${args.defects ? ', known defects included' : ''}`);
   if (!args.defects) for (const defect of KNOWN_DEFECTS) console.log(`  (known defect kept out: ${defect})`);
-  while (Date.now() < until && !stopping) {
+  let errorsInARow = 0;
+  while (Date.now() < until && !stopping && errorsInARow < ERRORS_IN_A_ROW) {
     const seed = given ?? randomSeed();
     const started = Date.now();
     totals.runs++;
@@ -85,14 +92,24 @@ async function main() {
         onStart: (model) => (current = model),
       });
       add(figures);
+      errorsInARow = 0;
       console.log(
         `  seed ${seed}: ${figures.steps} steps in ${Math.round((Date.now() - started) / 1000)} s, no violation`,
       );
     } catch (err) {
       if (err.figures) add(err.figures);
-      else totals.violations++;
-      violations.push(err.message);
-      console.log(`  seed ${seed}: VIOLATION\n${err.message}\n`);
+      if (err instanceof Violation) {
+        errorsInARow = 0;
+        violations.push(err.message);
+        console.log(`  seed ${seed}: VIOLATION\n${err.message}\n`);
+      } else {
+        // Not a finding: the run could not go on. Another try after a pause (a build may be under way).
+        errorsInARow++;
+        totals.errors++;
+        errors.push(err.message);
+        console.log(`  seed ${seed}: the run could not go on\n${err.message}\n`);
+        await sleep(5000);
+      }
     }
     current = undefined;
     if (given !== undefined) break;
@@ -109,10 +126,12 @@ async function main() {
         `${totals.flowMessages} flow messages, ${totals.mqttMailboxMessages} mailbox messages on MQTT ` +
         `(${totals.republished} the same write again)`,
       `  the largest gateway process ${Math.round(totals.maxRssKb / 1024)} MB`,
-      `  violations: ${totals.violations}`,
+      `  violations: ${totals.violations}; runs that could not go on: ${totals.errors}`,
     ].join('\n'),
   );
-  process.exitCode = violations.length > 0 ? 1 : 0;
+  if (errorsInARow >= ERRORS_IN_A_ROW)
+    console.log(`fleet-fuzz: stopped: ${ERRORS_IN_A_ROW} runs in a row could not go on`);
+  process.exitCode = violations.length > 0 || errors.length > 0 ? 1 : 0;
 }
 
 main().catch((err) => {

@@ -112,7 +112,11 @@ function randomSeed() {
   return (Date.now() ^ (process.pid << 16) ^ Math.floor(Math.random() * 0x7fffffff)) >>> 0;
 }
 
+/** A rule of the fleet broken: what the model expected and what came. */
 class Violation extends Error {}
+
+/** The run could not go on (a process did not start, an HTTP call failed): not a finding of the model. */
+class RunError extends Error {}
 
 /** A mailbox state as a board reads it: `None`, or `<mailbox>:<n>`. */
 function shown(mailbox, n) {
@@ -325,11 +329,15 @@ class FleetModel {
       this.checkMemoryGrowth();
       this.throwFound();
     } catch (err) {
-      const violation =
-        err instanceof Violation ? err : this.violation(`the run failed: ${err.stack ?? err}`, 'no error', '');
-      this.figures.violations++;
+      let failure = err;
+      if (err instanceof Violation) this.figures.violations++;
+      else {
+        // With the seed, the step and the steps so far, as a violation's message.
+        const { message } = this.violation(`the run could not go on: ${err.stack ?? err}`, 'no error', '');
+        failure = new RunError(message);
+      }
       // The figures so far go with it (bench/fleet-fuzz.js adds them up).
-      throw Object.assign(violation, { figures: this.figures });
+      throw Object.assign(failure, { figures: this.figures });
     } finally {
       await this.stop();
     }
@@ -1220,4 +1228,4 @@ function runFleetModel(options) {
   return model.run();
 }
 
-module.exports = { FleetModel, runFleetModel, randomSeed, Violation, STEP_WEIGHTS, KNOWN_DEFECTS };
+module.exports = { FleetModel, runFleetModel, randomSeed, Violation, RunError, STEP_WEIGHTS, KNOWN_DEFECTS };
