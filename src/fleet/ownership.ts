@@ -13,10 +13,15 @@ import type { Mailboxes } from '../store/mailboxes';
 
 /** Gateways remembered at most: their states are retained topics anyone could publish. */
 const MAX_GATEWAYS = 1000;
+/**
+ * A gateway's state is refreshed every 30 s: one older than this is a gateway gone without a will (a crashed
+ * Node-RED sharing its boards has none), which must not keep the ids it would claim.
+ */
+const STATE_STALE_MS = 95_000;
 
 export class Ownership {
-  /** The gateways known from their retained state: online or not. */
-  private readonly gateways = new Map<string, boolean>();
+  /** The gateways known from their retained state: online or not, and when that was said (if it says). */
+  private readonly gateways = new Map<string, { online: boolean; at?: number }>();
 
   /**
    * @param self this member's gateway name
@@ -29,14 +34,15 @@ export class Ownership {
   ) {}
 
   /** A gateway's retained state: online, or gone (its will, its stop). */
-  gatewayState(gateway: string, online: boolean): void {
+  gatewayState(gateway: string, online: boolean, at?: number): void {
     if (!this.gateways.has(gateway) && this.gateways.size >= MAX_GATEWAYS) return;
-    this.gateways.set(gateway, online);
+    this.gateways.set(gateway, { online, at: typeof at === 'number' ? at : undefined });
   }
 
-  /** Whether `gateway` may be serving: a gateway never heard of counts as online. */
-  isOnline(gateway: string): boolean {
-    return this.gateways.get(gateway) !== false;
+  /** Whether `gateway` says it is serving, lately. */
+  isOnline(gateway: string, now = Date.now()): boolean {
+    const state = this.gateways.get(gateway);
+    return state !== undefined && state.online && (state.at === undefined || now - state.at < STATE_STALE_MS);
   }
 
   /** The gateway that writes mailbox `id` on MQTT and takes its `/set`, or undefined if no gateway is online. */
@@ -57,8 +63,9 @@ export class Ownership {
   /** The gateway that takes an id nobody holds: the least name among the online gateways. */
   private claimant(): string | undefined {
     let least = this.attached ? undefined : this.self;
-    for (const [gateway, online] of this.gateways) {
-      if (online && (least === undefined || gateway < least)) least = gateway;
+    const now = Date.now();
+    for (const gateway of this.gateways.keys()) {
+      if (this.isOnline(gateway, now) && (least === undefined || gateway < least)) least = gateway;
     }
     return least;
   }

@@ -255,7 +255,8 @@ export class Publisher {
     if (!announce) return;
     const publish = () => {
       if (!this.transport) return;
-      const state = { online: true, version: VERSION, startedAt: announce.startedAt, counters: announce.counters?.() };
+      const { startedAt, counters } = announce;
+      const state = { online: true, version: VERSION, startedAt, at: Date.now(), counters: counters?.() };
       this.transport.publish(this.topics.gateway(this.options.gateway), JSON.stringify(state), true);
       this.published++;
     };

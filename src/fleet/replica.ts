@@ -211,7 +211,7 @@ export class Replica {
   gateway(gateway: string, payload: Buffer): void {
     if (payload.length === 0 || gateway === this.options.gateway) return;
     const state = JSON.parse(payload.toString('utf8')) as SharedGateway;
-    this.ownership.gatewayState(gateway, state?.online === true && state.attached !== true);
+    this.ownership.gatewayState(gateway, state?.online === true && state.attached !== true, state?.at);
     if (state?.online !== false) return;
     for (const [id, owner] of this.owners) {
       if (owner !== gateway) continue;

@@ -65,6 +65,8 @@ export interface SharedGateway {
   attached?: boolean;
   version?: string;
   startedAt?: number;
+  /** When this state was published: refreshed every 30 s, so an old one is a gateway gone without a word. */
+  at?: number;
   counters?: Record<string, number>;
 }
 

@@ -64,6 +64,19 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     assert.equal(JSON.parse(bus.retained.get('tcpmq/mailbox/cmd')).gateway, 'hall-b');
   });
 
+  it('leaves a new id to a gateway whose state is fresh, takes it from one whose state is stale or gone', async function () {
+    const state = (at) => JSON.stringify({ online: true, version: 't', startedAt: 0, at });
+    bus.publish('tcpmq/gateway/aaa-fresh', state(Date.now()), true);
+    bus.publish('tcpmq/gateway/aab-stale', state(Date.now() - 100_000), true);
+    const gw = await member('hall-a');
+    bus.publish('tcpmq/mailbox/one/set', '1');
+    await sleep(30);
+    assert.equal(gw.broker.readMailbox('one'), undefined, 'aaa-fresh owns it');
+    bus.publish('tcpmq/gateway/aaa-fresh', JSON.stringify({ online: false }), true);
+    bus.publish('tcpmq/mailbox/two/set', '2');
+    await waitFor(() => gw.broker.readMailbox('two') === 2, 'hall-a takes it over the stale aab-stale');
+  });
+
   it('never empties a mailbox because another gateway wrote it: no empty retained message but an explicit clear', async function () {
     const a = await member('hall-a');
     const b = await member('hall-b');
