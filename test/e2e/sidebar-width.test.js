@@ -354,6 +354,8 @@ for (const runtime of RUNTIMES.filter(({ name }) => name !== 'node-red-3')) {
           const width = await sidebarWidth(page);
           assert.ok(width <= 330, `the sidebar at its default width (about 315 px), not ${width} px`);
           await screenshot(page, `sidebar-${runtime.name}-${locale}-${width}px`);
+          // The whole editor, as the README shows it (docs/sidebar.png, docs/sidebar-zh-CN.png).
+          await page.screenshot({ path: path.join(SCREENSHOTS, `editor-sidebar-${runtime.name}-${locale}.png`) });
           assertWhole(await page.evaluate(measureText, '.tcpmq-sidebar-brokers'), `${version}, ${locale}, ${width} px`);
         });
       });
