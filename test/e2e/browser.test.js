@@ -639,8 +639,8 @@ describe('in a browser: the fleet page of the demo dashboard', function () {
     await nodeRed?.stop();
   });
 
-  async function openFleet(locale) {
-    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale });
+  async function openFleet(locale, viewport = { width: 1400, height: 1000 }) {
+    const context = await browser.newContext({ viewport, locale });
     const page = await context.newPage();
     // What the chart receives from the dashboard's websocket, by series (msg.topic).
     page.series = new Set();
@@ -734,6 +734,42 @@ describe('in a browser: the fleet page of the demo dashboard', function () {
       reporting = null;
       await reports.catch(() => undefined);
       board.close();
+    }
+  });
+
+  it('shows its tables uncovered on a laptop (1400×900) and on a phone (390×844)', async function () {
+    for (const viewport of [
+      { width: 1400, height: 900 },
+      { width: 390, height: 844 },
+    ]) {
+      const size = `${viewport.width}×${viewport.height}`;
+      const page = await openFleet('en-US', viewport);
+      try {
+        await waitFor(async () => (await rows(page)).length >= 2, `${size}: two boards in the fleet table`, 15000);
+        // Each header and cell, scrolled into view: what is on top at its middle is the cell itself.
+        const covered = await page.evaluate(() => {
+          const found = [];
+          for (const cell of document.querySelectorAll('.nrdb-ui-table th, .nrdb-ui-table td')) {
+            cell.scrollIntoView({ block: 'center', inline: 'center' });
+            const box = cell.getBoundingClientRect();
+            if (box.width === 0 || box.height === 0) continue;
+            const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+            if (top !== cell && !cell.contains(top)) {
+              found.push(
+                `"${cell.textContent.trim()}" under <${top?.tagName.toLowerCase()} class="${top?.className}">`,
+              );
+            }
+          }
+          return found;
+        });
+        assert.deepEqual(covered, [], `${size}: table cells covered by another element`);
+        await page.screenshot({
+          path: path.join(SCREENSHOTS, `fleet-${viewport.width}x${viewport.height}.png`),
+          fullPage: true,
+        });
+      } finally {
+        await page.context().close();
+      }
     }
   });
 });
