@@ -1,5 +1,6 @@
 /** The TCPMQ protocol core, usable without Node-RED. */
-export * from './broker/broker';
+export * from './broker';
+export * from './protocol/connection-info';
 export * from './store/snapshot';
 export * from './client/client';
 export * from './store/devices';

@@ -33,13 +33,6 @@ import type { RejectKind, RequestEvent, ShareHook } from './events';
 import { DEFAULT_OPTIONS, type BrokerOptions } from './options';
 import { Server, type ListenAddress } from './server';
 
-export * from './options';
-
-export { connectionName, type ConnectionInfo, type ConnectionRecord, type ConnectionState } from './connection';
-export type { ConnectionTarget } from './connections';
-export * from './events';
-export type { BrokerSnapshot } from '../store/snapshot';
-
 export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   readonly mailboxes: Mailboxes;
   readonly devices: Devices;

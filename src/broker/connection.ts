@@ -6,14 +6,8 @@
 import type * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { FrameReader, type FrameSink, type ReaderState } from '../protocol/frame-reader';
+import { connectionName, type ConnectionInfo } from '../protocol/connection-info';
 import type { DeviceId } from '../protocol/request';
-
-/** Which connection something came from. */
-export interface ConnectionInfo {
-  connectionId: number;
-  remoteAddress: string;
-  remotePort: number;
-}
 
 /** An open connection, as the device table lists it (like a desktop network assistant). */
 export interface ConnectionRecord extends ConnectionInfo {
@@ -37,11 +31,6 @@ export interface ConnectionState extends ReaderState {
   connectedAt: number;
   bytesIn: number;
   bytesOut: number;
-}
-
-/** `address:port`: the name of a connection, and of a plain-text board (which has no id). */
-export function connectionName({ remoteAddress, remotePort }: { remoteAddress: string; remotePort: number }): string {
-  return `${remoteAddress}:${remotePort}`;
 }
 
 /** `::ffff:192.168.4.2` -> `192.168.4.2`, as people know their boards' addresses. */

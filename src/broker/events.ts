@@ -14,7 +14,7 @@
 import type { DeviceId } from '../protocol/request';
 import type { DeviceRecord } from '../store/devices';
 import type { Mailbox } from '../store/mailboxes';
-import type { ConnectionInfo } from './connection';
+import type { ConnectionInfo } from '../protocol/connection-info';
 
 export type BrokerState = 'stopped' | 'starting' | 'listening' | 'error';
 

@@ -16,7 +16,8 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import type { ConnectionInfo, ShareHook, TcpmqBroker } from '../broker/broker';
+import type { ShareHook, TcpmqBroker } from '../broker';
+import type { ConnectionInfo } from '../protocol/connection-info';
 import { limitedWarnings } from '../events/rate-limit';
 import { SafeEmitter, describe } from '../events/safe-emitter';
 import { printable } from '../protocol/printable';
@@ -25,48 +26,14 @@ import { mailboxIdOf, type DeviceId } from '../protocol/request';
 import { describeDevice, type DeviceList } from '../settings/device-list';
 import type { DeviceRecord, Devices } from '../store/devices';
 import type { Mailbox } from '../store/mailboxes';
+import type { FleetOptions, FleetTransport } from './options';
 import { Ownership } from './ownership';
 import { Publisher } from './publisher';
 import { Replica, type ReplicaEvents } from './replica';
 import { fleetTopics, idOfLevel, levelsAfter, type FleetTopics, type SharedCommand } from './topics';
 
+/** How an id stands as one topic level, and back: the fleet's topics name its members' ids so. */
 export { idOfLevel, topicLevel } from './topics';
-export type { SharedDevice, SharedMailbox } from './topics';
-export type { RemoteDevice, RemoteNews } from './replica';
-
-/** What carries the fleet's messages: an MQTT client's publish and subscribe. */
-export interface FleetTransport {
-  publish(topic: string, payload: string, retain: boolean): void;
-  /** `retained`: the MQTT broker held the message from before this subscription (its retain flag). */
-  subscribe(topic: string, onMessage: (topic: string, payload: Buffer, retained?: boolean) => void): void;
-  unsubscribe(topic: string): void;
-}
-
-export interface FleetOptions {
-  /** The topic prefix (`tcpmq`). */
-  prefix: string;
-  /** This gateway's name, in every message it publishes. */
-  gateway: string;
-  /** Publish Home Assistant MQTT discovery for each device of this gateway. */
-  haDiscovery: boolean;
-  /**
-   * The least time between two publishes of one id: a device reporting faster
-   * is coalesced (the latest gets out). 0: every report, as soon as it is answered.
-   */
-  minIntervalMs: number;
-  /**
-   * A member with no boards (Node-RED in fleet mode): it owns no mailbox (its writes go to their owners
-   * through `/set`) and takes in the plain-text lines of every gateway ('raw' events).
-   */
-  attached?: boolean;
-  /** Names, units and kinds of this gateway's boards (the device list). */
-  devices?: DeviceList;
-  /**
-   * Publish this gateway's retained state `<prefix>/gateway/<name>` (online, version, counters) on
-   * connecting and every 30 s; `model` names the host in Home Assistant (`tcpmq-gateway`, `Node-RED`).
-   */
-  announce?: { model: string; startedAt: number; counters?: () => Record<string, number> };
-}
 
 /** How long a (re)connecting member waits for the retained state at most, and how often it asks again. */
 const SYNC_WITHIN_MS = 5000;

@@ -9,7 +9,8 @@
  * its board evicted (docs/PROTOCOL.md, sharing).
  */
 
-import type { ConnectionInfo, RawEvent, TcpmqBroker } from '../broker/broker';
+import type { RawEvent, TcpmqBroker } from '../broker';
+import type { ConnectionInfo } from '../protocol/connection-info';
 import { isText } from '../protocol/printable';
 import type { DeviceId } from '../protocol/request';
 import { describeDevice, type DeviceList } from '../settings/device-list';
@@ -18,7 +19,7 @@ import { mailboxJson } from '../store/mailbox-codec';
 import type { DeviceRecord } from '../store/devices';
 import type { Mailbox } from '../store/mailboxes';
 import { boardDiscovery, boardRemoval, gatewayDiscovery, type DiscoveryMessage } from './discovery';
-import type { FleetOptions, FleetTransport } from './fleet';
+import type { FleetOptions, FleetTransport } from './options';
 import type { FleetTopics, SharedCommand, SharedDevice, SharedMailbox, SharedRaw } from './topics';
 
 /** How often a gateway's retained state is refreshed. */

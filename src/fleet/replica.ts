@@ -8,14 +8,14 @@
  * size, table size. What it takes in is never published again.
  */
 
-import type { RawEvent, TcpmqBroker } from '../broker/broker';
+import type { RawEvent, TcpmqBroker } from '../broker';
 import { printable } from '../protocol/printable';
 import { encodeReply } from '../protocol/reply';
 import { MAX_ID_BYTES, idTooLong, type DeviceId } from '../protocol/request';
 import { Devices, type DeviceRecord } from '../store/devices';
 import { mailboxValue } from '../store/mailbox-codec';
 import type { Mailbox } from '../store/mailboxes';
-import type { FleetOptions } from './fleet';
+import type { FleetOptions } from './options';
 import type { Ownership } from './ownership';
 import {
   isLater,

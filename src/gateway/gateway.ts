@@ -9,13 +9,15 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { TlsOptions } from 'node:tls';
-import { TcpmqBroker, brokerOptions, connectionName, type BrokerSnapshot } from '../broker/broker';
+import { TcpmqBroker, brokerOptions } from '../broker';
 import { limitedWarnings } from '../events/rate-limit';
 import { describe } from '../events/safe-emitter';
 import { Fleet } from '../fleet/fleet';
 import type { SharedGateway } from '../fleet/topics';
+import { connectionName } from '../protocol/connection-info';
 import { printable } from '../protocol/printable';
 import { VERSION } from '../settings/version';
+import type { BrokerSnapshot } from '../store/snapshot';
 import { SnapshotFile } from '../store/snapshot-file';
 import { SnapshotSaver } from '../store/snapshot-saver';
 import type { Log } from './log';

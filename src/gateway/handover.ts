@@ -13,7 +13,8 @@
  * sent (every few seconds) and every connection.
  */
 
-import type { BrokerCounters, BrokerSnapshot, ConnectionState } from '../broker/broker';
+import type { BrokerCounters, ConnectionState } from '../broker';
+import type { BrokerSnapshot } from '../store/snapshot';
 
 /** A connection's state as it crosses the channel (JSON): its unread bytes as base64. */
 export type ConnectionWire = Omit<ConnectionState, 'held'> & { held: string };

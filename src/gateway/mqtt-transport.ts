@@ -5,7 +5,7 @@
  */
 
 import mqtt, { type MqttClient } from 'mqtt';
-import type { FleetTransport } from '../fleet/fleet';
+import type { FleetTransport } from '../fleet/options';
 
 export interface MqttLink extends FleetTransport {
   readonly client: MqttClient;

@@ -8,7 +8,7 @@
  */
 
 import type * as net from 'node:net';
-import type { ConnectionState } from '../broker/broker';
+import type { ConnectionState } from '../broker';
 import { describe } from '../events/safe-emitter';
 import { SettingError } from '../settings/schema';
 import { VERSION } from '../settings/version';

@@ -9,7 +9,7 @@
  */
 
 import type { NodeStatus } from 'node-red';
-import { TcpmqBroker } from '../broker/broker';
+import { TcpmqBroker } from '../broker';
 import type { EventListeners } from '../events/safe-emitter';
 import type { FleetEvents } from '../fleet/fleet';
 import { canonicalId } from '../protocol/request';

@@ -7,7 +7,7 @@
 
 import * as path from 'node:path';
 import type { Node, NodeAPI } from 'node-red';
-import type { TcpmqBroker } from '../broker/broker';
+import type { TcpmqBroker } from '../broker';
 import { describe } from '../events/safe-emitter';
 import { SnapshotFile } from '../store/snapshot-file';
 import { SnapshotSaver, type SnapshotStore } from '../store/snapshot-saver';

@@ -8,14 +8,8 @@
 
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeStatus } from 'node-red';
-import {
-  TcpmqBroker,
-  connectionName,
-  type BrokerEvents,
-  brokerOptions,
-  type BrokerStatus,
-  type RejectEvent,
-} from '../broker/broker';
+import { TcpmqBroker, type BrokerEvents, brokerOptions, type BrokerStatus, type RejectEvent } from '../broker';
+import { connectionName } from '../protocol/connection-info';
 import { describeDevice } from '../settings/device-list';
 import type { DeviceRecord } from '../store/devices';
 import type { FleetEvents } from '../fleet/fleet';

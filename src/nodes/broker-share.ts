@@ -8,8 +8,9 @@
 
 import { hostname } from 'node:os';
 import type { Node, NodeStatus } from 'node-red';
-import type { TcpmqBroker } from '../broker/broker';
-import { Fleet, type FleetTransport } from '../fleet/fleet';
+import type { TcpmqBroker } from '../broker';
+import { Fleet } from '../fleet/fleet';
+import type { FleetTransport } from '../fleet/options';
 import type { RoleContext, RoleSettings } from './broker-role';
 
 /** Node-RED's mqtt-broker config node, as far as sharing needs it (see @node-red/nodes 10-mqtt.js). */

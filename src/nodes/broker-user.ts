@@ -1,7 +1,7 @@
 /** What the in, out and status nodes share: finding their broker and following its status. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { TcpmqBroker } from '../broker/broker';
+import type { TcpmqBroker } from '../broker';
 import type { TcpmqClient } from '../client/client';
 import type { ReplyFormat } from '../protocol/reply';
 import type { BrokerPort, Endpoint, EndpointEvent, Listeners } from './endpoint';

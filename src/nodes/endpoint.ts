@@ -6,7 +6,7 @@
  */
 
 import type { NodeStatus } from 'node-red';
-import type { BrokerStatus, ConnectionRecord, RawEvent, RejectEvent } from '../broker/broker';
+import type { BrokerStatus, ConnectionRecord, RawEvent, RejectEvent } from '../broker';
 import type { ClientStatus, WatchedId } from '../client/client';
 import type { DeviceRecord } from '../store/devices';
 

@@ -1,7 +1,7 @@
 /** A flow's writes as a broker takes them: checked here, with the message a Catch node gets when they fail. */
 
 import type { NodeAPI } from 'node-red';
-import type { ConnectionTarget, TcpmqBroker } from '../broker/broker';
+import type { ConnectionTarget, TcpmqBroker } from '../broker';
 import { Fleet } from '../fleet/fleet';
 import { canonicalId } from '../protocol/request';
 import { numberProperty } from './config';

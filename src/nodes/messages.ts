@@ -4,8 +4,7 @@
  */
 
 import type { NodeMessage } from 'node-red';
-import type { RejectKind } from '../broker/events';
-import type { ConnectionRecord } from '../broker/connection';
+import type { ConnectionRecord, RejectKind } from '../broker';
 import type { DeviceRow, LinkEvent } from './endpoint';
 
 /** Where a board spoke from (a local board; for a fleet's board, as its gateway saw it). */

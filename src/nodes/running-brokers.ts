@@ -11,7 +11,7 @@
  */
 
 import type { EventEmitter } from 'node:events';
-import type { TcpmqBroker } from '../broker/broker';
+import type { TcpmqBroker } from '../broker';
 import type { TcpmqClient } from '../client/client';
 
 /** What a tcpmq-broker node runs. */

@@ -5,7 +5,7 @@
  */
 
 import type { NodeAPI } from 'node-red';
-import type { BrokerStatus, ConnectionRecord } from '../broker/broker';
+import type { BrokerStatus, ConnectionRecord } from '../broker';
 import type { ClientStatus } from '../client/client';
 import { canonicalId } from '../protocol/request';
 import { describe } from '../events/safe-emitter';

@@ -10,7 +10,7 @@
  */
 
 import type { Node, NodeAPI } from 'node-red';
-import { TcpmqBroker } from '../broker/broker';
+import { TcpmqBroker } from '../broker';
 import { TcpmqClient } from '../client/client';
 import { describe } from '../events/safe-emitter';
 import { clientEndpoint } from './broker-client';

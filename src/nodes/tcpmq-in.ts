@@ -1,7 +1,8 @@
 /** tcpmq-in: every request a device sends (and every line of plain text) becomes a flow message. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { connectionName, type RawEvent } from '../broker/broker';
+import type { RawEvent } from '../broker';
+import { connectionName } from '../protocol/connection-info';
 import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import type { NewsEvent } from './endpoint';

@@ -1,7 +1,8 @@
 /** tcpmq-status: devices coming online and going offline become flow messages; any input asks for the device table. */
 
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { connectionName, type RejectEvent } from '../broker/broker';
+import type { RejectEvent } from '../broker';
+import { connectionName } from '../protocol/connection-info';
 import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
 import type { ErrorMessage, LinkMessage, PresenceMessage, TableMessage } from './messages';
 import { deviceFilter } from './config';

@@ -8,7 +8,7 @@
  * the order they went offline (the first is the one to evict).
  */
 
-import type { ConnectionInfo } from '../broker/connection';
+import type { ConnectionInfo } from '../protocol/connection-info';
 import type { DeviceId } from '../protocol/request';
 
 export interface DeviceRecord {

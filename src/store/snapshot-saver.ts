@@ -5,10 +5,18 @@
  * overwritten: it may still be fixed by hand.
  */
 
-import type { BrokerSnapshot, TcpmqBroker } from '../broker/broker';
+import type { BrokerSnapshot } from './snapshot';
 
 /** How often a changed snapshot is saved while running: a crash loses at most this much. */
 const SAVE_EVERY_MS = 5000;
+
+/** What is saved: a broker's mailboxes and devices (TcpmqBroker is one). */
+export interface Snapshotted {
+  /** Grows with every change: whether the saved snapshot is out of date. */
+  readonly changes: number;
+  snapshot(): BrokerSnapshot;
+  restore(snapshot: BrokerSnapshot): void;
+}
 
 /** Where a snapshot is kept (a file of its own, or a Node-RED context store). */
 export interface SnapshotStore {
@@ -29,7 +37,7 @@ export class SnapshotSaver {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly broker: TcpmqBroker,
+    private readonly broker: Snapshotted,
     private readonly store: SnapshotStore,
     private readonly failures: SnapshotFailures,
   ) {
