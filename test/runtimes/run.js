@@ -10,7 +10,7 @@ if (!/^\d+$/.test(major ?? '')) {
   console.error('usage: node test/runtimes/run.js <major version> <mocha arguments>');
   process.exit(2);
 }
-const node = require(`./node-${major}`);
+const node = require(`node-${major}`); // test/runtimes/node-<major>, a dev dependency
 const mocha = require.resolve('mocha/bin/mocha.js');
 const { status, signal } = spawnSync(node, [mocha, ...args], {
   stdio: 'inherit',
