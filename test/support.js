@@ -68,6 +68,27 @@ function allClosed(before, timers) {
 }
 
 /**
+ * Proves that something does NOT happen: resolves after `ms` if `happened()` stayed false all along, and
+ * rejects, naming `what`, as soon as it is true. The one bounded quiet period a test may use for an absence
+ * (counted with the fixed waits).
+ */
+async function quietFor(ms, what, happened) {
+  const came = await waitFor(happened, what, ms).then(
+    () => true,
+    (err) => (/^timed out/.test(err.message) ? false : Promise.reject(err)),
+  );
+  if (came) throw new Error(`expected no ${what} for ${ms} ms, and it came`);
+}
+
+/**
+ * The pace of a simulated board that reports on a clock (`await every(200)` between two reports): pacing,
+ * not waiting for anything (counted with the fixed waits).
+ */
+function every(ms) {
+  return sleep(ms);
+}
+
+/**
  * Skips the suite of mocha context `suite` because `tool` is missing, saying
  * so; under CI=true a missing tool is a failure instead, never a silent pass.
  */
@@ -153,6 +174,11 @@ class Device {
 
   send(data) {
     this.socket.write(data);
+  }
+
+  /** Resolves once everything sent so far has been handed to the kernel (a later send is a later TCP segment). */
+  flushed() {
+    return new Promise((resolve) => this.socket.write('', () => resolve()));
   }
 
   /** Sends `data` (a str, as MicroPython's send() allows) and returns the reply's text. */
@@ -307,6 +333,8 @@ module.exports = {
   coreBrokerFixture,
   freePort,
   waitFor,
+  quietFor,
+  every,
   sleep,
   trackOwnTimers,
   openResources,

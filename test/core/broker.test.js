@@ -2,7 +2,7 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { TcpmqBroker } = require('../../dist/broker/broker');
-const { coreBrokerFixture, freePort, vectorSuite, waitFor, sleep } = require('../support');
+const { coreBrokerFixture, freePort, vectorSuite, waitFor } = require('../support');
 
 describe('broker core over TCP (no Node-RED)', function () {
   const fixture = coreBrokerFixture();
@@ -65,8 +65,7 @@ describe('broker core over TCP (no Node-RED)', function () {
     board.send(Buffer.from([0x00, 0xff, 0x0a]));
     await waitFor(() => raw.length === 2, 'the binary line');
     board.send('last line without newline');
-    await sleep(50);
-    board.close();
+    board.socket.end(); // its last bytes, then the end of the stream
     await waitFor(() => raw.length === 3, 'the last line, flushed at close');
     assert.deepEqual(raw, [
       ['Hello 01Studio!', true],
@@ -231,7 +230,8 @@ describe('broker core over TCP (no Node-RED)', function () {
       writer: 'device',
       expiresAt: null,
     });
-    await sleep(60);
+    const short = snapshot.mailboxes.find((mailbox) => mailbox.id === 'short');
+    await waitFor(() => Date.now() > short.expiresAt, "mailbox short's time to live over");
     const restarted = new TcpmqBroker({ offlineAfter: 30 });
     restarted.restore(snapshot);
     assert.equal(restarted.readMailbox('1'), 'recent');

@@ -4,7 +4,7 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { TcpmqBroker, TcpmqClient, wireId, canonicalId } = require('../../dist');
-const { Device, allClosed, freePort, openResources, waitFor, sleep, trackOwnTimers } = require('../support');
+const { Device, allClosed, freePort, openResources, quietFor, waitFor, trackOwnTimers } = require('../support');
 
 /** @typedef {import('../../dist').ClientReply} ClientReply */
 /** @typedef {import('../../dist').ClientStatus} ClientStatus */
@@ -327,7 +327,9 @@ describe('TcpmqClient, the device role', function () {
         broker.clearMailbox('7');
         await waitFor(() => client.log.changes.length === 3, 'offline again');
         assert.deepEqual(client.log.changes[2], ['offline', '7']);
-        await sleep(150);
+        // Five more polls, each answered None: still the one offline.
+        const empty = client.counters.emptyReplies;
+        await waitFor(() => client.counters.emptyReplies >= empty + 5, 'five more None replies');
         assert.equal(client.log.changes.length, 3, 'offline is reported once, not at every None');
         assert.equal(
           client.log.replies.filter((r) => r.payload === null || r.payload === 'None').length,
@@ -560,8 +562,7 @@ describe('TcpmqClient, the device role', function () {
       }
       await waitFor(() => broker.connectionCount === 0, 'the broker to see the connections close', 1000);
       const requests = broker.counters.requests;
-      await sleep(150);
-      assert.equal(broker.counters.requests, requests, 'no request after stop()');
+      await quietFor(150, 'request after stop()', () => broker.counters.requests !== requests);
 
       for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
       await allClosed(before, timers);

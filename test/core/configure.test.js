@@ -3,7 +3,7 @@
 // next instance): open connections, mailboxes, devices and counters carry on.
 const assert = require('node:assert/strict');
 const { TcpmqBroker, TcpmqClient } = require('../../dist');
-const { Device, coreBrokerFixture, freePort, waitFor, sleep, trackOwnTimers } = require('../support');
+const { Device, coreBrokerFixture, freePort, waitFor, trackOwnTimers } = require('../support');
 
 describe('configure(): a running broker takes new settings', function () {
   const fixture = coreBrokerFixture();
@@ -150,7 +150,10 @@ describe('configure(): a running broker takes new settings', function () {
     const port = broker.status.port;
     await broker.stop();
     broker = undefined;
-    await sleep(20);
+    await waitFor(
+      () => timers.alive().length === 0,
+      () => `our timers to end (${timers.alive().length} alive)`,
+    );
     assert.deepEqual(timers.stop(), [], 'timers of ours still alive');
     await assert.rejects(Device.connect(port), /ECONNREFUSED/);
   });

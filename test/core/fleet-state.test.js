@@ -6,7 +6,7 @@
 const assert = require('node:assert/strict');
 const { Fleet } = require('../../dist/fleet/fleet');
 const { takeSnapshot, restoreSnapshot } = require('../../dist/store/snapshot');
-const { coreBrokerFixture, waitFor, sleep } = require('../support');
+const { coreBrokerFixture, waitFor } = require('../support');
 const { Bus } = require('./mqtt-bus');
 
 describe('the fleet state: one writer per mailbox, one order, limits', function () {
@@ -48,7 +48,7 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     const a = await member('hall-a');
     bus.publish('tcpmq/mailbox/cmd/set', 'on');
     await waitFor(() => a.broker.readMailbox('cmd') === 'on' && b.broker.readMailbox('cmd') === 'on', 'cmd on both');
-    await sleep(30);
+    await bus.idle();
     assert.deepEqual(
       published('tcpmq/mailbox/cmd').map((m) => JSON.parse(m.payload).gateway),
       ['hall-a'],
@@ -57,7 +57,7 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     // hall-a dies (its will says offline): hall-b takes the id's writes, and hall-a's value stays until then.
     a.fleet.detach();
     bus.publish('tcpmq/gateway/hall-a', JSON.stringify({ online: false }), true);
-    await sleep(20);
+    await bus.idle();
     assert.equal(b.broker.readMailbox('cmd'), 'on');
     bus.publish('tcpmq/mailbox/cmd/set', 'off');
     await waitFor(() => b.broker.readMailbox('cmd') === 'off', 'hall-b takes the write');
@@ -70,7 +70,7 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     bus.publish('tcpmq/gateway/aab-stale', state(Date.now() - 100_000), true);
     const gw = await member('hall-a');
     bus.publish('tcpmq/mailbox/one/set', '1');
-    await sleep(30);
+    await bus.idle();
     assert.equal(gw.broker.readMailbox('one'), undefined, 'aaa-fresh owns it');
     bus.publish('tcpmq/gateway/aaa-fresh', JSON.stringify({ online: false }), true);
     bus.publish('tcpmq/mailbox/two/set', '2');
@@ -92,7 +92,8 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     for (let n = 0; n < 20; n++) {
       if (n % 2) bus.publish('tcpmq/mailbox/cmd/set', `set ${n}`);
       else b.fleet.write('cmd', `flow ${n}`);
-      await sleep(20);
+      const written = n % 2 ? `set ${n}` : `flow ${n}`;
+      await waitFor(() => b.broker.readMailbox('cmd') === written, `write ${n} through its owner to B`);
     }
     stop = true;
     await reader;
@@ -139,7 +140,7 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     const again = await member('hall-a', {}, (broker) =>
       restoreSnapshot(snapshot, broker.mailboxes, broker.devices, Date.now()),
     );
-    await sleep(30);
+    await bus.idle();
     assert.equal(again.broker.readMailbox('1'), '100010', 'the newer retained write is served');
     assert.equal(published('tcpmq/mailbox/1').length, before, 'nothing published over it');
   });
@@ -157,7 +158,7 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     await waitFor(() => news.length === 1, 'the new report');
     // The gateway restarts and publishes its last write again: the same write, no news.
     bus.publish('tcpmq/mailbox/4', bus.retained.get('tcpmq/mailbox/4'), true);
-    await sleep(30);
+    await bus.idle();
     assert.deepEqual(news, ['after']);
   });
 
@@ -179,7 +180,7 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     assert.match(text, /"tcpmq\/mailbox\/remote-big" refused: its reply of 5000 bytes/);
     // Rate-limited: a flood of refusals is 20 lines a minute.
     for (let n = 0; n < 50; n++) bus.publish(`tcpmq/mailbox/flood${n}/set`, 'x');
-    await sleep(50);
+    await bus.idle();
     assert.ok(gw.warnings.length <= 20, `${gw.warnings.length} warnings`);
   });
 

@@ -3,7 +3,7 @@
 // node-red gateways, is test/e2e/sharing.test.js): two brokers behave as one.
 const assert = require('node:assert/strict');
 const { Fleet, topicLevel, idOfLevel } = require('../../dist/fleet/fleet');
-const { coreBrokerFixture, waitFor, sleep } = require('../support');
+const { coreBrokerFixture, every, quietFor, waitFor } = require('../support');
 const { Bus } = require('./mqtt-bus');
 
 describe('the fleet: gateways on one MQTT broker behave as one broker', function () {
@@ -55,11 +55,13 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
 
   it('never sends back what it took in: one write makes one mailbox message', async function () {
     const a = await gateway('hall-a');
-    await gateway('hall-b');
-    await sleep(50);
+    const b = await gateway('hall-b');
+    await waitFor(() => a.fleet.inStep && b.fleet.inStep, 'both gateways in step with the bus');
     const before = bus.published.length;
     a.broker.writeMailbox('cmd', 'on');
-    await sleep(400);
+    await waitFor(() => b.broker.readMailbox('cmd') === 'on', 'the write taken in on B');
+    // An echo would go out at most publishInterval (250 ms) after B took it in.
+    await quietFor(400, 'a second message', () => bus.published.length > before + 1);
     assert.deepEqual(
       bus.published.slice(before).map((m) => m.topic),
       ['tcpmq/mailbox/cmd'],
@@ -73,9 +75,9 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
     const before = bus.published.filter((m) => m.topic === 'tcpmq/mailbox/7').length;
     for (let n = 0; n < 50; n++) {
       await device.request(`[7,7,"v${n}"]`);
-      await sleep(20);
+      await every(20);
     }
-    await sleep(400);
+    await waitFor(() => b.broker.readMailbox(7) === 'v49', 'the latest value on B');
     const sent = bus.published.filter((m) => m.topic === 'tcpmq/mailbox/7').length - before;
     assert.ok(sent >= 2 && sent <= 7, `${sent} messages for 50 reports`);
     assert.equal(b.broker.readMailbox(7), 'v49', 'the latest value got out');
@@ -122,7 +124,7 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
     bus.publish('tcpmq/mailbox/x', message('from c', 'hall-c'), true);
     bus.publish('tcpmq/mailbox/x', message('from a0', 'hall-a0'), true);
     bus.publish('tcpmq/mailbox/x', message('older', 'hall-z', writtenAt - 1), true);
-    await sleep(50);
+    await bus.idle();
     assert.equal(a.broker.readMailbox('x'), 'from c');
   });
 
@@ -145,7 +147,7 @@ describe('the fleet: gateways on one MQTT broker behave as one broker', function
     const again = { value: 'r19', writtenAt: sent, writer: 'device', gateway: 'hall-b', expiresAt: sent + 5000 };
     bus.publish('tcpmq/mailbox/9', JSON.stringify(again), true);
     bus.publish('tcpmq/mailbox/9', JSON.stringify({ ...again, value: 'older', writtenAt: sent - 1 }), true);
-    await sleep(50);
+    await bus.idle();
     assert.equal(news.filter((value) => value === 'r19').length, 1, `r19 once: ${news}`);
     assert.ok(!news.includes('older'));
     assert.equal(a.broker.readMailbox('9'), 'r19');

@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const fixture = require('../fixtures/home-assistant-mqtt.json');
 const { Fleet } = require('../../dist/fleet/fleet');
 const { readDeviceList } = require('../../dist/settings/device-list');
-const { coreBrokerFixture, skipWithout, waitFor, sleep } = require('../support');
+const { coreBrokerFixture, every, skipWithout, waitFor } = require('../support');
 const { Bus } = require('./mqtt-bus');
 const { haveJinja, render } = require('./jinja');
 
@@ -199,7 +199,7 @@ describe('Home Assistant discovery, by Home Assistant rules', function () {
     const started = Date.now();
     while (Date.now() - started < 2000) {
       await board.request('[5,5,"x"]');
-      await sleep(50);
+      await every(50);
     }
     const devices = bus.published.filter((m) => m.topic === 'tcpmq/device/5');
     assert.equal(devices.length, 1, `one device message (online) in 2 s of reports: ${devices.length}`);
