@@ -9,7 +9,7 @@ import { BlockList, isIP } from 'node:net';
 import { listItems, parseIdList } from '../protocol/ids';
 import { printable } from '../protocol/printable';
 import type { DeviceId } from '../protocol/request';
-import { describe } from '../events/safe-emitter';
+import { errorText } from '../events/safe-emitter';
 import type { RejectKind } from './events';
 
 export interface AdmissionSettings {
@@ -43,7 +43,7 @@ export class Admission {
       this.addresses = parseAllowFrom(allowFrom);
     } catch (err) {
       this.addresses = undefined;
-      this.configError = describe(err);
+      this.configError = errorText(err);
     }
     this.devices = parseIdList(allowDevices);
     this.maxConnections = maxConnections;

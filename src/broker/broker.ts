@@ -10,7 +10,7 @@
 
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { SafeEmitter, describe } from '../events/safe-emitter';
+import { SafeEmitter, errorText } from '../events/safe-emitter';
 import { isText, preview, printable } from '../protocol/printable';
 import { encodeReply } from '../protocol/reply';
 import { canonicalId, isRequest, mailboxIdOf, parseRequest, type DeviceId } from '../protocol/request';
@@ -72,7 +72,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       this.reject(connection, 'backlog', `does not read its replies (${unread} bytes unread)`),
     // Only a listener's fault can get here; the connection is dropped, the broker carries on.
     failed: (connection, err) =>
-      this.warn(`connection ${connection.name} dropped after an internal error: ${describe(err)}`),
+      this.warn(`connection ${connection.name} dropped after an internal error: ${errorText(err)}`),
     closed: (connection) => this.safeEmit('disconnect', connection.info()),
   };
 
@@ -326,7 +326,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
   private tlsFailed(err: Error, socket: tls.TLSSocket): void {
     this.safeEmit('rejected', {
       kind: 'tls',
-      reason: `TLS handshake failed: ${describe(err)}`,
+      reason: `TLS handshake failed: ${errorText(err)}`,
       connectionId: 0,
       remoteAddress: plainAddress(socket.remoteAddress),
       remotePort: socket.remotePort ?? 0,
@@ -400,7 +400,7 @@ export class TcpmqBroker extends SafeEmitter<BrokerEvents> {
       this.share?.device(device);
       this.safeEmit('offline', copyOf(device));
     } catch (err) {
-      this.warn(`reporting device ${printable(device.id)} offline failed: ${describe(err)}`);
+      this.warn(`reporting device ${printable(device.id)} offline failed: ${errorText(err)}`);
     }
   }
 

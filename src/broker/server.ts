@@ -17,7 +17,7 @@
 
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { describe } from '../events/safe-emitter';
+import { errorText } from '../events/safe-emitter';
 import type { BrokerStatus } from './events';
 import { Listener, listenError, sameTls } from './listener';
 
@@ -138,7 +138,7 @@ export class Server {
         : net.createServer({ pauseOnConnect: address.pauseOnConnect });
     } catch (err) {
       // A key that does not match its certificate, a wrong passphrase: reported, not thrown.
-      this.setStatus({ state: 'error', host, port, code: 'ETLS', error: `TLS settings rejected: ${describe(err)}` });
+      this.setStatus({ state: 'error', host, port, code: 'ETLS', error: `TLS settings rejected: ${errorText(err)}` });
       this.retire();
       return;
     }

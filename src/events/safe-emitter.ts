@@ -49,7 +49,7 @@ export class SafeEmitter<Events extends { warning: string }> extends EventEmitte
     try {
       this.emit(event, arg);
     } catch (err) {
-      this.warn(`a '${event}' listener failed: ${describe(err)}`);
+      this.warn(`a '${event}' listener failed: ${errorText(err)}`);
     }
   }
 
@@ -63,6 +63,6 @@ export class SafeEmitter<Events extends { warning: string }> extends EventEmitte
 }
 
 /** An error's message, or the thrown value as text. */
-export function describe(err: unknown): string {
+export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

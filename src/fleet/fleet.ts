@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { ShareHook, TcpmqBroker } from '../broker';
 import type { ConnectionInfo } from '../protocol/connection-info';
 import { limitedWarnings } from '../events/rate-limit';
-import { SafeEmitter, describe } from '../events/safe-emitter';
+import { SafeEmitter, errorText } from '../events/safe-emitter';
 import { printable } from '../protocol/printable';
 import { encodeReply } from '../protocol/reply';
 import { mailboxIdOf, type DeviceId } from '../protocol/request';
@@ -59,9 +59,8 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   /** Writes for ids owned elsewhere, made while not in step with the fleet: sent once it is. */
   private readonly pendingSets = new Map<DeviceId, { payload: string; ttlSeconds: number }>();
   private readonly refused = limitedWarnings(
-    (text) => this.warn(text),
-    20,
-    (count) => `sharing: ${count} more refusals in the last minute were not logged`,
+    (text: string) => this.warn(text),
+    (count) => this.warn(`sharing: ${count} more refusals in the last minute were not logged`),
   );
 
   constructor(
@@ -101,18 +100,18 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   }
 
   /** The gateway a device lives on (this one, if it is not another's). */
-  gatewayFor(id: DeviceId): string {
-    return this.replica.gatewayOf(id) ?? this.options.gateway;
+  deviceGateway(id: DeviceId): string {
+    return this.replica.remoteGateway(id) ?? this.options.gateway;
   }
 
   /** Whether another gateway's device or mailbox is known under `id`. */
   isRemote(id: DeviceId): boolean {
-    return this.replica.gatewayOf(id) !== undefined;
+    return this.replica.remoteGateway(id) !== undefined;
   }
 
   /** The name and unit of board `id`: this gateway's device list, or what the board's own gateway says. */
-  describe(id: DeviceId): { name?: string; unit?: string } {
-    return this.isRemote(id) ? this.replica.nameOf(id) : describeDevice(this.options.devices, id);
+  describeDevice(id: DeviceId): { name?: string; unit?: string } {
+    return this.isRemote(id) ? this.replica.describeDevice(id) : describeDevice(this.options.devices, id);
   }
 
   /** A new device list: boards listed otherwise are announced again to Home Assistant, or removed. */
@@ -295,7 +294,7 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     try {
       action();
     } catch (err) {
-      this.warn(`sharing: ${describe(err)}`);
+      this.warn(`sharing: ${errorText(err)}`);
     }
   }
 }

@@ -11,6 +11,7 @@
 
 import type { RawEvent, TcpmqBroker } from '../broker';
 import type { ConnectionInfo } from '../protocol/connection-info';
+import { isDecimal } from '../protocol/decimal';
 import { isText } from '../protocol/printable';
 import type { DeviceId } from '../protocol/request';
 import { describeDevice, type DeviceList } from '../settings/device-list';
@@ -239,7 +240,7 @@ export class Publisher {
 
   private discover({ id, lastValue: value, want }: DeviceRecord): void {
     this.discovered.set(id, want);
-    const numeric = typeof value === 'number' || (typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value));
+    const numeric = typeof value === 'number' || isDecimal(value);
     const facts = { id, listed: this.options.devices?.get(id), numeric, reads: want };
     this.publishAll(boardDiscovery(this.discoveryContext(), facts));
   }

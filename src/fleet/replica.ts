@@ -53,8 +53,8 @@ export interface ReplicaEvents {
 export class Replica {
   /** The devices of other gateways: online while their news is fresh. */
   readonly remote: Devices;
-  /** The gateway of each id known from the fleet. */
-  private readonly owners = new Map<DeviceId, string>();
+  /** The other gateway each id known from the fleet lives on (not the owner of its topic: ownership.ts). */
+  private readonly remoteGateways = new Map<DeviceId, string>();
   /** Names and units other gateways give their boards (their device topics). */
   private readonly remoteNames = new Map<DeviceId, { name?: string; unit?: string }>();
   /**
@@ -83,16 +83,17 @@ export class Replica {
   }
 
   /** The gateway id `id` lives on, if it is another's. */
-  gatewayOf(id: DeviceId): string | undefined {
-    return this.owners.get(id);
+  remoteGateway(id: DeviceId): string | undefined {
+    return this.remoteGateways.get(id);
   }
 
   /** A mailbox written here: no longer another gateway's. */
   forget(id: DeviceId): void {
-    this.owners.delete(id);
+    this.remoteGateways.delete(id);
   }
 
-  nameOf(id: DeviceId): { name?: string; unit?: string } {
+  /** The name and unit its own gateway gives board `id`. */
+  describeDevice(id: DeviceId): { name?: string; unit?: string } {
     return this.remoteNames.get(id) ?? {};
   }
 
@@ -108,7 +109,7 @@ export class Replica {
     if (payload.length === 0) {
       // Emptied by its owner (docs/PROTOCOL.md, sharing); this gateway's own stays until it writes it.
       if (current?.gateway !== undefined) this.broker.mailboxes.clear(id);
-      this.owners.delete(id);
+      this.remoteGateways.delete(id);
       return;
     }
     const shared = JSON.parse(payload.toString('utf8')) as SharedMailbox;
@@ -130,7 +131,7 @@ export class Replica {
     if (expiresAt !== null && expiresAt <= now) {
       // A later write that has expired: what was held before it is no longer the latest either.
       if (current) this.broker.mailboxes.clear(id);
-      this.owners.delete(id);
+      this.remoteGateways.delete(id);
       return;
     }
     const value = mailboxValue(shared);
@@ -140,7 +141,7 @@ export class Replica {
     const gateway = own ? undefined : shared.gateway;
     this.broker.mailboxes.write(id, value, writer, shared.writtenAt, ttl, reply, gateway);
     if (own) return;
-    this.owners.set(id, shared.gateway);
+    this.remoteGateways.set(id, shared.gateway);
     if (writer === 'device') this.news(id, value, shared, retained);
   }
 
@@ -194,8 +195,8 @@ export class Replica {
     const shared = JSON.parse(payload.toString('utf8')) as SharedDevice;
     if (typeof shared !== 'object' || shared === null || shared.gateway === this.options.gateway) return;
     // Known ids only once the tables are full: retained topics are anyone's to publish.
-    if (!this.owners.has(id) && this.owners.size >= 2 * this.broker.options.maxDevices) return;
-    this.owners.set(id, String(shared.gateway));
+    if (!this.remoteGateways.has(id) && this.remoteGateways.size >= 2 * this.broker.options.maxDevices) return;
+    this.remoteGateways.set(id, String(shared.gateway));
     const { name, unit } = shared;
     if (typeof name === 'string' || typeof unit === 'string') {
       this.remoteNames.set(id, { ...(name ? { name: String(name) } : {}), ...(unit ? { unit: String(unit) } : {}) });
@@ -213,8 +214,8 @@ export class Replica {
     const state = JSON.parse(payload.toString('utf8')) as SharedGateway;
     this.ownership.gatewayState(gateway, state?.online === true && state.attached !== true, state?.at);
     if (state?.online !== false) return;
-    for (const [id, owner] of this.owners) {
-      if (owner !== gateway) continue;
+    for (const [id, home] of this.remoteGateways) {
+      if (home !== gateway) continue;
       const wentOffline = this.remote.wentOffline(id);
       if (wentOffline) this.wentOffline(wentOffline);
     }
@@ -264,6 +265,6 @@ export class Replica {
   }
 
   private record(device: DeviceRecord): RemoteDevice {
-    return { ...structuredClone(device), gateway: this.owners.get(device.id) ?? this.options.gateway };
+    return { ...structuredClone(device), gateway: this.remoteGateways.get(device.id) ?? this.options.gateway };
   }
 }

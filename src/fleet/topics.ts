@@ -4,6 +4,7 @@
  */
 
 import type { DeviceId } from '../protocol/request';
+import { defaults } from '../settings/schema';
 import type { MailboxJson } from '../store/mailbox-codec';
 
 /** `<prefix>/mailbox/<id>`, retained: a mailbox as its gateway holds it. */
@@ -84,6 +85,11 @@ export function topicLevel(id: DeviceId): string {
 export function idOfLevel(level: string): DeviceId {
   if (level === '%') return '';
   return level.replace(/%([0-9A-F]{2})/g, (_match, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/** The topic prefix the shareTopic setting gives: without a trailing `/` (none left: the default). */
+export function topicPrefix(shareTopic: string): string {
+  return shareTopic.replace(/\/+$/, '') || defaults().shareTopic;
 }
 
 /** Every topic of a fleet under `prefix`. */

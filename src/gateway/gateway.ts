@@ -10,10 +10,10 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { TlsOptions } from 'node:tls';
 import { TcpmqBroker, brokerOptions } from '../broker';
-import { limitedWarnings } from '../events/rate-limit';
-import { describe } from '../events/safe-emitter';
+import { limitedWarnings, loggedOnce } from '../events/rate-limit';
+import { errorText } from '../events/safe-emitter';
 import { Fleet } from '../fleet/fleet';
-import type { SharedGateway } from '../fleet/topics';
+import { topicPrefix, type SharedGateway } from '../fleet/topics';
 import { connectionName } from '../protocol/connection-info';
 import { printable } from '../protocol/printable';
 import { VERSION } from '../settings/version';
@@ -23,9 +23,6 @@ import { SnapshotSaver } from '../store/snapshot-saver';
 import type { Log } from './log';
 import { connectMqtt, type MqttLink } from './mqtt-transport';
 import type { GatewayOptions } from './options';
-
-/** Device-caused warnings at most this many a minute; the rest are counted. */
-const WARNINGS_PER_MINUTE = 20;
 
 function tlsOptions({ tlsCert, tlsKey, tlsCa }: GatewayOptions): TlsOptions | undefined {
   if (!tlsCert) return undefined;
@@ -118,7 +115,7 @@ export class Gateway {
   }
 
   private share(): void {
-    const prefix = this.options.shareTopic.replace(/\/+$/, '') || 'tcpmq';
+    const prefix = topicPrefix(this.options.shareTopic);
     const fleet = new Fleet(this.broker, {
       prefix,
       gateway: this.name,
@@ -145,13 +142,10 @@ export class Gateway {
       if (fleet.connected) this.log.warn(`MQTT connection to ${where} lost; boards are served on, reconnecting`);
       fleet.setConnected(false);
     });
-    let lastError = '';
-    link.client.on('error', (err) => {
-      // Reconnecting repeats the same failure every few seconds: logged once.
-      if (describe(err) !== lastError) this.log.warn(`MQTT ${where}: ${describe(err)}`);
-      lastError = describe(err);
-    });
-    link.client.on('connect', () => (lastError = ''));
+    // Reconnecting repeats the same failure every few seconds: logged once.
+    const mqttError = loggedOnce((error) => this.log.warn(`MQTT ${where}: ${error}`));
+    link.client.on('error', (err) => mqttError.failed(errorText(err)));
+    link.client.on('connect', () => mqttError.recovered());
     fleet.listen({ warning: (text) => this.log.warn(text) });
     fleet.attach(link);
   }
@@ -169,28 +163,27 @@ export class Gateway {
   /** persist: the snapshot in `file`, its failures logged. */
   private persistTo(file: SnapshotFile): SnapshotSaver {
     return new SnapshotSaver(this.broker, file, {
-      restore: (err) => this.log.error(`persist: cannot read ${file.file} (it is kept as it is): ${describe(err)}`),
-      save: (err) => this.log.error(`persist: cannot write ${file.file}: ${describe(err)}`),
+      restore: (err) => this.log.error(`persist: cannot read ${file.file} (it is kept as it is): ${errorText(err)}`),
+      save: (err) => this.log.error(`persist: cannot write ${file.file}: ${errorText(err)}`),
     });
   }
 
   /** One line per event; what devices cause is rate-limited, their text made printable. */
   private logEvents(): void {
     const warn = limitedWarnings(
-      (text) => this.log.warn(text),
-      WARNINGS_PER_MINUTE,
-      (count) => `${count} more warnings in the last minute were not logged`,
+      (text: string) => this.log.warn(text),
+      (count) => this.log.warn(`${count} more warnings in the last minute were not logged`),
     );
-    let lastError: string | undefined;
+    // Retries repeat the same failure every few seconds: logged once.
+    const listenError = loggedOnce((error) =>
+      this.log.error(`${error}; retrying every ${this.broker.options.retryInterval / 1000} s`),
+    );
     this.broker.listen({
       state: (status) => {
         if (status.state === 'listening') {
-          lastError = undefined;
+          listenError.recovered();
           this.log.info(`listening on ${status.host}:${status.port}`);
-        } else if (status.state === 'error' && status.error !== lastError) {
-          lastError = status.error;
-          this.log.error(`${status.error}; retrying every ${this.broker.options.retryInterval / 1000} s`);
-        }
+        } else if (status.state === 'error') listenError.failed(status.error);
       },
       online: (device) => this.log.info(`device ${printable(device.id)} online from ${device.remoteAddress}`),
       offline: (device) => this.log.info(`device ${printable(device.id)} offline`),

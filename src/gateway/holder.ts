@@ -15,8 +15,9 @@
 import { hostname } from 'node:os';
 import type * as net from 'node:net';
 import { Server } from '../broker/server';
-import { describe } from '../events/safe-emitter';
-import { fleetTopics, type SharedGateway } from '../fleet/topics';
+import { loggedOnce } from '../events/rate-limit';
+import { errorText } from '../events/safe-emitter';
+import { fleetTopics, topicPrefix, type SharedGateway } from '../fleet/topics';
 import { VERSION } from '../settings/version';
 import type { WorkerMessage } from './handover';
 import type { Log } from './log';
@@ -66,7 +67,8 @@ export class Holder {
     private readonly argv: readonly string[],
     private readonly log: Log,
   ) {
-    let lastError: string | undefined;
+    // Retries repeat the same failure every few seconds: logged once.
+    const listenError = loggedOnce((error) => this.log.error(`${error}; retrying every 5 s`));
     this.server = new Server({
       admit: (socket) => {
         socket.on('error', ignore);
@@ -76,13 +78,10 @@ export class Holder {
       tlsFailed: () => undefined, // no TLS here: a gateway serving TLS runs as one process
       state: (status) => {
         if (status.state === 'listening') {
-          lastError = undefined;
+          listenError.recovered();
           this.listening = `${status.host}:${status.port}`;
           this.sayListening();
-        } else if (status.state === 'error' && status.error !== lastError) {
-          lastError = status.error;
-          this.log.error(`${status.error}; retrying every 5 s`);
-        }
+        } else if (status.state === 'error') listenError.failed(status.error);
       },
     });
   }
@@ -304,14 +303,13 @@ export class Holder {
       payload: JSON.stringify(this.offline()),
     });
     // The worker reports MQTT trouble; here it is only retried.
-    this.will.client.on('error', (err) => this.log.debug(`MQTT (will): ${describe(err)}`));
+    this.will.client.on('error', (err) => this.log.debug(`MQTT (will): ${errorText(err)}`));
     // The will before is dropped once this one is in place (a clean end never fires it).
     if (before) this.will.client.once('connect', () => before.end().catch(ignore));
   }
 
   private willTopic(): string {
-    const prefix = this.options.shareTopic.replace(/\/+$/, '') || 'tcpmq';
-    return fleetTopics(prefix).gateway(this.name);
+    return fleetTopics(topicPrefix(this.options.shareTopic)).gateway(this.name);
   }
 
   private offline(): SharedGateway {

@@ -10,7 +10,7 @@
  * never a stack trace.
  */
 
-import { describe } from '../events/safe-emitter';
+import { errorText } from '../events/safe-emitter';
 import { SettingError } from '../settings/schema';
 import { VERSION } from '../settings/version';
 import { Gateway } from './gateway';
@@ -36,13 +36,13 @@ export function main(argv: readonly string[]): void {
     }
     options = resolveOptions(command, process.env);
   } catch (err) {
-    process.stderr.write(`tcpmq-gateway: ${describe(err)}\n`);
+    process.stderr.write(`tcpmq-gateway: ${errorText(err)}\n`);
     process.exitCode = err instanceof SettingError ? USAGE : 1;
     return;
   }
   const log = consoleLog(options.logLevel);
   // Nothing a board or the network does may end the service: report it and go on.
-  process.on('uncaughtException', (err) => log.error(`internal error, carrying on: ${err.stack ?? describe(err)}`));
+  process.on('uncaughtException', (err) => log.error(`internal error, carrying on: ${err.stack ?? errorText(err)}`));
   const single =
     args.length < argv.length ||
     process.env.TCPMQ_SINGLE_PROCESS === '1' ||
@@ -66,12 +66,12 @@ function runAlone(cli: Command & { help: false }, options: GatewayOptions, log: 
     gateway = new Gateway(options, log);
   } catch (err) {
     // A TLS file that cannot be read, say.
-    process.stderr.write(`tcpmq-gateway: ${describe(err)}\n`);
+    process.stderr.write(`tcpmq-gateway: ${errorText(err)}\n`);
     process.exitCode = USAGE;
     return;
   }
   log.info(`tcpmq-gateway ${VERSION} "${gateway.name}"`);
-  gateway.start().catch((err: unknown) => log.error(describe(err)));
+  gateway.start().catch((err: unknown) => log.error(errorText(err)));
   onStop(log, () => gateway.stop());
   onReload(cli, log, (next) => gateway.apply(next));
   process.on('SIGUSR2', () => log.warn('SIGUSR2: no upgrade in a single process; restart to upgrade'));
@@ -98,7 +98,7 @@ function onStop(log: Log, stop: () => Promise<void>): void {
     stop().then(
       () => process.exit(0),
       (err: unknown) => {
-        log.error(describe(err));
+        log.error(errorText(err));
         process.exit(0);
       },
     );
@@ -115,7 +115,7 @@ function onReload(cli: Command & { help: false }, log: Log, apply: (options: Gat
       log.level = next.logLevel;
       apply(next);
     } catch (err) {
-      log.error(`SIGHUP: settings not applied: ${describe(err)}`);
+      log.error(`SIGHUP: settings not applied: ${errorText(err)}`);
     }
   });
 }

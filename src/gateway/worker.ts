@@ -9,7 +9,7 @@
 
 import type * as net from 'node:net';
 import type { ConnectionState } from '../broker';
-import { describe } from '../events/safe-emitter';
+import { errorText } from '../events/safe-emitter';
 import { SettingError } from '../settings/schema';
 import { VERSION } from '../settings/version';
 import { Gateway } from './gateway';
@@ -144,7 +144,7 @@ export class GatewayWorker {
       this.log.level = next.logLevel;
       this.gateway?.apply(next);
     } catch (err) {
-      this.log.error(`SIGHUP: settings not applied: ${describe(err)}`);
+      this.log.error(`SIGHUP: settings not applied: ${errorText(err)}`);
     }
   }
 }
@@ -167,19 +167,19 @@ export function runWorker(argv: readonly string[]): void {
     options = resolveOptions(command, process.env);
   } catch (err) {
     // The settings changed on disk since the holder read them: it keeps the worker it has.
-    process.stderr.write(`tcpmq-gateway worker: ${describe(err)}\n`);
+    process.stderr.write(`tcpmq-gateway worker: ${errorText(err)}\n`);
     process.exit(err instanceof SettingError ? USAGE : 1);
   }
   const log = consoleLog(options.logLevel);
   const worker = new GatewayWorker(command, options, log, send);
-  process.on('uncaughtException', (err) => log.error(`internal error, carrying on: ${err.stack ?? describe(err)}`));
+  process.on('uncaughtException', (err) => log.error(`internal error, carrying on: ${err.stack ?? errorText(err)}`));
   // The holder speaks for the service: signals sent to every process of the service (systemd's
   // control group, a terminal's Ctrl-C) reach the holder too, which tells this worker what to do.
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR2'] as const) process.on(signal, ignore);
   // The holder killed (kill -9): nothing holds the port or the boards any more, and neither does this.
   process.on('disconnect', () => process.exit(0));
   process.on('message', (message: HolderMessage, socket?: net.Socket) => {
-    worker.onMessage(message, socket).catch((err: unknown) => log.error(`worker: ${describe(err)}`));
+    worker.onMessage(message, socket).catch((err: unknown) => log.error(`worker: ${errorText(err)}`));
   });
   send({ type: 'ready', version: VERSION });
 }

@@ -8,18 +8,17 @@
  * the device table; mailbox writes, send and close go out on MQTT.
  */
 
-import type { NodeStatus } from 'node-red';
+import type { NodeAPI, NodeStatus } from 'node-red';
 import { TcpmqBroker } from '../broker';
 import type { EventListeners } from '../events/safe-emitter';
-import type { FleetEvents } from '../fleet/fleet';
+import type { Fleet, FleetEvents } from '../fleet/fleet';
 import { canonicalId } from '../protocol/request';
 import { describeDevice } from '../settings/device-list';
 import type { DeviceRecord } from '../store/devices';
 import { shareBroker } from './broker-share';
 import { roleSettings, type RoleContext } from './broker-role';
-import { numberProperty } from './config';
 import { named, type ConnectionChoice, type Endpoint } from './endpoint';
-import { writeMailbox } from './flow-writes';
+import { connectionTarget, writeMailbox } from './flow-writes';
 
 export function fleetEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
   const { RED, node, config, showStatus, later } = context;
@@ -34,37 +33,22 @@ export function fleetEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpo
   const fleet = sharing?.fleet;
   const detachStatus = fleet?.listen({ online: showStatus, offline: showStatus });
 
-  /** The gateway whose connections a message means: msg.gateway, else the device's. */
-  function gatewayOf(choice: ConnectionChoice): string {
-    const given = typeof choice.gateway === 'string' ? choice.gateway.trim() : '';
-    if (given) return given;
-    const id = canonicalId(choice.device);
-    if (id !== undefined && fleet?.isRemote(id)) return fleet.gatewayFor(id);
-    throw new Error(RED._('tcpmq-broker.errors.no-gateway', { device: String(choice.device ?? '') }));
-  }
-
+  /** Writes to (or closes) the chosen connections on their gateway, through its command topic. */
   function command(kind: 'send' | 'close', choice: ConnectionChoice, data?: string | Buffer): number {
     if (!fleet) throw new Error(RED._('tcpmq-broker.errors.fleet-no-share'));
-    const connectionId = numberProperty(choice.connectionId, NaN);
-    const target = Number.isInteger(connectionId) ? { connectionId } : { device: canonicalId(choice.device) ?? '' };
+    const target = connectionTarget(RED, choice);
     const bytes = Buffer.isBuffer(data) ? { data: data.toString('base64'), buffer: true as const } : { data };
-    fleet.command(gatewayOf(choice), kind, kind === 'send' ? { ...target, ...bytes } : target);
+    fleet.command(targetGateway(RED, fleet, choice), kind, kind === 'send' ? { ...target, ...bytes } : target);
     // Its gateway does the writing: how many connections it reaches is not known here.
     return 1;
   }
 
-  /** A board's name: this node's device list first, else what its gateway says. */
-  const describe = (id: string) => {
-    const own = describeDevice(devices, id);
-    return own.name !== undefined || own.unit !== undefined ? own : (fleet?.describe(id) ?? {});
-  };
   const rows = (records: DeviceRecord[]) =>
     named(
-      records.map((row) => ({ ...row, gateway: fleet?.gatewayFor(row.id) ?? '' })),
-      describe,
+      records.map((row) => ({ ...row, gateway: fleet?.deviceGateway(row.id) ?? '' })),
+      endpoint.describeDevice,
     );
   const connected = () => fleet?.connected === true;
-  const online = () => fleet?.remote.online ?? 0;
 
   const endpoint: Endpoint = {
     mode: 'fleet',
@@ -80,17 +64,15 @@ export function fleetEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpo
       detachStatus?.();
       sharing?.close();
     },
-    status(): NodeStatus {
-      const topic = fleet?.options.prefix ?? '';
-      if (!fleet) return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.fleetNoShare') };
-      if (!connected())
-        return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.fleetDown', { topic }) };
-      return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.fleet', { topic, online: online() }) };
-    },
+    status: () => fleetStatus(RED, fleet),
     state: () => ({ state: connected() ? 'connected' : 'connecting', host: fleet?.options.prefix ?? '', port: 0 }),
     sharing: () => (fleet ? { gateway: fleet.gateway, connected: fleet.connected } : undefined),
-    describe,
-    changes: () => `${fleet?.counters.received}:${online()}:${connected()}`,
+    // This node's device list first, else what the board's gateway says.
+    describeDevice(id) {
+      const own = describeDevice(devices, id);
+      return own.name !== undefined || own.unit !== undefined ? own : (fleet?.describeDevice(id) ?? {});
+    },
+    changes: () => `${fleet?.counters.received}:${fleet?.remote.online ?? 0}:${connected()}`,
     table: (options = { devices: true }) => ({
       devices: options.devices && fleet ? rows(fleet.remote.table()) : [],
       connections: [],
@@ -108,4 +90,26 @@ export function fleetEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpo
     closeConnections: (choice) => command('close', choice),
   };
   return { endpoint, broker };
+}
+
+/** The gateway whose connections a message means: msg.gateway, else the device's. */
+function targetGateway(RED: NodeAPI, fleet: Fleet, choice: ConnectionChoice): string {
+  const given = typeof choice.gateway === 'string' ? choice.gateway.trim() : '';
+  if (given) return given;
+  const id = canonicalId(choice.device);
+  if (id !== undefined && fleet.isRemote(id)) return fleet.deviceGateway(id);
+  throw new Error(RED._('tcpmq-broker.errors.no-gateway', { device: String(choice.device ?? '') }));
+}
+
+/** The status dot: attached (with the fleet's devices online), MQTT down, or no MQTT broker node. */
+function fleetStatus(RED: NodeAPI, fleet: Fleet | undefined): NodeStatus {
+  if (!fleet) return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.fleetNoShare') };
+  const topic = fleet.options.prefix;
+  if (!fleet.connected)
+    return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.fleetDown', { topic }) };
+  return {
+    fill: 'green',
+    shape: 'dot',
+    text: RED._('tcpmq-broker.status.fleet', { topic, online: fleet.remote.online }),
+  };
 }

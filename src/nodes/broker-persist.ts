@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 import type { Node, NodeAPI } from 'node-red';
 import type { TcpmqBroker } from '../broker';
-import { describe } from '../events/safe-emitter';
+import { errorText } from '../events/safe-emitter';
 import { SnapshotFile } from '../store/snapshot-file';
 import { SnapshotSaver, type SnapshotStore } from '../store/snapshot-saver';
 
@@ -51,8 +51,8 @@ export function persistBroker(RED: NodeAPI, node: Node, broker: TcpmqBroker, on:
           ),
   };
   const saver = new SnapshotSaver(broker, store, {
-    restore: (err) => node.warn(RED._('tcpmq-broker.errors.restore', { error: describe(err) })),
-    save: (err) => node.warn(RED._('tcpmq-broker.errors.save', { error: describe(err) })),
+    restore: (err) => node.warn(RED._('tcpmq-broker.errors.restore', { error: errorText(err) })),
+    save: (err) => node.warn(RED._('tcpmq-broker.errors.save', { error: errorText(err) })),
   });
   const restored = kept ? Promise.resolve(saver.resume()) : saver.start().then(() => undefined);
   return {

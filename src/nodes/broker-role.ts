@@ -11,9 +11,6 @@ import { readDeviceList, type DeviceList } from '../settings/device-list';
 import { readSettings, type Mode, type Settings } from '../settings/schema';
 import type { BrokerDef } from './broker-user';
 
-/** At most this many warning lines per broker each minute; the rest are counted. */
-const WARNINGS_PER_MINUTE = 20;
-
 /** What tcpmq-broker hands the role it runs. */
 export interface RoleContext {
   RED: NodeAPI;
@@ -28,7 +25,7 @@ export interface RoleContext {
 export interface RoleSettings {
   settings: Settings;
   devices: DeviceList;
-  /** A warning line, at most WARNINGS_PER_MINUTE a minute; the next after a full minute counts the rest. */
+  /** A warning line, at most WARNINGS_PER_MINUTE a minute (rate-limit.ts); the next after a full minute counts the rest. */
   warn: (text: string) => void;
 }
 
@@ -37,9 +34,8 @@ export function roleSettings({ RED, node, config }: RoleContext, mode: Mode): Ro
   const { list: devices, problems: listProblems } = readDeviceList(config.devices);
   for (const problem of [...problems, ...listProblems]) node.warn(RED._('tcpmq-broker.errors.setting', { problem }));
   const warn = limitedWarnings(
-    (text) => node.warn(text),
-    WARNINGS_PER_MINUTE,
-    (count) => RED._('tcpmq-broker.log.unlogged', { count }),
+    (text: string) => node.warn(text),
+    (count) => node.warn(RED._('tcpmq-broker.log.unlogged', { count })),
   );
   return { settings, devices, warn };
 }

@@ -7,15 +7,17 @@
  */
 
 import type { TlsOptions } from 'node:tls';
-import type { Node, NodeStatus } from 'node-red';
-import { TcpmqBroker, type BrokerEvents, brokerOptions, type BrokerStatus, type RejectEvent } from '../broker';
+import type { Node, NodeAPI, NodeStatus } from 'node-red';
+import { TcpmqBroker, type BrokerEvents, brokerOptions, type RejectEvent } from '../broker';
+import { loggedOnce } from '../events/rate-limit';
+import { errorText, type EventListeners } from '../events/safe-emitter';
+import type { Fleet, FleetEvents } from '../fleet/fleet';
 import { connectionName } from '../protocol/connection-info';
 import { describeDevice } from '../settings/device-list';
 import type { DeviceRecord } from '../store/devices';
-import type { FleetEvents } from '../fleet/fleet';
-import { describe, type EventListeners } from '../events/safe-emitter';
 import { roleSettings, type RoleContext } from './broker-role';
-import { named, type DeviceRow, type Endpoint, type EndpointEvent } from './endpoint';
+import type { BrokerDef } from './broker-user';
+import { errorStatus, named, type DeviceRow, type Endpoint, type EndpointEvent, type EndpointEvents } from './endpoint';
 import { shareBroker } from './broker-share';
 import { connectionTarget, writeMailbox } from './flow-writes';
 import { persistBroker } from './broker-persist';
@@ -36,49 +38,14 @@ const BROKER_EVENTS: { [E in EndpointEvent]?: keyof BrokerEvents } = {
 };
 
 export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endpoint: Endpoint; broker: TcpmqBroker } {
-  const { RED, node, config, showStatus, later } = context;
+  const { RED, node, config, later } = context;
   // One limit for every warning a device can cause: refusals, bad input, listener failures.
   const role = roleSettings(context, 'server');
-  const { settings, devices, warn } = role;
-  const options = brokerOptions(settings, tlsOptions());
+  const { devices, warn } = role;
+  const options = brokerOptions(role.settings, tlsOptions(RED, config));
   const broker = kept ?? new TcpmqBroker(options);
-  let lastLoggedError: string | undefined;
-
-  /** TLS options from the tls-config node, when `usetls` is ticked. */
-  function tlsOptions(): TlsOptions | undefined {
-    if (!config.usetls || !config.tls) return undefined;
-    const tlsNode = RED.nodes.getNode(config.tls) as TlsConfigNode | null;
-    if (!tlsNode) return undefined;
-    const options = tlsNode.addTLSOptions({});
-    // "Verify server certificate" on a server means: ask devices for a certificate and check it.
-    return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
-  }
-
   const persistence = persistBroker(RED, node, broker, config.persist === true, kept !== undefined);
-
-  const detach = broker.listen({
-    state(status: BrokerStatus) {
-      if (status.state === 'listening') {
-        lastLoggedError = undefined;
-        node.log(RED._('tcpmq-broker.log.listening', { host: status.host, port: status.port }));
-      } else if (status.state === 'error' && status.error !== lastLoggedError) {
-        // Retries repeat the same failure every few seconds: log it once.
-        lastLoggedError = status.error;
-        node.error(
-          RED._('tcpmq-broker.errors.listen', {
-            error: status.error ?? '',
-            seconds: broker.options.retryInterval / 1000,
-          }),
-        );
-      }
-      showStatus();
-    },
-    online: showStatus,
-    offline: showStatus,
-    warning: warn,
-    rejected: (event: RejectEvent) =>
-      warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
-  });
+  const detach = logBroker(context, broker, warn);
   // Sharing through MQTT, when a mqtt-broker node is given (its replica goes through deploys with the broker).
   const sharing = config.share ? shareBroker(context, role, broker) : undefined;
   const fleet = sharing?.fleet;
@@ -86,68 +53,32 @@ export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endp
   // A kept one takes the new settings once every node of the deploy listens: what they change is logged and reported.
   if (kept) later(() => kept.configure(options));
 
+  /** The device rows of this gateway and, when sharing, of the others, each with its gateway and name. */
+  const rows = (local: DeviceRecord[], remote: DeviceRecord[] | undefined): DeviceRow[] =>
+    named(fleet && remote ? withGateways(fleet, local, remote) : local, endpoint.describeDevice);
+
   const endpoint: Endpoint = {
     mode: 'server',
     gateway: fleet?.gateway,
-    on(event, listener) {
-      const brokerEvent = BROKER_EVENTS[event];
-      if (!brokerEvent) return () => undefined;
-      const local = broker.listen({ [brokerEvent]: listener } as EventListeners<BrokerEvents>);
-      // The devices of other gateways, with their gateway: news, online, offline.
-      const remote =
-        fleet && (event === 'news' || event === 'online' || event === 'offline')
-          ? fleet.listen({ [event]: listener } as EventListeners<FleetEvents>)
-          : undefined;
-      return () => {
-        local();
-        remote?.();
-      };
-    },
+    on: (event, listener) => subscribe(broker, fleet, event, listener),
     start() {
-      persistence.restored.then(() => broker.start()).catch((err: unknown) => node.error(describe(err)));
+      persistence.restored.then(() => broker.start()).catch((err: unknown) => node.error(errorText(err)));
     },
     async close(removed) {
       detach();
       sharing?.close();
       await persistence.close(removed);
     },
-    status(): NodeStatus {
-      const status = broker.status;
-      switch (status.state) {
-        case 'listening':
-          // Local service goes on without MQTT: a yellow ring says that sharing does not.
-          if (fleet && !fleet.connected)
-            return {
-              fill: 'yellow',
-              shape: 'ring',
-              text: RED._('tcpmq-broker.status.shareDown', { port: status.port, online: broker.onlineCount }),
-            };
-          return {
-            fill: 'green',
-            shape: 'dot',
-            text: RED._('tcpmq-broker.status.listening', { port: status.port, online: broker.onlineCount }),
-          };
-        case 'starting':
-          return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.starting', { port: status.port }) };
-        case 'error':
-          return {
-            fill: 'red',
-            shape: 'ring',
-            text: RED._('tcpmq-broker.status.error', { error: status.error ?? '' }),
-          };
-        default:
-          return {};
-      }
-    },
+    status: () => serverStatus(RED, broker, fleet),
     state: () => broker.status,
     sharing: () => (fleet ? { gateway: fleet.gateway, connected: fleet.connected } : undefined),
     changes() {
       const { connections, rawMessages, protocolErrors } = broker.counters;
       return `${broker.changes}:${connections}:${rawMessages}:${protocolErrors}:${broker.connectionCount}:${broker.onlineCount}:${broker.status.state}:${fleet?.connected}`;
     },
-    describe: (id) => (fleet ? fleet.describe(id) : describeDevice(devices, id)),
+    describeDevice: (id) => (fleet ? fleet.describeDevice(id) : describeDevice(devices, id)),
     table: (options = { devices: true }) => ({
-      devices: options.devices ? withGateways(broker.deviceTable(), fleet?.remote.table()) : [],
+      devices: options.devices ? rows(broker.deviceTable(), fleet?.remote.table()) : [],
       connections: broker.connectionTable(),
       counters: {
         ...broker.counters,
@@ -157,9 +88,9 @@ export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endp
     }),
     takeChanges() {
       const { changed, removed } = broker.devices.takeChanges();
-      if (!fleet) return { devices: named(changed, endpoint.describe), removed };
+      if (!fleet) return { devices: rows(changed, undefined), removed };
       const remote = fleet.remote.takeChanges();
-      return { devices: withGateways(changed, remote.changed), removed: [...removed, ...remote.removed] };
+      return { devices: rows(changed, remote.changed), removed: [...removed, ...remote.removed] };
     },
     dropChanges() {
       broker.devices.dropChanges();
@@ -169,16 +100,89 @@ export function serverEndpoint(context: RoleContext, kept?: TcpmqBroker): { endp
     send: (choice, data) => broker.send(connectionTarget(RED, choice), data),
     closeConnections: (choice) => broker.closeConnections(connectionTarget(RED, choice)),
   };
-  /** The device rows of this gateway and, when sharing, of the others, each with its gateway and name. */
-  function withGateways(local: DeviceRecord[], remote: DeviceRecord[] | undefined): DeviceRow[] {
-    if (!fleet || !remote) return named(local, endpoint.describe);
-    const own = fleet.gateway;
-    const rows = [
-      ...local.map((row) => ({ ...row, gateway: own })),
-      ...remote.map((row) => ({ ...row, gateway: fleet.gatewayFor(row.id) })),
-    ];
-    return named(rows, endpoint.describe);
-  }
-
   return { endpoint, broker };
+}
+
+/** The broker's events in the node's log and status dot; returns the function that stops them. */
+function logBroker({ RED, node, showStatus }: RoleContext, broker: TcpmqBroker, warn: (text: string) => void) {
+  // Retries repeat the same failure every few seconds: logged once.
+  const listenError = loggedOnce((error) =>
+    node.error(RED._('tcpmq-broker.errors.listen', { error, seconds: broker.options.retryInterval / 1000 })),
+  );
+  return broker.listen({
+    state(status) {
+      if (status.state === 'listening') {
+        listenError.recovered();
+        node.log(RED._('tcpmq-broker.log.listening', { host: status.host, port: status.port }));
+      } else if (status.state === 'error') listenError.failed(status.error);
+      showStatus();
+    },
+    online: showStatus,
+    offline: showStatus,
+    warning: warn,
+    rejected: (event: RejectEvent) =>
+      warn(RED._(`tcpmq-broker.log.${event.kind}`, { address: connectionName(event), reason: event.reason })),
+  });
+}
+
+/** TLS options from the tls-config node, when `usetls` is ticked. */
+function tlsOptions(RED: NodeAPI, config: BrokerDef): TlsOptions | undefined {
+  if (!config.usetls || !config.tls) return undefined;
+  const tlsNode = RED.nodes.getNode(config.tls) as TlsConfigNode | null;
+  if (!tlsNode) return undefined;
+  const options = tlsNode.addTLSOptions({});
+  // "Verify server certificate" on a server means: ask devices for a certificate and check it.
+  return { ...options, requestCert: !!tlsNode.verifyservercert, rejectUnauthorized: !!tlsNode.verifyservercert };
+}
+
+/** Subscribes `listener` to the broker's event behind `event`, and to the other gateways' devices when sharing. */
+function subscribe<E extends EndpointEvent>(
+  broker: TcpmqBroker,
+  fleet: Fleet | undefined,
+  event: E,
+  listener: (arg: EndpointEvents[E]) => void,
+): () => void {
+  const brokerEvent = BROKER_EVENTS[event];
+  if (!brokerEvent) return () => undefined;
+  const local = broker.listen({ [brokerEvent]: listener } as EventListeners<BrokerEvents>);
+  // The devices of other gateways, with their gateway: news, online, offline.
+  const remote =
+    fleet && (event === 'news' || event === 'online' || event === 'offline')
+      ? fleet.listen({ [event]: listener } as EventListeners<FleetEvents>)
+      : undefined;
+  return () => {
+    local();
+    remote?.();
+  };
+}
+
+/** This gateway's device rows and the other gateways' ones, each with its gateway. */
+function withGateways(
+  fleet: Fleet,
+  local: DeviceRecord[],
+  remote: DeviceRecord[],
+): (DeviceRecord & { gateway: string })[] {
+  return [
+    ...local.map((row) => ({ ...row, gateway: fleet.gateway })),
+    ...remote.map((row) => ({ ...row, gateway: fleet.deviceGateway(row.id) })),
+  ];
+}
+
+/** The status dot: listening (yellow while sharing is down), starting, or the listen error. */
+function serverStatus(RED: NodeAPI, broker: TcpmqBroker, fleet: Fleet | undefined): NodeStatus {
+  const status = broker.status;
+  const counts = { port: status.port, online: broker.onlineCount };
+  switch (status.state) {
+    case 'listening':
+      // Local service goes on without MQTT: a yellow ring says that sharing does not.
+      if (fleet && !fleet.connected)
+        return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.shareDown', counts) };
+      return { fill: 'green', shape: 'dot', text: RED._('tcpmq-broker.status.listening', counts) };
+    case 'starting':
+      return { fill: 'yellow', shape: 'ring', text: RED._('tcpmq-broker.status.starting', { port: status.port }) };
+    case 'error':
+      return errorStatus(RED, status.error);
+    default:
+      return {};
+  }
 }

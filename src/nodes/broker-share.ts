@@ -11,6 +11,7 @@ import type { Node, NodeStatus } from 'node-red';
 import type { TcpmqBroker } from '../broker';
 import { Fleet } from '../fleet/fleet';
 import type { FleetTransport } from '../fleet/options';
+import { topicPrefix } from '../fleet/topics';
 import type { RoleContext, RoleSettings } from './broker-role';
 
 /** Node-RED's mqtt-broker config node, as far as sharing needs it (see @node-red/nodes 10-mqtt.js). */
@@ -55,7 +56,7 @@ export function shareBroker(
     node.warn(RED._('tcpmq-broker.errors.no-share'));
     return undefined;
   }
-  const prefix = settings.shareTopic.replace(/\/+$/, '') || 'tcpmq';
+  const prefix = topicPrefix(settings.shareTopic);
   // Attached (fleet mode), this Node-RED is one more writer of the fleet, never one of its gateways.
   const gateway =
     settings.gateway || String(config.name ?? '').trim() || (attached ? `${hostname()}-node-red` : hostname());

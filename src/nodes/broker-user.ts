@@ -4,11 +4,16 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { TcpmqBroker } from '../broker';
 import type { TcpmqClient } from '../client/client';
 import type { ReplyFormat } from '../protocol/reply';
+import type { Mode } from '../settings/schema';
 import type { BrokerPort, Endpoint, EndpointEvent, Listeners } from './endpoint';
 
-/** The tcpmq-broker node's properties, as the editor saves them (numbers may be text). */
+/**
+ * The tcpmq-broker node's properties, as the editor saves them (numbers may be text). The settings
+ * schema (src/settings/schema.ts) holds those the gateway shares; the node's own are here: its mode,
+ * the nodes it names (tls, share), its flags (usetls, persist) and the device list.
+ */
 export interface BrokerDef extends NodeDef {
-  mode?: 'server' | 'client' | 'fleet';
+  mode?: Mode;
   host: string;
   port: number | string;
   replyFormat: ReplyFormat;
@@ -21,7 +26,9 @@ export interface BrokerDef extends NodeDef {
   allowFrom?: string;
   allowDevices?: string;
   usetls?: boolean;
+  /** The id of a core tls-config node. */
   tls?: string;
+  /** On: mailboxes and devices saved in the user directory (the gateway's `persist` is a file's path instead). */
   persist?: boolean;
   /** Sharing: the id of a core mqtt-broker config node (empty: no sharing), the topic prefix, this gateway's name. */
   share?: string;
@@ -40,7 +47,7 @@ export interface BrokerDef extends NodeDef {
 
 /** The config node as its user nodes see it (see tcpmq-broker.ts). */
 export interface BrokerConfigNode extends Node {
-  /** What user nodes talk to, in either mode. */
+  /** What user nodes talk to, in every mode. */
   endpoint: Endpoint;
   /** What runs behind it (for tests and tools): exactly one is set. */
   broker?: TcpmqBroker;
@@ -85,7 +92,7 @@ export function useBroker(
 }
 
 /** The gateway name of broker `brokerId` when it shares its devices (sharing), for msg.gateway. */
-export function gatewayOf(RED: NodeAPI, brokerId: string): string | undefined {
+export function brokerGateway(RED: NodeAPI, brokerId: string): string | undefined {
   return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.gateway;
 }
 
@@ -95,6 +102,6 @@ export function isAttached(RED: NodeAPI, brokerId: string): boolean {
 }
 
 /** The name and unit broker `brokerId`'s device list gives board `id` (for msg.name and msg.unit). */
-export function deviceInfo(RED: NodeAPI, brokerId: string, id: string): { name?: string; unit?: string } {
-  return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.describe(id) ?? {};
+export function describeDevice(RED: NodeAPI, brokerId: string, id: string): { name?: string; unit?: string } {
+  return (RED.nodes.getNode(brokerId) as BrokerConfigNode | null)?.endpoint?.describeDevice(id) ?? {};
 }

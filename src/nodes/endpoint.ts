@@ -1,13 +1,15 @@
 /**
  * What the in, out and status nodes (and the sidebar) see of a tcpmq-broker,
- * in either mode: a broker of its own (server, broker-server.ts) or a device on
- * a broker hosted elsewhere (client, broker-client.ts). User nodes talk to this
- * role object only, never to the mode behind it.
+ * in each of its modes: a broker of its own (server, broker-server.ts), a device
+ * on a broker hosted elsewhere (client, broker-client.ts), or the devices of a
+ * fleet's gateways through MQTT (fleet, broker-fleet.ts). User nodes talk to
+ * this role object only, never to the mode behind it.
  */
 
-import type { NodeStatus } from 'node-red';
+import type { NodeAPI, NodeStatus } from 'node-red';
 import type { BrokerStatus, ConnectionRecord, RawEvent, RejectEvent } from '../broker';
 import type { ClientStatus, WatchedId } from '../client/client';
+import type { Mode } from '../settings/schema';
 import type { DeviceRecord } from '../store/devices';
 
 /** A device's news: a request it sent (server), or a watched id's mailbox read (client). */
@@ -72,7 +74,7 @@ export interface ConnectionChoice {
 
 /** What the in, out and status nodes use of a broker: its events, its status dot, the flow's writes. */
 export interface BrokerPort {
-  readonly mode: 'server' | 'client' | 'fleet';
+  readonly mode: Mode;
   /** This gateway's name when the broker shares its devices through MQTT; undefined otherwise. */
   readonly gateway: string | undefined;
   /** Subscribes `listener`; returns the function that unsubscribes it. */
@@ -82,7 +84,7 @@ export interface BrokerPort {
   /** The device table; `{ devices: false }`: all but the device rows (cheap, whatever the number of devices). */
   table(options?: { devices: boolean }): DeviceTable;
   /** The name and unit the device list gives board `id` (or its own gateway's, in the fleet). */
-  describe(id: string): { name?: string; unit?: string };
+  describeDevice(id: string): { name?: string; unit?: string };
   /**
    * Writes mailbox `target` (server) or this device's own mailbox (client);
    * `value` null or undefined clears it. Throws with a message for the flow.
@@ -95,7 +97,7 @@ export interface BrokerPort {
 }
 
 /** What the editor's sidebar reads of a broker besides that: its state and what changed since it last looked. */
-export interface BrokerView {
+export interface SidebarFeed {
   /** The listening or connection state. */
   state(): BrokerStatus | ClientStatus;
   /** Sharing through MQTT, when on: this gateway's name and whether the MQTT broker is connected. */
@@ -109,7 +111,7 @@ export interface BrokerView {
 }
 
 /** A role of tcpmq-broker (server, client, fleet), as the config node runs it and its users see it. */
-export interface Endpoint extends BrokerPort, BrokerView {
+export interface Endpoint extends BrokerPort, SidebarFeed {
   /** Starts serving (or connecting); what it runs may already be running (a deploy). */
   start(): void;
   /**
@@ -120,9 +122,14 @@ export interface Endpoint extends BrokerPort, BrokerView {
 }
 
 /** `rows` with the name and unit of each listed board. */
-export function named<R extends DeviceRow>(rows: R[], describe: BrokerPort['describe']): R[] {
+export function named<R extends DeviceRow>(rows: R[], describeDevice: BrokerPort['describeDevice']): R[] {
   return rows.map((row) => {
-    const info = describe(row.id);
+    const info = describeDevice(row.id);
     return info.name === undefined && info.unit === undefined ? row : { ...row, ...info };
   });
+}
+
+/** The red ring of a role that cannot listen or connect, with the reason. */
+export function errorStatus(RED: NodeAPI, error: string | undefined): NodeStatus {
+  return { fill: 'red', shape: 'ring', text: RED._('tcpmq-broker.status.error', { error: error ?? '' }) };
 }

@@ -8,7 +8,7 @@ import type { NodeAPI } from 'node-red';
 import type { BrokerStatus, ConnectionRecord } from '../broker';
 import type { ClientStatus } from '../client/client';
 import { canonicalId } from '../protocol/request';
-import { describe } from '../events/safe-emitter';
+import { errorText } from '../events/safe-emitter';
 import type { BrokerConfigNode } from './broker-user';
 
 export interface BrokerSummary {
@@ -71,7 +71,7 @@ export function registerSidebarApi(RED: NodeAPI): void {
       try {
         res.json(handler(node, req.body ?? {}));
       } catch (err) {
-        res.status(400).json({ error: describe(err) });
+        res.status(400).json({ error: errorText(err) });
       }
     };
   RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) =>

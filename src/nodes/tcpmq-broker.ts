@@ -12,7 +12,7 @@
 import type { Node, NodeAPI } from 'node-red';
 import { TcpmqBroker } from '../broker';
 import { TcpmqClient } from '../client/client';
-import { describe } from '../events/safe-emitter';
+import { errorText } from '../events/safe-emitter';
 import { clientEndpoint } from './broker-client';
 import { fleetEndpoint } from './broker-fleet';
 import { serverEndpoint } from './broker-server';
@@ -83,7 +83,7 @@ export = function (RED: NodeAPI) {
       const release = () => runtime.stop().then(() => publishRemoved(RED, node.id));
       current
         .close(removed === true)
-        .catch((err: unknown) => node.warn(describe(err)))
+        .catch((err: unknown) => node.warn(errorText(err)))
         .then(() => (removed ? release() : running.park(node.id, runtime, release)))
         .then(
           () => done(),

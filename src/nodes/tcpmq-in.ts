@@ -3,7 +3,8 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { RawEvent } from '../broker';
 import { connectionName } from '../protocol/connection-info';
-import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
+import { isDecimal } from '../protocol/decimal';
+import { brokerGateway, describeDevice, isAttached, useBroker } from './broker-user';
 import { deviceFilter } from './config';
 import type { NewsEvent } from './endpoint';
 import type { NewsMessage, RawMessage } from './messages';
@@ -17,9 +18,6 @@ interface TcpmqInDef extends NodeDef {
   remote?: boolean;
 }
 
-/** A plain decimal number, as sensors send readings: "26.545", "-1", "603". */
-const DECIMAL = /^-?\d+(\.\d+)?$/;
-
 export = function (RED: NodeAPI) {
   function TcpmqInNode(this: Node, config: TcpmqInDef) {
     RED.nodes.createNode(this, config);
@@ -27,19 +25,18 @@ export = function (RED: NodeAPI) {
     const wanted = deviceFilter(config.device);
     const numbers = config.numbers !== false;
     const binary = config.binary === true;
-    const asNumber = (payload: unknown) =>
-      numbers && typeof payload === 'string' && DECIMAL.test(payload) ? Number(payload) : payload;
+    const asNumber = (payload: unknown) => (numbers && isDecimal(payload) ? Number(payload) : payload);
 
     // Attached to a fleet, every gateway's devices are this broker's own.
     const remote = config.remote === true || isAttached(RED, config.broker);
-    const ownGateway = gatewayOf(RED, config.broker);
+    const ownGateway = brokerGateway(RED, config.broker);
     useBroker(RED, node, config.broker, {
       news(event: NewsEvent) {
         // A device of another gateway (sharing) only for a node that asked for them.
         if (!wanted(event.from) || (event.gateway !== undefined && !remote)) return;
         const msg: NewsMessage = { topic: event.from, payload: asNumber(event.payload) };
         // A board of the device list: its name and unit.
-        Object.assign(msg, deviceInfo(RED, config.broker, event.from));
+        Object.assign(msg, describeDevice(RED, config.broker, event.from));
         // Where the device spoke from, when it spoke to this broker.
         if (event.remoteAddress !== undefined) {
           const { want, remoteAddress, remotePort, connectionId } = event;

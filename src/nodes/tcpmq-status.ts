@@ -3,13 +3,10 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { RejectEvent } from '../broker';
 import { connectionName } from '../protocol/connection-info';
-import { deviceInfo, gatewayOf, isAttached, useBroker } from './broker-user';
+import { brokerGateway, describeDevice, isAttached, useBroker } from './broker-user';
 import type { ErrorMessage, LinkMessage, PresenceMessage, TableMessage } from './messages';
 import { deviceFilter } from './config';
-import { RateLimit } from '../events/rate-limit';
-
-/** Error messages a status node sends each minute at most (a flood must not flood the flow). */
-const ERRORS_PER_MINUTE = 20;
+import { limitedWarnings } from '../events/rate-limit';
 
 interface TcpmqStatusDef extends NodeDef {
   broker: string;
@@ -25,37 +22,39 @@ export = function (RED: NodeAPI) {
     const wanted = deviceFilter(config.device);
     // Attached to a fleet, every gateway's devices are this broker's own.
     const remote = config.remote === true || isAttached(RED, config.broker);
-    const ownGateway = gatewayOf(RED, config.broker);
+    const ownGateway = brokerGateway(RED, config.broker);
     const report = (device: { id: string; gateway?: string }, payload: 'online' | 'offline') => {
       // A device of another gateway (sharing) only for a node that asked for them.
       if (!wanted(device.id) || (device.gateway !== undefined && !remote)) return;
       const msg: PresenceMessage = { topic: device.id, payload, device };
-      Object.assign(msg, deviceInfo(RED, config.broker, device.id));
+      Object.assign(msg, describeDevice(RED, config.broker, device.id));
       const gateway = device.gateway ?? ownGateway;
       if (gateway !== undefined) msg.gateway = gateway;
       node.send(msg);
     };
-    const errors = new RateLimit(ERRORS_PER_MINUTE);
-    // Errors come from any connection, whatever the device filter: abuse has no id.
-    const reportError = (event: RejectEvent) => {
-      if (event.kind === 'idle') return; // closing a silent connection is routine, not an error
-      const now = Date.now();
-      const dropped = (count: number) =>
+    // A flood of errors must not flood the flow: as many a minute as a broker logs warnings.
+    const sendError = limitedWarnings(
+      (event: RejectEvent) =>
+        node.send({
+          topic: event.deviceId ?? connectionName(event),
+          payload: 'error',
+          error: event.reason,
+          kind: event.kind,
+          remoteAddress: event.remoteAddress,
+          remotePort: event.remotePort,
+        } satisfies ErrorMessage),
+      (count) =>
         node.send({
           topic: 'errors',
           payload: 'error',
           error: RED._('tcpmq-status.errors.dropped', { count }),
           kind: 'dropped',
-        } satisfies ErrorMessage);
-      if (!errors.take(now, dropped)) return;
-      node.send({
-        topic: event.deviceId ?? connectionName(event),
-        payload: 'error',
-        error: event.reason,
-        kind: event.kind,
-        remoteAddress: event.remoteAddress,
-        remotePort: event.remotePort,
-      } satisfies ErrorMessage);
+        } satisfies ErrorMessage),
+    );
+    // Errors come from any connection, whatever the device filter: abuse has no id.
+    const reportError = (event: RejectEvent) => {
+      if (event.kind === 'idle') return; // closing a silent connection is routine, not an error
+      sendError(event);
     };
     const endpoint = useBroker(RED, node, config.broker, {
       online: (device) => report(device, 'online'),
