@@ -175,6 +175,35 @@ function running(pid) {
   }
 }
 
+/** The children of this process now. */
+function children() {
+  return processTree(process.pid).slice(1);
+}
+
+/**
+ * Runs `start` (which spawns a process and waits until it is ready); if it fails, the processes it spawned
+ * are killed: a start that timed out leaves its child running (tools/process.js).
+ *
+ * @template T
+ * @param {() => Promise<T>} start
+ * @returns {Promise<T>}
+ */
+async function ownChildren(start) {
+  const before = new Set(children());
+  try {
+    return await start();
+  } catch (err) {
+    for (const pid of children().filter((pid) => !before.has(pid))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    throw err;
+  }
+}
+
 function withTimeout(promise, ms) {
   let timer;
   return Promise.race([promise, new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)))]).finally(
@@ -348,7 +377,7 @@ class FleetModel {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tcpmq-fleet-model-'));
     this.cleanups.push(() => fs.rmSync(this.dir, { recursive: true, force: true }));
     this.mqttPort = await freePort();
-    this.mosquitto = await startMosquitto(this.mqttPort, this.dir);
+    this.mosquitto = await ownChildren(() => startMosquitto(this.mqttPort, this.dir));
     this.cleanups.push(async () => {
       if (this.mosquitto.exitCode === null) this.mosquitto.kill();
       await withTimeout(this.mosquitto.exited, 3000);
@@ -465,7 +494,7 @@ class FleetModel {
   async startGatewayProcess(name) {
     const g = this.gateways[name];
     const spawnedAt = Date.now();
-    g.proc = await startGateway(this.gatewayArgs(name), { ready: /MQTT connected/, ms: 15000 });
+    g.proc = await ownChildren(() => startGateway(this.gatewayArgs(name), { ready: /MQTT connected/, ms: 15000 }));
     await this.waitFor(
       () => this.gatewayStates[name].some((s) => s.online && s.at >= spawnedAt),
       () => `${name} to announce itself online on MQTT after its start; its output:\n${g.proc.output.slice(-2000)}`,
@@ -549,7 +578,7 @@ class FleetModel {
     this.nr.spawnedAt = Date.now();
     this.nr.index++;
     this.nr.starts.set(this.nr.index, this.nr.spawnedAt);
-    this.nr.proc = await startNodeRed(this.userDir, { ready: /Started flows/ });
+    this.nr.proc = await ownChildren(() => startNodeRed(this.userDir, { ready: /Started flows/ }));
     this.nr.up = true;
     // The flow hears once it is subscribed: a probe reports until the new run posts it. Reports before that
     // may or may not reach the flow; none made before this start may.
