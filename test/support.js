@@ -84,9 +84,7 @@ async function quietFor(ms, what, happened) {
  * The pace of a simulated board that reports on a clock (`await every(200)` between two reports): pacing,
  * not waiting for anything (counted with the fixed waits).
  */
-function every(ms) {
-  return sleep(ms);
-}
+const every = (ms) => sleep(ms);
 
 /**
  * Skips the suite of mocha context `suite` because `tool` is missing, saying

@@ -30,9 +30,11 @@ describe('parked brokers: taken over by the next instance, else stopped after th
     clock = undefined;
   });
 
-  /** A runtime stand-in whose release records the fake clock's time. */
+  /** A runtime stand-in (what a node would run), parked as `id`; its release records the fake clock's time. */
   function parkedAt(running, id, releases) {
-    running.park(id, { id }, async () => releases.push([id, clock.now]));
+    const runtime = /** @type {any} */ ({ id });
+    running.park(id, runtime, async () => void releases.push([id, clock.now]));
+    return runtime;
   }
 
   it('stops a parked broker nobody claims 10 s after it was parked, not before, and frees its port', async function () {
@@ -69,7 +71,7 @@ describe('parked brokers: taken over by the next instance, else stopped after th
     const running = new RunningBrokers();
     const released = [];
     fakeTimers();
-    running.park('broker', broker, async () => released.push(clock.now));
+    running.park('broker', broker, async () => void released.push(clock.now));
     clock.tick(GRACE_MS - 1);
     assert.equal(running.claim('broker'), broker, 'the new instance gets the running broker');
     clock.tick(3 * GRACE_MS);
@@ -85,9 +87,9 @@ describe('parked brokers: taken over by the next instance, else stopped after th
     const releases = [];
     fakeTimers();
     parkedAt(running, 'a', releases);
-    parkedAt(running, 'b', releases);
+    const b = parkedAt(running, 'b', releases);
     clock.tick(100);
-    assert.equal(running.claim('b').id, 'b');
+    assert.equal(running.claim('b'), b);
     await running.flowsStarted();
     assert.deepEqual(releases, [['a', 100]], 'a released when the flows started; b was claimed');
     clock.tick(2 * GRACE_MS);
@@ -100,7 +102,11 @@ describe('parked brokers: taken over by the next instance, else stopped after th
     fakeTimers();
     parkedAt(running, 'broker', releases);
     clock.tick(4000);
-    running.park('broker', { id: 'second' }, async () => releases.push(['second', clock.now]));
+    running.park(
+      'broker',
+      /** @type {any} */ ({ id: 'second' }),
+      async () => void releases.push(['second', clock.now]),
+    );
     assert.deepEqual(releases, [['broker', 4000]]);
     clock.tick(GRACE_MS - 1);
     assert.deepEqual(releases, [['broker', 4000]], 'the second waits its own 10 s');

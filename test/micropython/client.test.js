@@ -5,7 +5,7 @@
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
 const path = require('node:path');
-const { freePort, skipWithout, waitFor, sleep } = require('../support');
+const { freePort, skipWithout, waitFor } = require('../support');
 const { helper, brokerConfig, deploy, messagesOf } = require('../nodes/flow');
 
 const SCENARIOS = path.join(__dirname, 'scenarios.py');
@@ -192,7 +192,7 @@ describe('MicroPython client (examples/micropython/tcpmq.py) under CPython', fun
         if (event.event === 'ready')
           stopping = helper.unload(); // the Python client keeps calling
         else if (event.event === 'down' && stopping) {
-          restarting = stopping.then(() => sleep(200)).then(() => deploy(flow()));
+          restarting = stopping.then(() => deploy(flow()));
           restarting.catch(() => {}); // awaited below
         }
       },

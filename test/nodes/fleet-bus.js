@@ -19,7 +19,7 @@ function mqttBrokerNode(bus) {
   return function (RED) {
     function MqttBrokerNode(config) {
       RED.nodes.createNode(this, config);
-      const node = this;
+      const node = /** @type {any} */ (this);
       const transport = bus.transport();
       const users = new Map();
       const filters = new Set();

@@ -13,6 +13,7 @@ const assert = require('node:assert/strict');
 const net = require('node:net');
 const { performance } = require('node:perf_hooks');
 const { FrameReader, encodeReply, parseRequest, isRequest } = require('../../dist');
+const { waitFor } = require('../../tools/wait');
 
 // ---- PRNG ------------------------------------------------------------------
 
@@ -532,12 +533,22 @@ function connect(port) {
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Writes `reads` one by one, now and then yielding to the event loop or pausing a millisecond. */
+/** One turn of the event loop. */
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+/** Resolves once what `socket` was given so far is in the kernel (or the socket is gone). */
+const flushed = (socket) =>
+  new Promise((resolve) => (socket.destroyed ? resolve() : socket.write('', () => resolve())));
+
+/**
+ * Writes `reads` one by one, now and then yielding to the event loop or waiting until what was written is in
+ * the kernel (so that the next write is likely a TCP segment of its own).
+ */
 async function writeInPieces(rng, socket, reads) {
   for (const read of reads) {
     if (socket.destroyed) return;
     socket.write(read);
-    if (rng.chance(0.2)) await pause(rng.chance(0.3) ? 1 : 0);
+    if (rng.chance(0.2)) await (rng.chance(0.3) ? flushed(socket) : nextTurn());
   }
 }
 
@@ -573,9 +584,14 @@ function genChaosStream(rng, maxFrameBytes) {
  * reply bytes are exactly the expected ones (all frames answered, in order,
  * nothing for the garbage) and that the connection stays open.
  */
-async function fuzzConnection(port, seed, id, { frames = 12, settleMs = 60, timeoutMs = 5000 } = {}) {
+async function fuzzConnection(port, seed, id, { frames = 12, timeoutMs = 5000 } = {}) {
   const rng = new Rng(seed);
-  const { bytes, expected } = genFuzzStream(rng, id, frames);
+  const stream = genFuzzStream(rng, id, frames);
+  // A last frame of ours: its reply comes after any reply the stream's bytes make, so once it is in,
+  // nothing more may come for them.
+  const last = `[${JSON.stringify(id)},${JSON.stringify(id)},"end of stream ${seed}"]`;
+  const bytes = Buffer.concat([stream.bytes, Buffer.from(last)]);
+  const expected = Buffer.concat([stream.expected, Buffer.from(`end of stream ${seed}`)]);
   const socket = await connect(port);
   const received = [];
   let receivedBytes = 0;
@@ -590,9 +606,7 @@ async function fuzzConnection(port, seed, id, { frames = 12, settleMs = 60, time
   });
   try {
     await writeInPieces(rng, socket, randomCuts(rng, bytes));
-    const until = Date.now() + timeoutMs;
-    while (receivedBytes < expected.length && !closed && Date.now() < until) await pause(2);
-    await pause(settleMs); // nothing more may come
+    await waitFor(() => receivedBytes >= expected.length || closed, 'the replies', timeoutMs).catch(() => undefined);
     const got = Buffer.concat(received);
     if (!got.equals(expected)) {
       let at = 0;
@@ -603,7 +617,7 @@ async function fuzzConnection(port, seed, id, { frames = 12, settleMs = 60, time
       );
     }
     assert.equal(closed, false, `seed ${seed}: the broker closed a connection that followed the rule`);
-    return { frames, bytes: bytes.length };
+    return { frames, bytes: stream.bytes.length };
   } finally {
     socket.destroy();
   }
@@ -618,7 +632,9 @@ async function chaosConnection(port, seed, maxFrameBytes) {
   socket.on('error', () => {});
   try {
     await writeInPieces(rng, socket, randomCuts(rng, bytes));
-    await pause(5);
+    // Every byte in: the broker reads them all before this end of the stream, then closes (or has closed) it.
+    socket.end();
+    await waitFor(() => socket.destroyed, 'the broker to close the chaos connection', 2000).catch(() => undefined);
     return { bytes: bytes.length };
   } finally {
     socket.destroy();

@@ -5,7 +5,7 @@
 // well-behaved devices keep being served meanwhile; figures are printed.
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const { Device, coreBrokerFixture, waitFor, sleep } = require('../support');
+const { Device, coreBrokerFixture, every, waitFor } = require('../support');
 const kit = require('./fuzz-kit');
 
 /** Replies a client leaves unread beyond this get it dropped (MAX_UNREAD_REPLY_BYTES in src/broker/broker.ts). */
@@ -104,7 +104,7 @@ describe('robustness: hostile clients', function () {
       for (let i = 0; i < frame.length; i++) {
         loris.send(frame[i]);
         for (const t of trickling) t.send(UNFINISHED[i]);
-        await sleep(200);
+        await every(200);
       }
       assert.equal(await lorisReply, 'loris', 'the slow frame, once whole, is answered');
     } finally {
@@ -143,7 +143,8 @@ describe('robustness: hostile clients', function () {
     hog.pause(); // never reads: replies pile up in the kernel, then in the broker's socket
     hog.on('error', () => {});
     await waitFor(() => broker.connectionCount === 3, 'the hog and the two readers');
-    const hogConnection = [...broker.connections.values()].find((c) => c.remotePort === hog.localPort);
+    const hogPort = hog.localPort; // (a destroyed socket has none)
+    const hogConnection = [...broker.connections.values()].find((c) => c.remotePort === hogPort);
     const before = process.memoryUsage();
     const started = Date.now();
     let requests = 0;
@@ -154,7 +155,8 @@ describe('robustness: hostile clients', function () {
       while (!rejected.some((e) => e.kind === 'backlog') && !hog.destroyed && Date.now() - started < 10000) {
         hog.write(batch);
         requests += 16;
-        await sleep(1);
+        // One turn of the event loop: the broker reads the batch and writes its replies before the next.
+        await new Promise((resolve) => setImmediate(resolve));
         if (!hogConnection.socket.destroyed) maxQueued = Math.max(maxQueued, hogConnection.socket.writableLength);
       }
     } finally {
@@ -166,7 +168,7 @@ describe('robustness: hostile clients', function () {
     const served = await Promise.all(lockstep);
     const backlog = rejected.filter((e) => e.kind === 'backlog');
     assert.equal(backlog.length, 1, `backlog rejections: ${JSON.stringify(rejected)}`);
-    assert.equal(backlog[0].remotePort, hog.localPort);
+    assert.equal(backlog[0].remotePort, hogPort);
     const unread = Number(/(\d+) bytes unread/.exec(backlog[0].reason)?.[1]);
     console.log(
       `      backlog: the non-reading client was dropped after ${dropMs} ms and ${requests} requests sent ` +
