@@ -11,7 +11,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const mqtt = require('mqtt');
-const { Device, freePort, skipWithout, sleep, vectorSuite, waitFor } = require('../support');
+const { Device, every, freePort, skipWithout, vectorSuite, waitFor } = require('../support');
 const { needMosquitto, startMosquitto } = require('../e2e/mosquitto');
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -58,6 +58,8 @@ class HubProcess {
     this.child = child;
     this.dir = dir;
     this.port = port;
+    /** @type {string | undefined} its name in the fleet (GATEWAY), when the test gave one */
+    this.gateway = undefined;
     this.lines = [];
     this.exited = new Promise((resolve) => child.on('exit', resolve));
     this.exitCode = undefined;
@@ -142,6 +144,7 @@ function hubSuite(vm) {
 
     async function startHub(settings) {
       const hub = await HubProcess.start(vm, settings);
+      hub.gateway = settings?.GATEWAY; // its name in the fleet, when it has one
       hubs.push(hub);
       return hub;
     }
@@ -201,7 +204,7 @@ function hubSuite(vm) {
       const half = Math.floor(bytes.length / 2);
       for (let i = 0; i < half; i++) {
         device.send(bytes.subarray(i, i + 1));
-        if (i % 7 === 0) await sleep(2);
+        if (i % 7 === 0) await device.flushed(); // the next byte a TCP segment of its own
       }
       device.send(bytes.subarray(half));
       const text = expected.join('');
@@ -303,7 +306,7 @@ print(repr(out))
           if (random(5) === 0) bytes[random(bytes.length)] = 0xfe;
           device.send(bytes);
         }
-        await sleep(5);
+        await Promise.all(junk.map((device) => device.flushed()));
       }
       const board = await connect(hub);
       assert.equal(await board.request('[40,40,"still here"]'), 'still here');
@@ -422,9 +425,11 @@ print(json.dumps({'news': news, 'worst': worst}))
       assert.ok(await extra.closedWithin(2000), 'the fourth connection is closed at once');
       await hub.waitForLine(/refused: 3 connections open \(MAX_CONNECTIONS\)/);
       boards[0].close();
-      await sleep(100);
-      const next = await connect(hub);
-      assert.equal(await next.request('[9,1,"x"]'), 'here');
+      // Refused until the hub has seen the first one go; then served.
+      await waitFor(
+        async () => (await (await connect(hub)).request('[9,1,"x"]').catch(() => undefined)) === 'here',
+        'a connection served once a place is free',
+      );
     });
 
     it('reads None for a board silent for OFFLINE_AFTER seconds, and its news again when it speaks', async function () {
@@ -445,15 +450,15 @@ print(json.dumps({'news': news, 'worst': worst}))
       const junk = await connect(hub);
       const live = await connect(hub);
       junk.send('[1,2]{"from":1}[1,1,"never ends');
-      const until = Date.now() + 2000;
+      // The live board speaks in lockstep, as fast as it is answered, until the hub has closed the other two.
+      const until = Date.now() + 5000;
       let answered = 0;
-      while (Date.now() < until) {
+      while (!(silent.closed && junk.closed) && Date.now() < until) {
         assert.equal(await live.request('[20,20,"alive"]'), 'alive');
         answered++;
-        await sleep(150);
       }
-      assert.ok(await silent.closedWithin(500), 'the silent connection is closed');
-      assert.ok(await junk.closedWithin(500), 'the junk connection is closed');
+      assert.ok(silent.closed, 'the silent connection is closed');
+      assert.ok(junk.closed, 'the junk connection is closed');
       assert.equal(live.closed, false, 'the live connection stays');
       assert.ok(answered > 5);
       await hub.waitForLine(/no request for 1 s \(IDLE_TIMEOUT\)/);
@@ -467,7 +472,7 @@ print(json.dumps({'news': news, 'worst': worst}))
       assert.equal(Buffer.byteLength(fits), 512);
       assert.equal(await big.request(fits), 'a'.repeat(502));
       big.send(`[30,30,"${'b'.repeat(400)}`);
-      await sleep(20);
+      await big.flushed();
       big.send('b'.repeat(400));
       assert.ok(await big.closedWithin(2000), 'the connection with an oversize frame is closed');
       assert.equal(await other.request('[31,30,"x"]'), 'a'.repeat(502));
@@ -523,16 +528,30 @@ print(json.dumps({'news': news, 'worst': worst}))
 
       afterEach(async function () {
         // The hubs first: their wills land before the retained messages are cleared.
+        const stopped = hubs.map((hub) => hub.gateway).filter(Boolean);
         await Promise.all(hubs.splice(0).map((hub) => hub.stop()));
-        await sleep(100);
         await Promise.all(clients.splice(0).map((client) => client.endAsync()));
         // Nothing retained from one test is left for the next.
         const cleaner = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`);
-        const topics = new Set();
-        cleaner.on('message', (topic, payload, packet) => packet.retain && payload.length && topics.add(topic));
+        const last = new Map();
+        cleaner.on('message', (topic, payload) => last.set(topic, payload.toString()));
         await cleaner.subscribeAsync(['tcpmq/#', 'homeassistant/#']);
-        await sleep(200);
-        for (const topic of topics) await cleaner.publishAsync(topic, '', { retain: true });
+        // A marker of ours comes back after every retained message.
+        const marker = `tcpmq/test-cleaner/${process.pid}-${Date.now()}`;
+        await cleaner.publishAsync(marker, 'x');
+        await waitFor(() => last.has(marker), 'the retained messages, then our marker');
+        // The stopped hubs' wills ("online": false) land before anything is cleared.
+        const online = () =>
+          stopped
+            .map((name) => [`tcpmq/gateway/${name}`, last.get(`tcpmq/gateway/${name}`) ?? ''])
+            .filter(([, text]) => /"online": ?true/.test(text));
+        await waitFor(
+          () => online().length === 0,
+          () => `the wills of ${online().map(([topic]) => topic)}`,
+          3000,
+        );
+        for (const [topic, text] of last)
+          if (text.length && topic !== marker) await cleaner.publishAsync(topic, '', { retain: true });
         await cleaner.endAsync();
       });
 
@@ -648,7 +667,6 @@ print(json.dumps({'news': news, 'worst': worst}))
         for (let i = 0; i < 60; i++) await board.request(`[5,5,"${i}"]`);
         const burst = Date.now() - burstStart;
         await heard(watcher, 'tcpmq/mailbox/5', (m) => JSON.parse(m.text).value === '59');
-        await sleep(300);
         const published = watcher.heard.slice(from).filter((m) => m.topic === 'tcpmq/mailbox/5');
         assert.ok(published.length <= Math.ceil(burst / 250) + 2, `${published.length} publishes in ${burst} ms`);
         assert.equal(JSON.parse(published[published.length - 1].text).value, '59');
@@ -680,7 +698,14 @@ print(json.dumps({'news': news, 'worst': worst}))
           [shared.value, shared.writer, shared.gateway, shared.expiresAt],
           ['on', 'flow', 'hub-test', null],
         );
-        await sleep(2600); // past OFFLINE_AFTER
+        // Past OFFLINE_AFTER: a board that reported once, now, reads None then.
+        const witness = await connect(hub);
+        await witness.request('[66,66,"soon silent"]');
+        await waitFor(
+          async () => (await witness.request('[67,66,""]')) === 'None',
+          'board 66 silent past OFFLINE_AFTER',
+          5000,
+        );
         assert.equal(await board.request('[6,"cmd",""]'), 'on');
         await writer.publishAsync('tcpmq/mailbox/cmd/set', '{"speed":3}');
         await waitFor(async () => (await board.request('[6,"cmd",""]')) === '{"speed":3}', 'the JSON value');
@@ -945,7 +970,7 @@ print(json.dumps({'news': news, 'worst': worst}))
           const sent = Date.now();
           assert.equal(await board.request(`[10,10,"${i}"]`), String(i));
           latencies.push(Date.now() - sent);
-          if (i % 10 === 0) await sleep(50);
+          if (i % 10 === 0) await every(50);
         }
         assert.ok(p99(latencies) < 200, `p99 ${p99(latencies)} ms while MQTT is unreachable`);
       });
