@@ -43,6 +43,7 @@ const totals = {
   steps: 0,
   kinds: Object.fromEntries(Object.keys(STEP_WEIGHTS).map((kind) => [kind, 0])),
   whileDown: 0,
+  earlyFlowWrites: 0,
   reads: 0,
   reports: 0,
   writes: 0,
@@ -122,8 +123,9 @@ async function main() {
       `fleet-fuzz: ${totals.runs} runs, ${totals.steps} steps (${kinds}; ${totals.whileDown} while a gateway was down)`,
       `  restarts: gateway SIGKILL ${totals.kinds['gateway-sigkill']}, gateway SIGTERM ${totals.kinds['gateway-sigterm']}, ` +
         `Node-RED SIGTERM ${totals.kinds['node-red-sigterm']}, Node-RED SIGKILL ${totals.kinds['node-red-sigkill']}`,
-      `  ${totals.reads} reads (${totals.reports} reports), ${totals.writes} writes, ${totals.clears} clears, ` +
-        `${totals.flowMessages} flow messages, ${totals.mqttMailboxMessages} mailbox messages on MQTT ` +
+      `  ${totals.reads} reads (${totals.reports} reports), ${totals.writes} writes ` +
+        `(${totals.earlyFlowWrites} by a flow just started), ${totals.clears} clears, ${totals.flowMessages} flow messages, ` +
+        `${totals.mqttMailboxMessages} mailbox messages on MQTT ` +
         `(${totals.republished} the same write again)`,
       `  the largest gateway process ${Math.round(totals.maxRssKb / 1024)} MB`,
       `  violations: ${totals.violations}; runs that could not go on: ${totals.errors}`,
