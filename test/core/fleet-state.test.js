@@ -14,7 +14,7 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
   let bus;
   const fleets = [];
 
-  async function member(name, options = {}, before = () => undefined) {
+  async function member(name, options = {}, before = (broker) => undefined) {
     const broker = await fixture.start({ offlineAfter: 5, ...options });
     before(broker);
     const fleet = new Fleet(broker, {

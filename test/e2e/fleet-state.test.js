@@ -291,7 +291,7 @@ describe('the fleet state with mosquitto, tcpmq-gateway and Node-RED in fleet mo
       device?.close();
     })();
     await waitFor(() => counter > 10, 'reports');
-    for (const signal of ['SIGKILL', 'SIGTERM', 'SIGKILL']) {
+    for (const signal of /** @type {const} */ (['SIGKILL', 'SIGTERM', 'SIGKILL'])) {
       // After a persist save and some more reports: kill -9 loses what came after the save.
       await sleep(6000 + Math.random() * 1000);
       await stopGateway(gw, signal);
