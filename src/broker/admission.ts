@@ -12,7 +12,7 @@ import type { DeviceId } from '../protocol/request';
 import { errorText } from '../events/safe-emitter';
 import type { RejectKind } from './events';
 
-export interface AdmissionSettings {
+interface AdmissionSettings {
   /** Comma-separated addresses and CIDR ranges allowed to connect; empty = anyone. */
   allowFrom: string;
   /** Comma-separated device ids allowed to send; empty = any. */
@@ -21,7 +21,7 @@ export interface AdmissionSettings {
 }
 
 /** Why something is refused, as a 'rejected' event says it. */
-export interface Refusal {
+interface Refusal {
   kind: RejectKind;
   reason: string;
 }
@@ -108,7 +108,7 @@ export function parseAllowFrom(text: string | undefined): BlockList | undefined 
 }
 
 /** Whether `address` (as Node reports it, IPv4 possibly mapped into IPv6) is in `allowed`. */
-export function isAllowedAddress(allowed: BlockList, address: string): boolean {
+function isAllowedAddress(allowed: BlockList, address: string): boolean {
   const family = isIP(address);
   if (family === 4) return allowed.check(address, 'ipv4');
   if (family === 6) return allowed.check(address, 'ipv6');

@@ -31,7 +31,7 @@ const SCHEMA_DEFAULTS = defaults('server');
 export const DEFAULT_OPTIONS: BrokerOptions = {
   host: SCHEMA_DEFAULTS.host,
   port: SCHEMA_DEFAULTS.port,
-  replyFormat: SCHEMA_DEFAULTS.replyFormat as ReplyFormat,
+  replyFormat: SCHEMA_DEFAULTS.replyFormat,
   offlineAfter: SCHEMA_DEFAULTS.offlineAfter,
   idleTimeout: SCHEMA_DEFAULTS.idleTimeout,
   maxConnections: SCHEMA_DEFAULTS.maxConnections,
@@ -47,7 +47,7 @@ export function brokerOptions(settings: Settings, tls?: tls.TlsOptions): Partial
   return {
     host: settings.host,
     port: settings.port,
-    replyFormat: settings.replyFormat as ReplyFormat,
+    replyFormat: settings.replyFormat,
     offlineAfter: settings.offlineAfter,
     idleTimeout: settings.idleTimeout,
     maxConnections: settings.maxConnections,

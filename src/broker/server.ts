@@ -35,7 +35,7 @@ export interface ListenAddress {
 }
 
 /** What the server hands its owner. */
-export interface ServerHooks {
+interface ServerHooks {
   /** A new TCP socket, before any byte is read: false if it is refused (the hook destroys it). */
   admit(socket: net.Socket): boolean;
   /** An admitted socket, ready to be served (a TLS socket once its handshake is done). */

@@ -1,8 +1,8 @@
 /**
- * The tcpmq-broker config node's editor. Its settings' defaults, ranges and
- * modes come from the settings schema (SCHEMA, src/settings/schema.ts) that the
- * runtime and the gateway read too; the dialog shows a setting's row only in
- * the setting's modes. Rows that hold no setting of the schema (TLS, persist,
+ * The tcpmq-broker config node's editor. Its settings' defaults (its fields'
+ * placeholders too), ranges and modes come from the settings schema (SCHEMA,
+ * src/settings/schema.ts) that the runtime and the gateway read too; the dialog
+ * shows a setting's row only in the setting's modes. Rows that hold no setting of the schema (TLS, persist,
  * the MQTT broker) name their modes in the template: data-modes="server fleet".
  * The device list (device-list.ts) is shown in every mode.
  */
@@ -20,7 +20,6 @@ import {
 } from './validators';
 import { type DeviceEntry, deviceListEditor, deviceListProblem } from './device-list';
 
-type Mode = 'server' | 'client' | 'fleet';
 type Setting = (typeof SCHEMA)[string];
 
 /** A tcpmq-broker node as the editor holds it: its properties, as saved (numbers may be text). */
@@ -154,6 +153,15 @@ function showMode(mode: Mode): void {
   $('#node-config-row-tls').toggle(mode === 'server' && $('#node-config-input-usetls').is(':checked'));
 }
 
+/** Each setting's default as the placeholder of its text field (what an empty one falls back to), unless the catalogue words it. */
+function showDefaults(): void {
+  for (const key of Object.keys(SCHEMA)) {
+    const input = $(`#node-config-input-${key}`);
+    if (input.is('input[type="text"]') && input.attr('data-i18n') === undefined)
+      input.attr('placeholder', String(SCHEMA[key].default));
+  }
+}
+
 /** The host's default follows the mode: listening on every interface, or the ESP32 hotspot's broker. */
 function swapHostDefault(mode: Mode): void {
   const host = $('#node-config-input-host');
@@ -188,6 +196,7 @@ const definition: BrokerDefinition = {
     $('#node-config-input-usetls').on('change', () => showMode(selected()));
     swapHostDefault(selected());
     showMode(selected());
+    showDefaults();
     readDevices = deviceListEditor($(DEVICES), this.devices, (key, options) =>
       definition._ ? definition._(key, options) : key,
     );

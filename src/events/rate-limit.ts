@@ -4,7 +4,7 @@
  */
 
 /** Warnings of one broker (or one status node) each minute at most; the rest are counted. */
-export const WARNINGS_PER_MINUTE = 20;
+const WARNINGS_PER_MINUTE = 20;
 
 /** At most `limit` reports per window (a minute by default); the rest are only counted. */
 class RateLimit {

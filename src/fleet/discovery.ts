@@ -19,7 +19,7 @@ export interface DiscoveryMessage {
   payload: string;
 }
 
-export interface DiscoveryContext {
+interface DiscoveryContext {
   prefix: string;
   gateway: string;
   /** This package's version, for `origin` and the devices. */
@@ -30,7 +30,7 @@ export interface DiscoveryContext {
   expireAfter: number;
 }
 
-export interface BoardFacts {
+interface BoardFacts {
   id: DeviceId;
   listed?: ListedDevice;
   /** Its first reports were numbers. */
@@ -50,12 +50,12 @@ const NUMBER_VALUE = '{{ value_json.value | float(None) }}';
 const BINARY_VALUE = "{{ 'ON' if (value_json.value | string | lower) in ['1', 'on', 'true', 'yes'] else 'OFF' }}";
 
 /** An id as Home Assistant's object ids allow: letters, digits, `_` and `-`; anything else by its code. */
-export function objectId(id: DeviceId): string {
+function objectId(id: DeviceId): string {
   return id.replace(/[^A-Za-z0-9-]/g, (char) => `_${char.codePointAt(0)!.toString(16)}`);
 }
 
 /** An entity id as Home Assistant makes one from a name: lowercase, `_` for anything but a-z, 0-9 and `_`. */
-export function entityId(platform: string, name: string): string {
+function entityId(platform: string, name: string): string {
   return `${platform}.${name.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
 }
 

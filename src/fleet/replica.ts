@@ -27,12 +27,12 @@ import {
 } from './topics';
 
 /** A device of another gateway, as events carry it. */
-export interface RemoteDevice extends DeviceRecord {
+interface RemoteDevice extends DeviceRecord {
   gateway: string;
 }
 
 /** A remote device's news, with what its gateway said of the request. */
-export interface RemoteNews {
+interface RemoteNews {
   from: DeviceId;
   payload: unknown;
   gateway: string;

@@ -49,7 +49,7 @@ export interface SharedCommand {
 }
 
 /** The order of a mailbox's writes, the same on every member: writtenAt, then the gateway's name. */
-export interface WriteKey {
+interface WriteKey {
   writtenAt: number;
   gateway: string;
 }

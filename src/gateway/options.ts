@@ -12,7 +12,7 @@ import { parseAllowFrom } from '../broker/admission';
 import { readDeviceList, type DeviceList } from '../settings/device-list';
 import { SETTINGS, SettingError, check, readSettings, type Setting, type Settings } from '../settings/schema';
 
-export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The gateway's own settings, beside the broker's. */
@@ -26,6 +26,7 @@ const OWN: readonly Setting[] = [
     modes: ['server'],
     help: 'CA file (PEM): devices must show a certificate it signed',
   },
+  // A file's path here; the node's `persist` is a flag (its file is in the user directory).
   {
     key: 'persist',
     type: 'text',
@@ -47,7 +48,7 @@ const OWN: readonly Setting[] = [
 const CLIENT_ONLY = new Set(['clientId', 'watch', 'pollInterval', 'offlineAfterNones']);
 
 /** Every setting the gateway reads, each with its flag and variable. */
-export const GATEWAY_SETTINGS: readonly (Setting & { flag: string; env: string })[] = [
+const GATEWAY_SETTINGS: readonly (Setting & { flag: string; env: string })[] = [
   ...(SETTINGS as readonly Setting[]).filter((s) => !CLIENT_ONLY.has(s.key)),
   ...OWN,
 ].map((s) => {
@@ -60,6 +61,7 @@ export type GatewayOptions = Settings & {
   tlsCert: string;
   tlsKey: string;
   tlsCa: string;
+  /** The snapshot's file (empty: nothing kept); the node's `persist` is a flag instead. */
   persist: string;
   mqtt: string;
   logLevel: LogLevel;

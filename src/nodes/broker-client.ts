@@ -8,7 +8,6 @@
 import type { NodeAPI, NodeStatus } from 'node-red';
 import { TcpmqClient, type ClientSettings } from '../client/client';
 import { loggedOnce } from '../events/rate-limit';
-import type { ReplyFormat } from '../protocol/reply';
 import { describeDevice } from '../settings/device-list';
 import type { Settings } from '../settings/schema';
 import { roleSettings, type RoleContext } from './broker-role';
@@ -89,16 +88,8 @@ export function clientEndpoint(context: RoleContext, kept?: TcpmqClient): { endp
 
 /** The client's settings out of the schema's. */
 function clientSettings(settings: Settings): ClientSettings {
-  const { host, port, clientId, watch, pollInterval, offlineAfterNones } = settings;
-  return {
-    host,
-    port,
-    clientId,
-    watch,
-    pollInterval,
-    offlineAfterNones,
-    replyFormat: settings.replyFormat as ReplyFormat,
-  };
+  const { host, port, clientId, watch, pollInterval, offlineAfterNones, replyFormat } = settings;
+  return { host, port, clientId, watch, pollInterval, offlineAfterNones, replyFormat };
 }
 
 /** The client's events behind the endpoint's; 'link' is derived from its state, 'raw' and 'rejected' never come. */

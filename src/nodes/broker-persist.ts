@@ -1,5 +1,5 @@
 /**
- * `persist` for a server-mode tcpmq-broker: the snapshot (src/store/snapshot-saver.ts)
+ * `persist` (the node's flag) for a server-mode tcpmq-broker: the snapshot (src/store/snapshot-saver.ts)
  * in a file of its own in the Node-RED user directory (`tcpmq/<broker id>.json`),
  * read back before listening. A broker kept through a deploy has its mailboxes
  * and devices already, newer: nothing is read.
@@ -15,7 +15,7 @@ import { SnapshotSaver, type SnapshotStore } from '../store/snapshot-saver';
 /** Where earlier versions kept the snapshot in the node's context (read if there is no snapshot file). */
 const SNAPSHOT_KEY = 'tcpmq';
 
-export interface Persistence {
+interface Persistence {
   /** Settles once the snapshot is read back (at once when there is nothing to read). */
   restored: Promise<void>;
   /** Saves a last time; `removed`: the broker was deleted, its snapshot goes with it. */

@@ -1,5 +1,6 @@
 /**
- * Sharing for a server-mode tcpmq-broker: a Fleet (src/fleet/fleet.ts) over
+ * Sharing for a tcpmq-broker in server mode (its boards shared) or in fleet
+ * mode (attached, no boards of its own): a Fleet (src/fleet/fleet.ts) over
  * Node-RED's own mqtt-broker config node, used as the core mqtt in/out nodes
  * use it (register, subscribe, publish), so that its settings, TLS and
  * credentials are the user's and no MQTT client is added here. The fleet's
@@ -32,7 +33,7 @@ interface MqttBrokerNode extends Node {
 /** The fleet of each running broker, kept with it through deploys. */
 const fleets = new WeakMap<TcpmqBroker, Fleet>();
 
-export interface Sharing {
+interface Sharing {
   fleet: Fleet;
   /** Lets go of the MQTT connection; the fleet's replica stays with the broker. */
   close(): void;

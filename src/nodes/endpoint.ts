@@ -56,7 +56,7 @@ export type Listeners = { [E in EndpointEvent]?: (event: EndpointEvents[E]) => v
 export type DeviceRow = (DeviceRecord | WatchedId) & { gateway?: string; name?: string; unit?: string };
 
 /** The device table, as tcpmq-status sends it and the sidebar shows it. */
-export interface DeviceTable {
+interface DeviceTable {
   /** Server: every device heard. Client: the watched ids. */
   devices: DeviceRow[];
   /** Server: every open connection. */
@@ -97,7 +97,7 @@ export interface BrokerPort {
 }
 
 /** What the editor's sidebar reads of a broker besides that: its state and what changed since it last looked. */
-export interface SidebarFeed {
+interface SidebarFeed {
   /** The listening or connection state. */
   state(): BrokerStatus | ClientStatus;
   /** Sharing through MQTT, when on: this gateway's name and whether the MQTT broker is connected. */

@@ -15,7 +15,7 @@ import type { TcpmqBroker } from '../broker';
 import type { TcpmqClient } from '../client/client';
 
 /** What a tcpmq-broker node runs. */
-export type Runtime = TcpmqBroker | TcpmqClient;
+type Runtime = TcpmqBroker | TcpmqClient;
 
 /** How long a parked runtime waits for its new instance, if the runtime never says the flows have started. */
 const GRACE_MS = 10_000;

@@ -4,17 +4,19 @@
  * over RED.comms.
  */
 
+import type { EventEmitter } from 'node:events';
 import type { NodeAPI } from 'node-red';
 import type { BrokerStatus, ConnectionRecord } from '../broker';
 import type { ClientStatus } from '../client/client';
 import { canonicalId } from '../protocol/request';
 import { errorText } from '../events/safe-emitter';
+import type { Mode } from '../settings/schema';
 import type { BrokerConfigNode } from './broker-user';
 
-export interface BrokerSummary {
+interface BrokerSummary {
   id: string;
   name: string;
-  mode: 'server' | 'client' | 'fleet';
+  mode: Mode;
   status: BrokerStatus | ClientStatus;
   /** Server: every device heard. Client: the watched ids (id, online, nones). */
   devices: object[];
@@ -28,7 +30,7 @@ export interface BrokerSummary {
 /** Updates go out at most this often per broker, and only when something changed. */
 const PUBLISH_EVERY_MS = 250;
 
-export function summarize(node: BrokerConfigNode): BrokerSummary {
+function summarize(node: BrokerConfigNode): BrokerSummary {
   const { devices, connections = [], counters } = node.endpoint.table();
   return { ...heading(node), devices, connections, counters };
 }
@@ -54,16 +56,45 @@ interface Response {
   status(code: number): Response;
 }
 
-/** The deployed tcpmq-broker nodes by id: the broker nodes keep it, the sidebar plugin reads it. */
-export const deployedBrokers = new Map<string, BrokerConfigNode>();
+/** What the sidebar serves in one Node-RED runtime. */
+interface Sidebar {
+  /** The deployed tcpmq-broker nodes by id: the broker nodes keep it, the sidebar plugin reads it. */
+  brokers: Map<string, BrokerConfigNode>;
+  /** Until when an open editor wants live updates. */
+  watchedUntil: number;
+}
+
+/** One per runtime (the test helper loads the nodes again for every test), keyed as running-brokers.ts keys its registry. */
+const sidebars = new WeakMap<EventEmitter, Sidebar>();
+
+function sidebarOf(RED: NodeAPI): Sidebar {
+  let sidebar = sidebars.get(RED.events);
+  if (!sidebar) sidebars.set(RED.events, (sidebar = { brokers: new Map(), watchedUntil: 0 }));
+  return sidebar;
+}
+
+/**
+ * Lists broker `node` in the sidebar, with live updates while an editor is open (publishUpdates()); returns
+ * the function that takes it off (a deploy does, and the node's next instance is listed anew).
+ */
+export function joinSidebar(RED: NodeAPI, node: BrokerConfigNode): () => void {
+  const sidebar = sidebarOf(RED);
+  sidebar.brokers.set(node.id, node);
+  const stopPublishing = publishUpdates(RED, node, sidebar);
+  return () => {
+    if (sidebar.brokers.get(node.id) === node) sidebar.brokers.delete(node.id);
+    stopPublishing();
+  };
+}
 
 /** Registers the endpoints (the sidebar plugin does, once per runtime); they serve whichever broker nodes are deployed. */
 export function registerSidebarApi(RED: NodeAPI): void {
+  const sidebar = sidebarOf(RED);
   const read = RED.auth.needsPermission('tcpmq.read');
   const write = RED.auth.needsPermission('tcpmq.write');
   const withBroker =
     (handler: (node: BrokerConfigNode, body: Record<string, unknown>) => unknown) => (req: Request, res: Response) => {
-      const node = deployedBrokers.get(req.params.id);
+      const node = sidebar.brokers.get(req.params.id);
       if (!node) {
         res.status(404).json({ error: `no deployed tcpmq-broker ${req.params.id}` });
         return;
@@ -75,11 +106,11 @@ export function registerSidebarApi(RED: NodeAPI): void {
       }
     };
   RED.httpAdmin.get('/tcpmq/brokers', read, (_req: Request, res: Response) =>
-    res.json([...deployedBrokers.values()].map(summarize)),
+    res.json([...sidebar.brokers.values()].map(summarize)),
   );
   // An open sidebar says so every few seconds: live updates are built only while one is.
   RED.httpAdmin.post('/tcpmq/watch', read, (_req: Request, res: Response) => {
-    watchedUntil = Date.now() + WATCH_FOR_MS;
+    sidebar.watchedUntil = Date.now() + WATCH_FOR_MS;
     res.json({ watchFor: WATCH_FOR_MS });
   });
   RED.httpAdmin.post(
@@ -103,8 +134,6 @@ export function registerSidebarApi(RED: NodeAPI): void {
 
 /** An editor's sidebar says it is open at least this often (POST /tcpmq/watch); updates stop this long after the last. */
 const WATCH_FOR_MS = 30_000;
-/** Until when an open editor wants live updates. */
-let watchedUntil = 0;
 
 /**
  * Publishes what changed in the broker to open editors (topic
@@ -115,12 +144,12 @@ let watchedUntil = 0;
  * whole table once (GET /tcpmq/brokers), then applies the updates. Returns the
  * stop function (a deploy stops it and the node's next instance publishes on).
  */
-export function publishUpdates(RED: NodeAPI, node: BrokerConfigNode): () => void {
+function publishUpdates(RED: NodeAPI, node: BrokerConfigNode, sidebar: Sidebar): () => void {
   const topic = `tcpmq/broker/${node.id}`;
   let published = '';
   const publish = () => {
     // Cleared every time, so that what piles up is only what changed in one period; built only for an editor.
-    if (Date.now() > watchedUntil) {
+    if (Date.now() > sidebar.watchedUntil) {
       node.endpoint.dropChanges();
       return;
     }

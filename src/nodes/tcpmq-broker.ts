@@ -1,12 +1,13 @@
 /**
- * tcpmq-broker: the config node that owns a TCPMQ broker (mode "server") or
- * this Node-RED's device on a broker hosted elsewhere (mode "client"). In, out
- * and status nodes register with it (as users of Node-RED's MQTT broker node
- * do); it starts when the first one registers and fans its status out to all.
+ * tcpmq-broker: the config node that owns a TCPMQ broker (mode "server"), this
+ * Node-RED's device on a broker hosted elsewhere (mode "client"), or the
+ * replica of a fleet of gateways through MQTT (mode "fleet"). In, out and
+ * status nodes register with it (as users of Node-RED's MQTT broker node do);
+ * it starts when the first one registers and fans its status out to all.
  *
  * What it runs outlives the node instance: a deploy that closes the node and
- * creates it again hands the running broker or client (socket, connections,
- * mailboxes, devices) to the new instance (see running-brokers.ts).
+ * creates it again hands the running broker, client or replica (socket,
+ * connections, mailboxes, devices) to the new instance (see running-brokers.ts).
  */
 
 import type { Node, NodeAPI } from 'node-red';
@@ -19,7 +20,7 @@ import { serverEndpoint } from './broker-server';
 import type { BrokerConfigNode, BrokerDef } from './broker-user';
 import type { Endpoint } from './endpoint';
 import { runningBrokers } from './running-brokers';
-import { deployedBrokers, publishRemoved, publishUpdates } from './sidebar-api';
+import { joinSidebar, publishRemoved } from './sidebar-api';
 
 export = function (RED: NodeAPI) {
   const running = runningBrokers(RED.events);
@@ -58,9 +59,8 @@ export = function (RED: NodeAPI) {
     endpoint = current;
     node.endpoint = current;
     const runtime = 'broker' in role ? (node.broker = role.broker) : (node.client = role.client);
-    // Listed for the editor's sidebar (the tcpmq-sidebar plugin).
-    deployedBrokers.set(node.id, node);
-    const stopPublishing = publishUpdates(RED, node);
+    // Listed in the editor's sidebar (the tcpmq-sidebar plugin).
+    const leaveSidebar = joinSidebar(RED, node);
 
     node.register = (user: Node) => {
       users.set(user.id, user);
@@ -78,8 +78,7 @@ export = function (RED: NodeAPI) {
     // Two declared parameters: the runtime passes `removed` (deleted by the deploy) and waits for `done`.
     node.on('close', (removed: boolean, done: () => void) => {
       closed = true;
-      if (deployedBrokers.get(node.id) === node) deployedBrokers.delete(node.id);
-      stopPublishing();
+      leaveSidebar();
       const release = () => runtime.stop().then(() => publishRemoved(RED, node.id));
       current
         .close(removed === true)

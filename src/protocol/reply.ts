@@ -2,8 +2,6 @@
 
 export type ReplyFormat = 'text' | 'json';
 
-export const REPLY_FORMATS: readonly ReplyFormat[] = ['text', 'json'];
-
 const EMPTY_REPLY: Record<ReplyFormat, Buffer> = {
   text: Buffer.from('None'),
   json: Buffer.from('null'),

@@ -7,9 +7,9 @@
 
 import { canonicalId, type DeviceId } from '../protocol/request';
 
-export const DEVICE_KINDS = ['sensor', 'binary', 'text'] as const;
+const DEVICE_KINDS = ['sensor', 'binary', 'text'] as const;
 /** sensor: numbers (or text); binary: on/off; text: free text. */
-export type DeviceKind = (typeof DEVICE_KINDS)[number];
+type DeviceKind = (typeof DEVICE_KINDS)[number];
 
 export interface ListedDevice {
   id: DeviceId;

@@ -1,14 +1,17 @@
 /**
- * Every setting of a TCPMQ broker, once: its key (the tcpmq-broker node's
- * property, the gateway's config file key), default, range and the modes it
- * belongs to. The node's runtime, the gateway's command line (flag and
- * environment variable derived from the key) and the editor's defaults and
- * validators all read this list; a setting is added here and nowhere else.
+ * Every setting the tcpmq-broker node and tcpmq-gateway share, once: its key
+ * (the node's property, the gateway's config file key), default, range and the
+ * modes it belongs to. The node's runtime, the gateway's command line (flag and
+ * environment variable derived from the key) and the editor's defaults,
+ * placeholders and validators all read this list: such a setting is added here
+ * and nowhere else. What only one host has is its own: the node's mode, TLS
+ * node, persist flag, MQTT broker node and device list (src/nodes/broker-user.ts),
+ * the gateway's TLS files, persist file, MQTT URL and log level (src/gateway/options.ts).
  */
 
 export type Mode = 'server' | 'client' | 'fleet';
 
-export type SettingType =
+type SettingType =
   /** A whole number in [min, max]. */
   | 'integer'
   /** A number of seconds (fractions allowed) in [min, max]. */
@@ -163,20 +166,19 @@ export const SETTINGS = [
   },
 ] as const satisfies readonly Setting[];
 
-export type SettingKey = (typeof SETTINGS)[number]['key'];
-
-type ValueOf<S> = S extends { type: 'flag' } ? boolean : S extends { type: 'integer' | 'seconds' } ? number : string;
+type ValueOf<S> = S extends { type: 'flag' }
+  ? boolean
+  : S extends { type: 'integer' | 'seconds' }
+    ? number
+    : S extends { choices: readonly (infer C)[] }
+      ? C
+      : string;
 
 /** Every setting with its value. */
 export type Settings = { [S in (typeof SETTINGS)[number] as S['key']]: ValueOf<S> };
 
 /** A value that fails its setting's check, named as the caller names it (a flag, a property). */
 export class SettingError extends Error {}
-
-/** The setting called `key`. */
-export function setting(key: string): Setting | undefined {
-  return (SETTINGS as readonly Setting[]).find((s) => s.key === key);
-}
 
 /** The default of every setting, in `mode`. */
 export function defaults(mode: Mode = 'server'): Settings {

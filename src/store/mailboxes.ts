@@ -2,6 +2,7 @@
 
 import { emptyReply, encodeReply, type ReplyFormat } from '../protocol/reply';
 import type { DeviceId } from '../protocol/request';
+import { defaults } from '../settings/schema';
 
 /** Who wrote a mailbox: a device's own news expires when it goes silent; a flow's does not. */
 export type Writer = 'device' | 'flow';
@@ -22,7 +23,7 @@ export class Mailboxes {
   private readonly boxes = new Map<DeviceId, Mailbox>();
 
   /** @param format the reply dialect the cached replies are in */
-  constructor(private format: ReplyFormat = 'text') {}
+  constructor(private format: ReplyFormat = defaults().replyFormat) {}
 
   /**
    * Writes mailbox `id`, the one way anything is written: by `writer` at

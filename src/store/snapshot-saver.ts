@@ -11,7 +11,7 @@ import type { BrokerSnapshot } from './snapshot';
 const SAVE_EVERY_MS = 5000;
 
 /** What is saved: a broker's mailboxes and devices (TcpmqBroker is one). */
-export interface Snapshotted {
+interface Snapshotted {
   /** Grows with every change: whether the saved snapshot is out of date. */
   readonly changes: number;
   snapshot(): BrokerSnapshot;
@@ -26,7 +26,7 @@ export interface SnapshotStore {
 }
 
 /** What the host says when reading or writing fails (a log line, a node warning). */
-export interface SnapshotFailures {
+interface SnapshotFailures {
   restore(err: unknown): void;
   save(err: unknown): void;
 }
