@@ -35,7 +35,7 @@ function tlsOptions({ tlsCert, tlsKey, tlsCa }: GatewayOptions): TlsOptions | un
  * every socket, and the holder's MQTT will speaks for the gateway, so a worker replaced or crashed never
  * makes the gateway say offline.
  */
-export interface GatewayHost {
+interface GatewayHost {
   /** When the service started (the holder), for the gateway's state. */
   startedAt: number;
   /** The MQTT session is up. */
@@ -150,9 +150,12 @@ export class Gateway {
     fleet.attach(link);
   }
 
+  /** What its state says it counted. A gateway has no flows: that no one listened to a request is no news here. */
   private counters(): Record<string, number> {
     const { connectionCount, onlineCount } = this.broker;
-    return { ...this.broker.counters, openConnections: connectionCount, devicesOnline: onlineCount };
+    const counters: Record<string, number> = { ...this.broker.counters };
+    delete counters.unheardRequests;
+    return { ...counters, openConnections: connectionCount, devicesOnline: onlineCount };
   }
 
   /** What the will says, and what a stop says: this gateway is gone. */
