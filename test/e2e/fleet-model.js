@@ -6,7 +6,7 @@
 // gateways; /set from an MQTT client. A seeded PRNG picks each step: a board reports, a /set writes or
 // clears a command mailbox, the flow writes or clears one, a gateway is killed (SIGKILL) or stopped
 // (SIGTERM) and started again (with a few steps while it is down), Node-RED is stopped or killed and
-// started again. After each step, once things settle (waits on conditions), what came is checked against
+// started again (with reports while it is down, and maybe a write by its flow before it is in step). After each step, once things settle (waits on conditions), what came is checked against
 // the model:
 //
 // - on MQTT, a mailbox topic's values never go back (every value is a counter), its writes follow the
@@ -492,6 +492,10 @@ class FleetModel {
   /**
    * Starts gateway `name`; resolves once it is in step with the fleet: it announces itself online only
    * after every retained message came in (docs/PROTOCOL.md, sharing: a restart reconciles first).
+   *
+   * Modelled gap: a gateway's boards make no request from its stop until it is in step again. Until then
+   * it serves what persist kept (None, or an older write than MQTT holds) by design: a reply never waits
+   * on MQTT. From then on it must serve what the model holds.
    */
   async startGatewayProcess(name) {
     const g = this.gateways[name];
