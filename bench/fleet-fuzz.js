@@ -120,7 +120,7 @@ async function main() {
     .join(', ');
   console.log(
     [
-      `fleet-fuzz: ${totals.runs} runs, ${totals.steps} steps (${kinds}; ${totals.whileDown} while a gateway was down)`,
+      `fleet-fuzz: ${totals.runs} run${totals.runs === 1 ? '' : 's'}, ${totals.steps} steps (${kinds}; ${totals.whileDown} while a gateway was down)`,
       `  restarts: gateway SIGKILL ${totals.kinds['gateway-sigkill']}, gateway SIGTERM ${totals.kinds['gateway-sigterm']}, ` +
         `Node-RED SIGTERM ${totals.kinds['node-red-sigterm']}, Node-RED SIGKILL ${totals.kinds['node-red-sigkill']}`,
       `  ${totals.reads} reads (${totals.reports} reports), ${totals.writes} writes ` +
