@@ -69,15 +69,15 @@ function allClosed(before, timers) {
 
 /**
  * Proves that something does NOT happen: resolves after `ms` if `happened()` stayed false all along, and
- * rejects, naming `what`, as soon as it is true. The one bounded quiet period a test may use for an absence
+ * rejects, naming `what` (or `what()`, saying what came), as soon as it is true. The one bounded quiet period a test may use for an absence
  * (counted with the fixed waits).
  */
 async function quietFor(ms, what, happened) {
-  const came = await waitFor(happened, what, ms).then(
+  const came = await waitFor(happened, 'nothing', ms).then(
     () => true,
     (err) => (/^timed out/.test(err.message) ? false : Promise.reject(err)),
   );
-  if (came) throw new Error(`expected no ${what} for ${ms} ms, and it came`);
+  if (came) throw new Error(`expected no ${typeof what === 'function' ? what() : what} for ${ms} ms, and it came`);
 }
 
 /**

@@ -7,7 +7,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const net = require('node:net');
-const { Device, exampleFiles, exampleFlow, freePort, skipWithout, waitFor } = require('../support');
+const { Device, every, exampleFiles, exampleFlow, freePort, skipWithout, waitFor } = require('../support');
 const { editorSchema } = require('../../dist/settings/schema');
 
 const root = path.join(__dirname, '..', '..');
@@ -670,7 +670,7 @@ describe('in a browser: the fleet page of the demo dashboard', function () {
     const reports = (async () => {
       for (let n = 0; ; n++) {
         if (reporting) await board.request(`[3,3,"60${n % 8}"]`);
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await every(500);
         if (reporting === null) return;
       }
     })();

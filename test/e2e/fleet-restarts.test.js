@@ -7,7 +7,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, every, freePort, waitFor } = require('../support');
 const { linkedUserDir, startNodeRed, stopNodeRed } = require('./node-red-process');
 const { startGateway, stopGateway } = require('./gateway-process');
 const { mqttBrokerNode, needMosquitto, startMosquitto } = require('./mosquitto');
@@ -68,9 +68,9 @@ function fleetFlows(mqttPort) {
 
 /**
  * A board in lockstep, as the published client: `[id, id, value]` every
- * `every` ms, its own news must come back, and a closed connection is fatal.
+ * `everyMs` ms, its own news must come back, and a closed connection is fatal.
  */
-function runBoard(device, id, every, makeValue) {
+function runBoard(device, id, everyMs, makeValue) {
   const board = { id, sent: new Map(), failures: [], requests: 0, longestMs: 0, stopped: false };
   board.done = (async () => {
     for (let k = 0; !board.stopped; k++) {
@@ -86,7 +86,7 @@ function runBoard(device, id, every, makeValue) {
       }
       board.requests++;
       board.longestMs = Math.max(board.longestMs, Date.now() - started);
-      await sleep(every);
+      await every(everyMs);
     }
   })();
   return board;
@@ -166,8 +166,9 @@ describe('boards outlive Node-RED: a gateway, mosquitto and node-red in fleet mo
     for (let round = 0; round < 2 * RESTARTS; round++) {
       const signal = round < RESTARTS ? 'SIGTERM' : 'SIGKILL';
       await stopNodeRed(nodeRed, signal);
-      // The boards go on while Node-RED is down.
-      await sleep(300);
+      // The boards go on while Node-RED is down: each reports twice more.
+      const counts = boards.map((board) => board.requests);
+      await waitFor(() => boards.every((board, n) => board.requests >= counts[n] + 2), 'two reports of each board');
       nodeRed = await startNodeRed(userDir, { ready: /Started flows/ });
       const started = Date.now();
       // A report sent after the start, echoed by the new flow.

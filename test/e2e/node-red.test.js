@@ -7,7 +7,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { Device, exampleFiles, exampleFlow, freePort, waitFor, sleep } = require('../support');
+const { Device, exampleFiles, exampleFlow, freePort, waitFor } = require('../support');
 
 const root = path.join(__dirname, '..', '..');
 const START = path.join(root, 'scripts', 'start.js');
@@ -123,7 +123,8 @@ describe('npm start: a real node-red process', function () {
         const device = await connect();
         assert.equal(await device.request('[1,1,"26.5"]'), '26.5', `${file}: a device is served`);
       }
-      await sleep(200);
+      // A node that fails to start logs it before the flows say they started.
+      await waitFor(() => /Started flows/.test(nodeRed.output.slice(logged)), `${file}: "Started flows"`);
       const log = nodeRed.output.slice(logged);
       assert.doesNotMatch(log, /\[error\]|EADDRINUSE/, `${file} logged:\n${log}`);
     }

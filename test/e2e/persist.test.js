@@ -4,7 +4,7 @@
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, freePort, waitFor } = require('../support');
 const { linkedUserDir, settingsText, startNodeRed, stopNodeRed } = require('./node-red-process');
 
 describe('persist: mailboxes through a Node-RED restart', function () {
@@ -99,7 +99,13 @@ describe('persist: mailboxes through a Node-RED restart', function () {
       'the flow to write mailbox cmd',
     );
     assert.equal(await sensor.request('[1,1,"6 s before the kill"]'), '6 s before the kill');
-    await sleep(6000);
+    // Saved within 5 s: in the snapshot file before the kill.
+    const snapshot = path.join(userDir, 'tcpmq', 'broker.json');
+    await waitFor(
+      () => fs.existsSync(snapshot) && fs.readFileSync(snapshot, 'utf8').includes('6 s before the kill'),
+      'the report in the snapshot file',
+      8000,
+    );
     sensor.close();
     assert.equal(await stopNodeRed(nodeRed, 'SIGKILL'), 'SIGKILL');
     const leftovers = fs.readdirSync(path.join(userDir, 'tcpmq')).filter((file) => file.endsWith('.tmp'));

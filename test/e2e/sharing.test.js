@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, every, freePort, quietFor, waitFor } = require('../support');
 const { mqttBrokerNode, needMosquitto, startMosquitto, publish, retained } = require('./mosquitto');
 const { WebSocket, linkedUserDir, startNodeRed, stopNodeRed, api } = require('./node-red-process');
 
@@ -198,25 +198,38 @@ describe('two gateways on one mosquitto', function () {
   });
 
   it('sends one mailbox message for one report: no gateway sends back what it took in', async function () {
-    const listener = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), '-t', 'tcpmq/mailbox/#', '-v']);
+    // Our marker comes back once the listener is subscribed, after what mosquitto held.
+    const marker = `tcpmq-test/marker-${process.pid}`;
+    const topics = ['-t', 'tcpmq/mailbox/#', '-t', marker];
+    const listener = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(mqttPort), ...topics, '-v']);
     let seen = '';
     listener.stdout.on('data', (chunk) => (seen += chunk));
-    await sleep(500);
-    const retainedLines = seen.split('\n').filter(Boolean).length; // what mosquitto held when it subscribed
+    await waitFor(async () => {
+      await publish(mqttPort, marker, 'x');
+      return seen.includes(marker);
+    }, 'the listener subscribed: our marker back');
+    const retainedLines = seen.split('\n').filter(Boolean).length;
+    // The report's topic (the flows rewrite their table mailboxes, and boards of the tests before may report).
+    const after = () =>
+      seen
+        .split('\n')
+        .filter(Boolean)
+        .slice(retainedLines)
+        .filter((line) => line.startsWith('tcpmq/mailbox/9 '));
     const sensor = await on('hall-a');
     try {
       await sensor.request('[9,9,"once"]');
-      await sleep(1500);
+      await waitFor(() => after().length >= 1, 'the report on tcpmq/mailbox/9');
+      await quietFor(
+        1000,
+        () => `second mailbox message for one report: ${after().join(' | ')}`,
+        () => after().length > 1,
+      );
     } finally {
       sensor.close();
       listener.kill();
     }
-    // Hall A's flow rewrites its two table mailboxes every second: those are not the report's.
-    const lines = seen
-      .split('\n')
-      .filter(Boolean)
-      .slice(retainedLines)
-      .filter((line) => !/^tcpmq\/mailbox\/(own|all)-table /.test(line));
+    const lines = after();
     assert.deepEqual(
       lines.map((line) => line.split(' ')[0]),
       ['tcpmq/mailbox/9'],
@@ -273,7 +286,7 @@ describe('two gateways on one mosquitto', function () {
     const reports = (async () => {
       for (let n = 0; reporting; n++) {
         assert.equal(await board.request(`[6,6,"report ${n}"]`), `report ${n}`, 'served while MQTT is down');
-        await sleep(300);
+        await every(300);
       }
     })();
     try {
