@@ -232,6 +232,7 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
   /** Publishes a marker to itself until it comes back: every retained message was delivered before it. */
   private startSync(transport: FleetTransport): void {
     this.replica.retainedOwn = new Map();
+    this.replica.ownStateRetained = false;
     const marker = randomUUID();
     this.syncMarker = marker;
     const started = Date.now();
@@ -256,7 +257,7 @@ export class Fleet extends SafeEmitter<FleetEvents> implements ShareHook {
     this.endSync();
     const retainedOwn = this.replica.retainedOwn ?? new Map<DeviceId, number>();
     this.replica.retainedOwn = undefined;
-    this.publisher.start(this.transport, retainedOwn);
+    this.publisher.start(this.transport, retainedOwn, this.replica.ownStateRetained);
     for (const [id, { payload, ttlSeconds }] of this.pendingSets)
       this.publisher.set(this.transport, id, payload, ttlSeconds);
     this.pendingSets.clear();

@@ -62,12 +62,20 @@ export class Publisher {
 
   /**
    * Connected (again) and in step: this gateway's mailboxes go out anew, but those the MQTT broker holds
-   * already (`retainedOwn`: their writtenAt, as retained), and its devices and state.
+   * already (`retainedOwn`: their writtenAt, as retained), and its devices and state. `ownStateRetained`: the
+   * MQTT broker kept this gateway's state, so one of its mailboxes published before and missing there now was
+   * emptied meanwhile.
    */
-  start(transport: FleetTransport, retainedOwn: Map<DeviceId, number>): void {
+  start(transport: FleetTransport, retainedOwn: Map<DeviceId, number>, ownStateRetained: boolean): void {
     this.transport = transport;
     for (const [id, mailbox] of this.broker.mailboxes.entries()) {
-      if (mailbox.gateway === undefined && retainedOwn.get(id) !== mailbox.writtenAt) this.dirtyMailboxes.add(id);
+      if (mailbox.gateway !== undefined) continue;
+      if (retainedOwn.get(id) === mailbox.writtenAt) mailbox.shared = true;
+      else if (mailbox.shared && ownStateRetained && !retainedOwn.has(id)) {
+        // Published before, gone from an MQTT broker that kept the rest: emptied meanwhile (a clear while this
+        // gateway was down, or its own clear that persist had not saved). Not brought back.
+        this.broker.mailboxes.clear(id);
+      } else this.dirtyMailboxes.add(id);
     }
     for (const id of this.broker.devices.ids()) this.dirtyDevices.add(id);
     this.discovered.clear();
@@ -209,6 +217,7 @@ export class Publisher {
       // Another gateway's now, or expired here (every member expires a board's news by itself): nothing to say.
       if (payload === undefined) continue;
       transport.publish(this.topics.mailbox(id), payload, true);
+      if (mailbox && payload) mailbox.shared = true;
       this.published++;
     }
     for (const id of this.dirtyDevices) {

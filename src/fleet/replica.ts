@@ -62,6 +62,8 @@ export class Replica {
    * writes, by id, so that it publishes only what is newer. Undefined once in step.
    */
   retainedOwn: Map<DeviceId, number> | undefined;
+  /** While (re)connecting: the MQTT broker still holds this gateway's own state, so it kept what is retained. */
+  ownStateRetained = false;
   /** Messages taken in, for the benchmark and the sidebar. */
   received = 0;
 
@@ -210,7 +212,12 @@ export class Replica {
 
   /** `<prefix>/gateway/<name>`: when a gateway says it is offline (its will), its devices are offline here at once. */
   gateway(gateway: string, payload: Buffer): void {
-    if (payload.length === 0 || gateway === this.options.gateway) return;
+    if (payload.length === 0) return;
+    if (gateway === this.options.gateway) {
+      // Before this gateway says anything, its state can only be the MQTT broker's retained one (its last run's).
+      if (this.retainedOwn) this.ownStateRetained = true;
+      return;
+    }
     const state = JSON.parse(payload.toString('utf8')) as SharedGateway;
     this.ownership.gatewayState(gateway, state?.online === true && state.attached !== true, state?.at);
     if (state?.online !== false) return;

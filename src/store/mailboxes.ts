@@ -17,6 +17,8 @@ export interface Mailbox {
   reply?: Buffer;
   /** The gateway that wrote it, for a mailbox taken in from the fleet (sharing); undefined for this broker's own. */
   gateway?: string;
+  /** Published on MQTT by this gateway as it is now (sharing); a new write is not, until it goes out. */
+  shared?: boolean;
 }
 
 export class Mailboxes {
@@ -61,6 +63,7 @@ export class Mailboxes {
       mailbox.expiresAt = expiresAt;
       mailbox.reply = reply;
       mailbox.gateway = gateway;
+      mailbox.shared = undefined;
     }
     return mailbox;
   }

@@ -11,7 +11,8 @@ import type { DeviceId } from '../protocol/request';
 export interface BrokerSnapshot {
   version: 1;
   /** `buffer`: the value is a Buffer, saved as base64 (a JSON store would turn it into an object). */
-  mailboxes: (MailboxJson & { id: DeviceId })[];
+  /** `shared`: this gateway had published it on MQTT (a restart that finds it gone there takes it as cleared). */
+  mailboxes: (MailboxJson & { id: DeviceId; shared?: true })[];
   devices: DeviceRecord[];
 }
 
@@ -21,7 +22,7 @@ export function takeSnapshot(mailboxes: Mailboxes, devices: Devices, now: number
   for (const [id, mailbox] of mailboxes.entries()) {
     // Expired, or another gateway's (the fleet brings those back itself).
     if (mailbox.expiresAt <= now || mailbox.gateway !== undefined) continue;
-    saved.push({ id, ...mailboxJson(mailbox) });
+    saved.push({ id, ...mailboxJson(mailbox), ...(mailbox.shared ? { shared: true as const } : {}) });
   }
   return { version: 1, mailboxes: saved, devices: devices.table() };
 }
@@ -39,6 +40,8 @@ export function restoreSnapshot(snapshot: BrokerSnapshot, mailboxes: Mailboxes, 
     if (expiresAt !== null && expiresAt <= now) continue;
     if (writer === 'device' && !devices.get(id)?.online) continue;
     if (mailboxes.read(id, now)) continue;
-    mailboxes.write(id, mailboxValue(saved), writer, writtenAt, expiresAt === null ? 0 : expiresAt - writtenAt);
+    const ttl = expiresAt === null ? 0 : expiresAt - writtenAt;
+    const restored = mailboxes.write(id, mailboxValue(saved), writer, writtenAt, ttl);
+    if (saved.shared === true) restored.shared = true;
   }
 }

@@ -145,6 +145,32 @@ describe('the fleet state: one writer per mailbox, one order, limits', function 
     assert.equal(published('tcpmq/mailbox/1').length, before, 'nothing published over it');
   });
 
+  it('never brings back after a restart a mailbox emptied while it was down, but republishes to an MQTT broker that lost everything', async function () {
+    const a = await member('hall-a');
+    a.fleet.write('cmd', 'on');
+    await waitFor(() => bus.retained.has('tcpmq/mailbox/cmd'), 'cmd retained');
+    const snapshot = () => takeSnapshot(a.broker.mailboxes, a.broker.devices, Date.now());
+    const saved = snapshot();
+    assert.equal(saved.mailboxes[0].shared, true, 'persist knows it was published');
+    fleets.pop().detach(); // hall-a is down; a /set clear reaches the gateway that owns cmd now
+    const b = await member('hall-b');
+    bus.publish('tcpmq/gateway/hall-a', JSON.stringify({ online: false }), true);
+    bus.publish('tcpmq/mailbox/cmd/set', '');
+    await waitFor(() => !bus.retained.has('tcpmq/mailbox/cmd'), 'cleared');
+    const restore = (broker) => restoreSnapshot(structuredClone(saved), broker.mailboxes, broker.devices, Date.now());
+    const again = await member('hall-a', {}, restore);
+    await bus.idle();
+    assert.equal(again.broker.readMailbox('cmd'), undefined, 'not served again');
+    assert.ok(!bus.retained.has('tcpmq/mailbox/cmd'), 'not published again');
+    assert.equal(b.broker.readMailbox('cmd'), undefined);
+    // An MQTT broker that lost its retained messages (no persistence): what persist kept goes out again.
+    fleets.splice(0).forEach((fleet) => fleet.detach());
+    bus = new Bus();
+    const fresh = await member('hall-a', {}, restore);
+    await waitFor(() => bus.retained.has('tcpmq/mailbox/cmd'), 'republished');
+    assert.equal(fresh.broker.readMailbox('cmd'), 'on');
+  });
+
   it('gives a flow each report once and in order, never one the MQTT broker held from before', async function () {
     const gw = await member('hall-a');
     const board = await gw.connect();
