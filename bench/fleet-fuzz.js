@@ -88,7 +88,7 @@ async function main() {
         seed,
         steps,
         until,
-        defects: args.defects,
+        defects: args.defects || KNOWN_DEFECTS.length === 0,
         log: (line) => console.log(line),
         onStart: (model) => (current = model),
       });
