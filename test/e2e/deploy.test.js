@@ -6,7 +6,7 @@
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, every, freePort, waitFor, sleep } = require('../support');
 const { linkedUserDir, startNodeRed, stopNodeRed, api, deploy } = require('./node-red-process');
 
 const DEPLOYS = 20;
@@ -95,7 +95,7 @@ function fieldDevice(port, frame, expect) {
         device.requests++;
         device.longestWait = Math.max(device.longestWait, performance.now() - sent);
         if (!expect(reply, n)) device.wrong.push(reply);
-        await sleep(5);
+        await every(5);
       }
     } finally {
       connection.close();

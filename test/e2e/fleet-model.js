@@ -32,7 +32,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const mqtt = require('mqtt');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, every, freePort, waitFor, sleep } = require('../support');
 const { linkedUserDir, startNodeRed, stopNodeRed } = require('./node-red-process');
 const { startGateway } = require('./gateway-process');
 const { mqttBrokerNode, startMosquitto } = require('./mosquitto');
@@ -572,7 +572,8 @@ class FleetModel {
       proc.kill('SIGTERM');
       if ((await withTimeout(proc.exited, 6000)) === 'timeout') proc.kill('SIGKILL');
       await withTimeout(proc.exited, 3000);
-      await sleep(100);
+      // Its worker follows the holder out (it sees the channel close): given a moment before it counts as left.
+      await waitFor(() => tree.filter(running).length === 0, 'the process tree to go', 1000).catch(() => undefined);
       for (const pid of tree.filter(running)) {
         this.say(`fleet model: ${g.name}'s process ${pid} outlived its stop; killed`);
         process.kill(pid, 'SIGKILL');
@@ -604,7 +605,7 @@ class FleetModel {
         const up = GATEWAYS.filter((g) => this.gateways[g].up);
         const gateway = up[k++ % up.length];
         await this.report(this.boards[PROBES[gateway]], 'cmd');
-        await sleep(100);
+        await every(100);
         return (this.flow.get(index)?.length ?? 0) > 0;
       },
       () => `the flow of Node-RED start ${index} to hear a report; its output:\n${this.nr.proc.output.slice(-2000)}`,
@@ -1220,7 +1221,7 @@ class FleetModel {
   }
 
   /** Waits on `check` (which may report a step's reads); fails as a Violation, with what MQTT holds of `mailboxes`. */
-  async waitFor(check, what, ms, mailboxes = [], every = 10) {
+  async waitFor(check, what, ms, mailboxes = [], pollMs = 10) {
     const until = Date.now() + ms;
     for (;;) {
       this.throwFound();
@@ -1232,7 +1233,7 @@ class FleetModel {
           'nothing',
           mailboxes,
         );
-      await sleep(every);
+      await sleep(pollMs);
     }
   }
 

@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const mqttjs = require('mqtt');
-const { Device, freePort, waitFor, sleep } = require('../support');
+const { Device, every, freePort, waitFor } = require('../support');
 const { linkedUserDir, startNodeRed, stopNodeRed } = require('./node-red-process');
 const { startGateway, stopGateway } = require('./gateway-process');
 const { mqttBrokerNode, needMosquitto, startMosquitto } = require('./mosquitto');
@@ -164,7 +164,7 @@ describe('the fleet state with mosquitto, tcpmq-gateway and Node-RED in fleet mo
     const readLoop = (async () => {
       while (reading) {
         reads.push({ value: await reader.request('[77,"cmd","r"]'), at: Date.now() });
-        await sleep(100);
+        await every(100);
       }
     })();
     await waitFor(() => reads.some((read) => read.value.startsWith('flow-')), 'the flow’s first write read', 10000);
@@ -174,9 +174,14 @@ describe('the fleet state with mosquitto, tcpmq-gateway and Node-RED in fleet mo
       const value = `set-${n}`;
       sets.push(value);
       await setter.publishAsync('tcpmq/mailbox/cmd/set', value, { qos: 1 });
-      await sleep(100 + ((n * 137) % 500)); // 0.1 to 0.6 s apart: some are replaced before a board reads them
+      await every(100 + ((n * 137) % 500)); // 0.1 to 0.6 s apart: some are replaced before a board reads them
     }
-    await sleep(500);
+    // The owner's latest write is read (the flow may write once more meanwhile: then that one).
+    const cmdTopic = () => record.messages.filter((m) => m.topic === 'tcpmq/mailbox/cmd' && m.text);
+    await waitFor(
+      () => reads.some((read) => read.value === String(JSON.parse(cmdTopic().at(-1).text).value)),
+      'the last write read',
+    );
     reading = false;
     await readLoop;
     await stopNodeRed(red);
@@ -223,7 +228,7 @@ describe('the fleet state with mosquitto, tcpmq-gateway and Node-RED in fleet mo
         const reply = await device.request(`[5,5,"${n}"]`).catch((err) => `failed: ${err.message}`);
         if (reply !== String(n)) failures.push(`sent ${n}, got ${reply}`);
         else served++;
-        await sleep(20);
+        await every(20);
       }
     })();
     const rssBefore = rssOf(gw.pid);
@@ -286,14 +291,17 @@ describe('the fleet state with mosquitto, tcpmq-gateway and Node-RED in fleet mo
           device?.close();
           device = undefined;
         }
-        await sleep(200);
+        await every(200);
       }
       device?.close();
     })();
     await waitFor(() => counter > 10, 'reports');
     for (const signal of /** @type {const} */ (['SIGKILL', 'SIGTERM', 'SIGKILL'])) {
       // After a persist save and some more reports: kill -9 loses what came after the save.
-      await sleep(6000 + Math.random() * 1000);
+      const savedBefore = fs.existsSync(persist) ? fs.statSync(persist).mtimeMs : 0;
+      await waitFor(() => fs.existsSync(persist) && fs.statSync(persist).mtimeMs > savedBefore, 'a save', 10000);
+      const savedAt = counter;
+      await waitFor(() => counter >= savedAt + 3, 'reports after the save');
       await stopGateway(gw, signal);
       started.splice(started.indexOf(gw), 1);
       gw = await gateway(boardPort, args);

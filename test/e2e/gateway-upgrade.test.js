@@ -10,7 +10,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
 const mqtt = require('mqtt');
-const { Device, freePort, skipWithout, sleep, waitFor } = require('../support');
+const { Device, every, freePort, skipWithout, sleep, waitFor } = require('../support');
 const { startProcess, stopProcess } = require('../../tools/process');
 const { needMosquitto, startMosquitto } = require('./mosquitto');
 const { childrenOf, alive, copyPackage, setVersion } = require('./gateway-upgrade-kit');
@@ -34,7 +34,7 @@ function reportingBoard(port, id, everyMs = 200) {
         const reply = await device.request(`[${id},${id},"${value}"]`, 5000);
         board.waits.push({ at: Date.now(), ms: performance.now() - from });
         if (reply !== value) board.wrong.push(`${value} -> ${reply}`);
-        await sleep(everyMs);
+        await every(everyMs);
       }
     } catch (err) {
       board.error = err;
@@ -165,7 +165,8 @@ describe('tcpmq-gateway upgraded and its worker killed, boards on', function () 
         );
         versions.push({ version, seconds: (Date.now() - from) / 1000 });
         await waitFor(() => !before.some(alive), 'the old worker to go', 10000);
-        await sleep(1000);
+        const served = board.sent;
+        await waitFor(() => board.sent >= served + 5, 'five more replies after the upgrade', 5000);
         upgradeWaits.push(board.longestSince(from - 500));
       }
       const crashWaits = [];
@@ -177,7 +178,6 @@ describe('tcpmq-gateway upgraded and its worker killed, boards on', function () 
         await waitFor(() => childrenOf(mainPid).some((pid) => pid !== worker), 'a new worker', 5000);
         const sent = board.sent;
         await waitFor(() => board.sent > sent + 5, 'the board served again', 5000);
-        await sleep(1000);
         crashWaits.push(board.longestSince(from - 500));
       }
 
