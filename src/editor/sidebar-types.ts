@@ -27,7 +27,7 @@ export interface Connection {
 export interface Heading {
   id: string;
   name?: string;
-  mode?: 'server' | 'client' | 'fleet';
+  mode?: Mode;
   status?: { state?: string; host?: string; port?: number; error?: string };
   sharing?: { gateway: string; connected: boolean };
   connections?: Connection[];

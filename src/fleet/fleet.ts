@@ -33,7 +33,6 @@ import { Replica, type ReplicaEvents } from './replica';
 import { fleetTopics, idOfLevel, levelsAfter, type FleetTopics, type SharedCommand } from './topics';
 
 /** How an id stands as one topic level, and back: the fleet's topics name its members' ids so. */
-export { idOfLevel, topicLevel } from './topics';
 
 /** How long a (re)connecting member waits for the retained state at most, and how often it asks again. */
 const SYNC_WITHIN_MS = 5000;

@@ -17,7 +17,7 @@ import type { BrokerCounters, ConnectionState } from '../broker';
 import type { BrokerSnapshot } from '../store/snapshot';
 
 /** A connection's state as it crosses the channel (JSON): its unread bytes as base64. */
-export type ConnectionWire = Omit<ConnectionState, 'held'> & { held: string };
+type ConnectionWire = Omit<ConnectionState, 'held'> & { held: string };
 
 /** What a worker hands on: mailboxes and devices (the store's snapshot), counters, connections. */
 export interface WorkerState {

@@ -13,7 +13,7 @@ import type { HolderMessage, WorkerMessage } from './handover';
  * starting: forked, not ready yet; ready: waits for its state; serving: has its state and the sockets;
  * handing: asked to hand over; leaving: handed over, to exit; stopping: asked to stop.
  */
-export type WorkerPhase = 'starting' | 'ready' | 'serving' | 'handing' | 'leaving' | 'stopping';
+type WorkerPhase = 'starting' | 'ready' | 'serving' | 'handing' | 'leaving' | 'stopping';
 
 export class WorkerProcess {
   readonly child: ChildProcess;

@@ -22,7 +22,7 @@ const SNAPSHOT_EVERY_MS = 5000;
 /** Exit code of a bad setting (as a shell's usage error). */
 const USAGE = 2;
 
-export class GatewayWorker {
+class GatewayWorker {
   private gateway: Gateway | undefined;
   /** Serving: the state is in, the gateway started. Connections wait for it. */
   private started: Promise<void> | undefined;
@@ -154,7 +154,7 @@ function ignore(): void {
 }
 
 /** The worker's process: started by the holder with the gateway's own arguments and environment. */
-export function runWorker(argv: readonly string[]): void {
+function runWorker(argv: readonly string[]): void {
   const send = (message: WorkerMessage) => {
     // The holder gone: the 'disconnect' below ends this process.
     if (process.connected) process.send?.(message, undefined, {}, ignore);

@@ -2,7 +2,8 @@
 // The fleet's logic with an in-memory MQTT double (the real thing, mosquitto with two
 // node-red gateways, is test/e2e/sharing.test.js): two brokers behave as one.
 const assert = require('node:assert/strict');
-const { Fleet, topicLevel, idOfLevel } = require('../../dist/fleet/fleet');
+const { Fleet } = require('../../dist/fleet/fleet');
+const { topicLevel, idOfLevel } = require('../../dist/fleet/topics');
 const { coreBrokerFixture, every, quietFor, waitFor } = require('../support');
 const { Bus } = require('./mqtt-bus');
 
