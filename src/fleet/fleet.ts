@@ -32,8 +32,6 @@ import { Publisher } from './publisher';
 import { Replica, type ReplicaEvents } from './replica';
 import { fleetTopics, idOfLevel, levelsAfter, type FleetTopics, type SharedCommand } from './topics';
 
-/** How an id stands as one topic level, and back: the fleet's topics name its members' ids so. */
-
 /** How long a (re)connecting member waits for the retained state at most, and how often it asks again. */
 const SYNC_WITHIN_MS = 5000;
 const SYNC_RETRY_MS = 250;
