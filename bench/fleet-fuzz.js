@@ -14,7 +14,7 @@
 'use strict';
 const fs = require('node:fs');
 const { parseArgs } = require('node:util');
-const { runFleetModel, randomSeed, Violation, KNOWN_DEFECTS, STEP_WEIGHTS } = require('../test/e2e/fleet-model');
+const { runFleetModel, randomSeed, noFigures, Violation, KNOWN_DEFECTS } = require('../test/e2e/fleet-model');
 const { sleep } = require('../tools/wait');
 
 /** Runs that cannot go on this many times in a row (a build under way, a port taken): the fuzz stops. */
@@ -38,23 +38,7 @@ if (!fs.existsSync('/usr/sbin/mosquitto')) {
 const until = Date.now() + Number(args.seconds) * 1000;
 const given = args.seed === undefined ? undefined : Number(args.seed) >>> 0;
 const steps = args.steps === undefined ? (given === undefined ? 60 : Infinity) : Number(args.steps);
-const totals = {
-  runs: 0,
-  steps: 0,
-  kinds: Object.fromEntries(Object.keys(STEP_WEIGHTS).map((kind) => [kind, 0])),
-  whileDown: 0,
-  earlyFlowWrites: 0,
-  reads: 0,
-  reports: 0,
-  writes: 0,
-  clears: 0,
-  flowMessages: 0,
-  mqttMailboxMessages: 0,
-  republished: 0,
-  maxRssKb: 0,
-  violations: 0,
-  errors: 0,
-};
+const totals = { runs: 0, errors: 0, ...noFigures() };
 const violations = [];
 const errors = [];
 let stopping = false;

@@ -14,7 +14,7 @@ const { execSync, fork, spawn } = require('node:child_process');
 const { parseArgs } = require('node:util');
 const { freePort } = require('../tools/free-port');
 const { settingsText, nodeRedHome } = require('../tools/node-red-home');
-const { childrenOf } = require('../test/e2e/gateway-upgrade-kit');
+const { childrenOf } = require('../tools/proc');
 
 const root = path.join(__dirname, '..');
 const { values: options } = parseArgs({

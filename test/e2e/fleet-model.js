@@ -36,6 +36,7 @@ const { Device, every, freePort, waitFor, sleep } = require('../support');
 const { linkedUserDir, startNodeRed, stopNodeRed } = require('./node-red-process');
 const { startGateway } = require('./gateway-process');
 const { mqttBrokerNode, startMosquitto } = require('./mosquitto');
+const { alive, processTree, rssKb } = require('../../tools/proc');
 
 const PREFIX = 'tcpmq';
 const OFFLINE_AFTER_S = 5;
@@ -90,6 +91,25 @@ const WHILE_DOWN_WEIGHTS = { report: 3, set: 3, clear: 1, 'flow-write': 2, 'flow
  */
 const KNOWN_DEFECTS = [];
 
+/** A run's figures before its first step (bench/fleet-fuzz.js adds runs' figures up from these too). */
+function noFigures() {
+  return {
+    steps: 0,
+    kinds: Object.fromEntries(Object.keys(STEP_WEIGHTS).map((kind) => [kind, 0])),
+    whileDown: 0,
+    earlyFlowWrites: 0,
+    reads: 0,
+    reports: 0,
+    writes: 0,
+    clears: 0,
+    flowMessages: 0,
+    mqttMailboxMessages: 0,
+    republished: 0,
+    maxRssKb: 0,
+    violations: 0,
+  };
+}
+
 /** mulberry32: a small seeded PRNG, the same sequence for the same seed on every machine. */
 function prng(seed) {
   let a = seed >>> 0;
@@ -123,51 +143,6 @@ function parseValue(text) {
   if (text === 'None') return null;
   const match = /^(.+):(\d+)$/.exec(text);
   return match ? { mailbox: match[1], n: Number(match[2]) } : undefined;
-}
-
-/** The PIDs of `pid` and its descendants, from /proc. */
-function processTree(pid) {
-  const tree = [];
-  const visit = (at) => {
-    tree.push(at);
-    let tasks = [];
-    try {
-      tasks = fs.readdirSync(`/proc/${at}/task`);
-    } catch {
-      return;
-    }
-    for (const task of tasks) {
-      let children = '';
-      try {
-        children = fs.readFileSync(`/proc/${at}/task/${task}/children`, 'utf8');
-      } catch {
-        continue;
-      }
-      for (const child of children.trim().split(/\s+/).filter(Boolean)) visit(Number(child));
-    }
-  };
-  visit(pid);
-  return tree;
-}
-
-/** A process's resident memory in kB, or undefined once it is gone (a zombie has none). */
-function rssKb(pid) {
-  try {
-    const match = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Whether `pid` still runs (a zombie, dead but not reaped, does not). */
-function running(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /** The children of this process now. */
@@ -299,21 +274,7 @@ class FleetModel {
     /** Violations found by the MQTT and HTTP handlers, thrown at the next check. */
     this.found = [];
     this.cleanups = [];
-    this.figures = {
-      steps: 0,
-      kinds: Object.fromEntries(Object.keys(STEP_WEIGHTS).map((kind) => [kind, 0])),
-      whileDown: 0,
-      earlyFlowWrites: 0,
-      reads: 0,
-      reports: 0,
-      writes: 0,
-      clears: 0,
-      flowMessages: 0,
-      mqttMailboxMessages: 0,
-      republished: 0,
-      maxRssKb: 0,
-      violations: 0,
-    };
+    this.figures = noFigures();
     this.gateways = {};
     this.boards = {};
     /** Per command mailbox: the last counter written, the model's state (a counter, or null: empty). */
@@ -534,8 +495,8 @@ class FleetModel {
     if (signal === 'SIGTERM' && code !== 0)
       throw this.violation(`${name} on SIGTERM`, 'exit code 0', `${code}; output:\n${proc.output.slice(-1500)}`);
     const left = [];
-    await waitFor(() => tree.every((pid) => !running(pid)), 'x', 3000).catch(() => {
-      left.push(...tree.filter(running));
+    await waitFor(() => tree.every((pid) => !alive(pid)), 'x', 3000).catch(() => {
+      left.push(...tree.filter(alive));
     });
     if (left.length > 0) {
       for (const pid of left) process.kill(pid, 'SIGKILL');
@@ -573,8 +534,8 @@ class FleetModel {
       if ((await withTimeout(proc.exited, 6000)) === 'timeout') proc.kill('SIGKILL');
       await withTimeout(proc.exited, 3000);
       // Its worker follows the holder out (it sees the channel close): given a moment before it counts as left.
-      await waitFor(() => tree.filter(running).length === 0, 'the process tree to go', 1000).catch(() => undefined);
-      for (const pid of tree.filter(running)) {
+      await waitFor(() => tree.filter(alive).length === 0, 'the process tree to go', 1000).catch(() => undefined);
+      for (const pid of tree.filter(alive)) {
         this.say(`fleet model: ${g.name}'s process ${pid} outlived its stop; killed`);
         process.kill(pid, 'SIGKILL');
       }
@@ -1274,4 +1235,13 @@ function runFleetModel(options) {
   return model.run();
 }
 
-module.exports = { FleetModel, runFleetModel, randomSeed, Violation, RunError, STEP_WEIGHTS, KNOWN_DEFECTS };
+module.exports = {
+  FleetModel,
+  runFleetModel,
+  randomSeed,
+  noFigures,
+  Violation,
+  RunError,
+  STEP_WEIGHTS,
+  KNOWN_DEFECTS,
+};

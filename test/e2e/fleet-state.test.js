@@ -11,6 +11,7 @@ const { Device, every, freePort, waitFor } = require('../support');
 const { linkedUserDir, startNodeRed, stopNodeRed } = require('./node-red-process');
 const { startGateway, stopGateway } = require('./gateway-process');
 const { mqttBrokerNode, needMosquitto, startMosquitto } = require('./mosquitto');
+const { processTree, rssKb } = require('../../tools/proc');
 
 /** Node-RED in fleet mode: a flow writing mailbox `cmd` every 2 s, and every report it gets kept for GET /reports. */
 function fleetFlows(mqttPort) {
@@ -73,22 +74,9 @@ async function recorder(mqttPort) {
   return { client, messages };
 }
 
-/** The resident memory of `pid` and its children (a gateway may run as a holder and a worker), in bytes. */
+/** The resident memory of `pid` and its children (a gateway runs as a holder and a worker), in bytes. */
 function rssOf(pid) {
-  let total = 0;
-  const visit = (id) => {
-    try {
-      total += Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${id}/status`, 'utf8'))[1]) * 1024;
-      for (const task of fs.readdirSync(`/proc/${id}/task`)) {
-        const children = fs.readFileSync(`/proc/${id}/task/${task}/children`, 'utf8').trim();
-        for (const child of children ? children.split(' ') : []) visit(child);
-      }
-    } catch {
-      // Gone meanwhile.
-    }
-  };
-  visit(pid);
-  return total;
+  return processTree(pid).reduce((sum, id) => sum + (rssKb(id) ?? 0) * 1024, 0);
 }
 
 describe('the fleet state with mosquitto, tcpmq-gateway and Node-RED in fleet mode', function () {

@@ -1,6 +1,6 @@
 'use strict';
 // For the gateway's upgrade test and the bench: a copy of the package whose version can be bumped on
-// disk, and a process's children from /proc.
+// disk.
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -30,39 +30,4 @@ function setVersion(root, version) {
   fs.writeFileSync(file, JSON.stringify({ ...pkg, version }, null, 2));
 }
 
-/**
- * The PIDs whose parent is `pid`.
- *
- * @param {number | undefined} pid
- * @returns {number[]}
- */
-function childrenOf(pid) {
-  const children = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) children.push(Number(entry));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return children;
-}
-
-/**
- * Whether process `pid` runs (a zombie does not).
- *
- * @param {number} pid
- */
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-module.exports = { copyPackage, setVersion, childrenOf, alive };
+module.exports = { copyPackage, setVersion };

@@ -13,7 +13,8 @@ const mqtt = require('mqtt');
 const { Device, every, freePort, skipWithout, sleep, waitFor } = require('../support');
 const { startProcess, stopProcess } = require('../../tools/process');
 const { needMosquitto, startMosquitto } = require('./mosquitto');
-const { childrenOf, alive, copyPackage, setVersion } = require('./gateway-upgrade-kit');
+const { copyPackage, setVersion } = require('./gateway-upgrade-kit');
+const { alive, childrenOf } = require('../../tools/proc');
 
 const ROOT = path.join(__dirname, '..', '..');
 const MICROPYTHON = process.env.MICROPYTHON || path.join(ROOT, '..', 'shared', 'tools', 'micropython');
